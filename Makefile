@@ -1,0 +1,39 @@
+# Set-up and the two commands the README promises: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install system-deps demo test test-tensorflow test-jax bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Chromium and its driver for the dashboard's browser test (Debian packages; skipped if present).
+system-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	    || echo "note: could not install chromium; the browser test will skip"; }
+
+# Analyse the bundled sample (a CREMA-D clip, its audio and a frame) with the shipped models.
+demo: install
+	$(VENV)/bin/emotion-keras predict samples/face.jpg samples/speech.wav samples/clip.flv --json
+
+test-tensorflow: install system-deps
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -p no:cacheprovider
+
+test-jax: install system-deps
+	KERAS_BACKEND=jax $(PY) -m pytest -q -p no:cacheprovider
+
+test: test-tensorflow test-jax
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache runs

@@ -1,0 +1,60 @@
+"""The ``emotion-keras`` command line.
+
+``--backend`` is read before anything imports Keras; each verb lives in ``emotion_keras.commands.<verb>``
+as a ``register(subparsers)`` function, so the modalities add verbs without touching this file's logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from emotion_keras.backend import BACKENDS, set_backend
+
+VERBS = ("predict", "face", "speech", "fusion", "analyze", "tune", "dashboard")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emotion-keras",
+        description="Emotion recognition from faces, speech and video with Keras 3.")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="Keras backend (default: $KERAS_BACKEND, else tensorflow)")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for verb in VERBS:
+        try:
+            module = importlib.import_module(f"emotion_keras.commands.{verb}")
+        except ModuleNotFoundError as e:
+            if e.name != f"emotion_keras.commands.{verb}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--backend", choices=BACKENDS)
+    known, _ = pre.parse_known_args(argv)
+    set_backend(known.backend)  # before any command imports keras
+
+    from emotion_keras.config import ConfigError
+    from emotion_keras.errors import InputError
+    from emotion_keras.labels import LabelError
+    from emotion_keras.models.store import ModelLoadError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (InputError, ConfigError, LabelError, ModelLoadError, FileNotFoundError) as e:
+        print(f"emotion-keras: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("emotion-keras: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

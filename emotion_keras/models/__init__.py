@@ -1,0 +1,1 @@
+"""Keras models and layers. Importing this package imports keras (set the backend first)."""

@@ -1,0 +1,105 @@
+"""Save and load a model together with its model card (``model.keras`` + ``card.json``).
+
+The card is the single source of the numbers the README and the dashboard show: classes, input spec,
+preprocessing config, data, metrics with their protocol, backend and versions. Loading always uses
+Keras safe mode, so a ``.keras`` file can never run arbitrary Python.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+MODEL_FILE = "model.keras"
+CARD_FILE = "card.json"
+SAVED_MODELS = Path(__file__).resolve().parents[2] / "saved_models"
+
+
+class ModelLoadError(RuntimeError):
+    """A model directory that is missing, incomplete or not loadable."""
+
+
+def versions() -> dict[str, str]:
+    """Versions of what shaped a model, recorded on its card."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("emotion-keras", "keras", "tensorflow-cpu", "tensorflow", "jax", "torch", "numpy",
+                "librosa", "mtcnn", "opencv-python-headless", "keras-tuner"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def default_model_dir(task: str) -> Path:
+    """``saved_models/<task>`` of this checkout, overridable by ``EMOTION_KERAS_MODELS``."""
+    root = Path(os.environ.get("EMOTION_KERAS_MODELS", SAVED_MODELS))
+    return root / task
+
+
+def save(model, directory: str | Path, card: dict[str, Any]) -> Path:
+    """Write ``model.keras`` and ``card.json`` into ``directory`` atomically, card last.
+
+    The card gains backend, versions, date and parameter count; a reader that sees a card can trust
+    the model beside it is complete.
+    """
+    import keras
+
+    from emotion_keras.data.cache import atomic_write_json
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".keras", dir=directory)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, directory / MODEL_FILE)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    card = {
+        **card,
+        "backend": keras.backend.backend(),
+        "parameters": int(model.count_params()),
+        "size_bytes": (directory / MODEL_FILE).stat().st_size,
+        "versions": versions(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write_json(directory / CARD_FILE, card)
+    return directory
+
+
+def read_card(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / CARD_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: no model card (is this a saved emotion-keras model directory?)") \
+            from None
+    except json.JSONDecodeError as e:
+        raise ModelLoadError(f"{path}: model card is not valid JSON ({e})") from None
+
+
+def load(directory: str | Path, compile: bool = False):
+    """Return ``(model, card)`` from a saved model directory, loaded in Keras safe mode."""
+    import keras
+
+    from emotion_keras.models import layers  # noqa: F401  registers the custom layers
+
+    directory = Path(directory)
+    card = read_card(directory)
+    path = directory / MODEL_FILE
+    if not path.exists():
+        raise ModelLoadError(f"{path}: model file missing beside its card")
+    try:
+        model = keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except Exception as e:  # keras raises many types here; the user needs the file and the reason
+        raise ModelLoadError(f"{path}: could not load model ({type(e).__name__}: {e})") from e
+    return model, card

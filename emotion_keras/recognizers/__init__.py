@@ -1,0 +1,1 @@
+"""Recognisers: file in, emotions out. One per modality, all sharing the same result shape."""

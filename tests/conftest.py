@@ -1,0 +1,40 @@
+"""Shared fixtures: where the real corpora are, and a temporary cache per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("EMOTION_KERAS_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (or ``$EMOTION_KERAS_DATA``); tests that need it skip where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real corpora not found at {SHARED_DATA} (set EMOTION_KERAS_DATA to run these tests)")
+    return SHARED_DATA
+
+
+def corpus(shared: Path, name: str) -> Path:
+    path = shared / name
+    if not path.exists():
+        pytest.skip(f"corpus {name} not found under {shared}")
+    return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Keep test caches out of the user's ~/.cache (and shared between tests of one session)."""
+    os.environ.setdefault("EMOTION_KERAS_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+
+
+@pytest.fixture(scope="session")
+def backend() -> str:
+    import keras
+
+    return keras.backend.backend()
