@@ -1,0 +1,692 @@
+"""``emotion-keras face {preprocess,train,evaluate,compare}``: the face pipeline from a corpus to a
+saved, evaluated model, and the multi-model comparison.
+
+The work is done by plain functions (:func:`load_split`, :func:`train_face`, :func:`evaluate_face`,
+:func:`compare_faces`) that tests and benchmarks call directly; the ``cmd_*`` functions only parse
+arguments. Keras is imported inside functions, after ``--backend`` has been applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotion_keras.config import ConfigError, TrainConfig
+from emotion_keras.data.cache import atomic_write_json, atomic_write_text, cache_key
+from emotion_keras.data.faces import corpus_licence, read_faces
+from emotion_keras.data.records import Record, group_split, subjects_of
+from emotion_keras.errors import InputError
+from emotion_keras.models.face import BACKBONES
+from emotion_keras.preprocess.faces import FaceArrays, FacePrepConfig, prepare_faces
+
+DATASET_NAMES = {"fer2013": "FER2013", "ckplus": "CK+48", "rafdb": "RAF-DB", "jaffe": "JAFFE",
+                 "wild_faces": "wild faces (muxspace facial_expressions)"}
+SPLIT_NAMES = {"fer2013": {"train": "Training", "validation": "PublicTest", "test": "PrivateTest"}}
+
+
+# ---------------------------------------------------------------- splits
+
+@dataclasses.dataclass
+class Split:
+    """Training and validation records plus the protocol sentence that goes next to every number."""
+
+    train: list[Record]
+    val: list[Record]
+    protocol: str
+    data: dict[str, Any]
+
+
+def _ds_name(records: list[Record]) -> str:
+    names = sorted({r.dataset for r in records})
+    return " + ".join(DATASET_NAMES.get(n, n) for n in names) or "?"
+
+
+def _split_name(records: list[Record], split: str) -> str:
+    ds = {r.dataset for r in records}
+    if len(ds) == 1:
+        return SPLIT_NAMES.get(next(iter(ds)), {}).get(split, split)
+    return split
+
+
+def _stratified_subset(records: list[Record], n: int, seed: int) -> list[Record]:
+    """About ``n`` records with the class proportions of ``records`` (for quick runs and tests)."""
+    if n >= len(records):
+        return list(records)
+    rng = np.random.default_rng(seed)
+    labels = np.asarray([r.label for r in records])
+    keep: list[int] = []
+    for lab in sorted(set(labels.tolist())):
+        idx = np.flatnonzero(labels == lab)
+        k = max(1, int(round(n * len(idx) / len(records))))
+        keep += rng.choice(idx, size=min(k, len(idx)), replace=False).tolist()
+    return [records[i] for i in sorted(keep)]
+
+
+def _stratified_holdout(records: list[Record], fraction: float, seed: int):
+    rng = np.random.default_rng(seed)
+    labels = np.asarray([r.label for r in records])
+    held = np.zeros(len(records), bool)
+    for lab in sorted(set(labels.tolist())):
+        idx = np.flatnonzero(labels == lab)
+        rng.shuffle(idx)
+        held[idx[:max(1, int(round(len(idx) * fraction)))]] = True
+    return [r for r, h in zip(records, held) if not h], [r for r, h in zip(records, held) if h]
+
+
+def load_split(data: str, val_split: str | None = None, val_subjects: float | None = None,
+               val_data: str | None = None, limit: int | None = None, val_limit: int | None = None,
+               seed: int = 0) -> Split:
+    """Read ``data`` and choose the validation records, in this order of preference:
+
+    ``val_data`` (another corpus), ``val_subjects`` (a subject-held-out fraction), ``val_split`` (a
+    corpus-declared split). With none given: the corpus's ``validation`` split, else its ``test``
+    split, else 20% of subjects held out, else (no subjects) a stratified random 20%.
+    A corpus-declared ``test`` split is never used for training.
+    """
+    records = read_faces(data)
+    splits = {r.split for r in records}
+    ds = _ds_name(records)
+    if val_data:
+        val = read_faces(val_data)
+        train = [r for r in records if r.split in (None, "train")]
+        how = f"{_ds_name(val)} ({len(val):,} images)"
+        train_how = f"{ds}"
+    elif val_subjects:
+        if not 0 < val_subjects < 1:
+            raise ConfigError(f"--val-subjects must be a fraction between 0 and 1, not {val_subjects}")
+        pool = [r for r in records if r.split != "test"]
+        try:
+            train, val = group_split(pool, val_subjects, seed=seed)
+        except ValueError as e:
+            raise InputError(data, f"cannot split by subject: {e}") from None
+        n_sub = len(subjects_of(pool))
+        how = (f"{ds} subject-held-out: {len(subjects_of(val))} of {n_sub} subjects "
+               f"({len(val):,} images, seed {seed})")
+        train_how = f"the other {len(subjects_of(train))} subjects"
+    else:
+        if val_split is None:
+            val_split = "validation" if "validation" in splits else "test" if "test" in splits else None
+        if val_split is not None:
+            val = [r for r in records if r.split == val_split]
+            if not val:
+                raise InputError(data, f"no records in split {val_split!r}; the corpus declares "
+                                       f"{sorted(s for s in splits if s)}")
+            train = [r for r in records if r.split == "train"] or \
+                [r for r in records if r.split not in (val_split, "test")]
+            how = f"{ds} {_split_name(records, val_split)} ({len(val):,} images)"
+            train_how = f"{ds} {_split_name(records, 'train')}" if any(r.split == "train" for r in train) \
+                else f"the rest of {ds}"
+        elif all(r.subject for r in records):
+            train, val = group_split(records, 0.2, seed=seed)
+            how = (f"{ds} subject-held-out: {len(subjects_of(val))} of {len(subjects_of(records))} "
+                   f"subjects ({len(val):,} images, seed {seed})")
+            train_how = f"the other {len(subjects_of(train))} subjects"
+        else:
+            train, val = _stratified_holdout(records, 0.2, seed)
+            how = (f"{ds} stratified random 20% hold-out ({len(val):,} images, seed {seed}; the corpus "
+                   "names no subjects)")
+            train_how = "the other 80%"
+    if not train:
+        raise InputError(data, "no training records left after choosing the validation set")
+    full_train = len(train)
+    if limit:
+        train = _stratified_subset(train, limit, seed)
+    if val_limit:
+        val = _stratified_subset(val, val_limit, seed + 1)
+        how += f" [stratified subset of {len(val):,}, seed {seed + 1}]"
+    train_part = f"{train_how} ({len(train):,} images" + (
+        f", stratified subset of {full_train:,}, seed {seed})" if len(train) < full_train else ")")
+    protocol = f"{how}, trained on {train_part}"
+    info = {"corpus": ds, "spec": str(data), "licence": corpus_licence(records + (val if val_data else [])),
+            "train_images": len(train), "validation_images": len(val),
+            "validation": val_split if not (val_data or val_subjects) else
+            ("subjects" if val_subjects else str(val_data))}
+    return Split(train, val, protocol, info)
+
+
+# ---------------------------------------------------------------- configs from arguments
+
+def _json_arg(value: str | None, what: str) -> dict[str, Any]:
+    """A JSON object given inline (``{...}``) or as a file path."""
+    if not value:
+        return {}
+    text = value.strip()
+    if not text.startswith("{"):
+        path = Path(text)
+        if not path.is_file():
+            raise ConfigError(f"{what}: {path} is neither inline JSON nor an existing file")
+        text = path.read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{what}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what}: expected a JSON object")
+    return data
+
+
+def prep_config_from_args(args) -> FacePrepConfig:
+    base = _json_arg(getattr(args, "prep_config", None), "--prep-config")
+    return FacePrepConfig.from_dict(
+        base, size=getattr(args, "size", None), grayscale=False if getattr(args, "rgb", False) else None,
+        geometry=True if getattr(args, "geometry", False) else None, detect=getattr(args, "detect", None),
+        margin=getattr(args, "margin", None))
+
+
+def train_config_from_args(args) -> TrainConfig:
+    base = _json_arg(getattr(args, "train_config", None), "--train-config")
+    return TrainConfig.from_dict(
+        base, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        early_stopping=args.patience, seed=args.seed, verbose=args.verbose,
+        class_weights=False if args.no_class_weights else None, label_smoothing=args.label_smoothing)
+
+
+def model_config_dict_from_args(args) -> dict[str, Any]:
+    base = _json_arg(getattr(args, "model_config", None), "--model-config")
+    for key in ("backbone", "attention", "width", "depth"):
+        value = getattr(args, key, None)
+        if value is not None:
+            base[key] = value
+    return base
+
+
+def make_model_config(model: dict[str, Any], prep: FacePrepConfig):
+    """``FaceModelConfig`` with its input matched to the preprocessing (size, channels, geometry);
+    an explicit mismatch is an error rather than a model that cannot take the arrays."""
+    from emotion_keras.models.face import FaceModelConfig
+
+    data = dict(model)
+    for key, value in (("input_size", prep.size), ("channels", prep.channels), ("geometry", prep.geometry)):
+        if key in data and data[key] != value:
+            raise ConfigError(f"model config {key}={data[key]!r} does not match the preprocessing "
+                              f"({value!r}); set it in one place")
+        data[key] = value
+    return FaceModelConfig.from_dict(data)
+
+
+def _prep_for_model(prep: FacePrepConfig, model: dict[str, Any]) -> FacePrepConfig:
+    """Let the model config ask for geometry or a size without repeating it in the preprocessing."""
+    changes = {}
+    if model.get("geometry") and not prep.geometry:
+        changes["geometry"] = True
+    if "input_size" in model and prep.size == FacePrepConfig().size:
+        changes["size"] = model["input_size"]
+    if "channels" in model and prep.grayscale == FacePrepConfig().grayscale:
+        changes["grayscale"] = model["channels"] == 1
+    return prep.replace(**changes) if changes else prep
+
+
+# ---------------------------------------------------------------- training
+
+def _history_dict(run_dir: Path, fallback: dict[str, list[float]]) -> dict[str, list[float]]:
+    from emotion_keras.train import read_history
+
+    rows = read_history(run_dir)
+    if not rows:
+        return fallback
+    keys = [k for k in rows[0] if k != "epoch"]
+    return {k: [round(r[k], 6) for r in rows if k in r] for k in keys}
+
+
+def model_inputs_spec(model) -> dict[str, list]:
+    return {t.name.split(":")[0]: [None if d is None else int(d) for d in t.shape[1:]]
+            for t in model.inputs}
+
+
+def _input_names(model) -> list[str]:
+    return [t.name.split(":")[0] for t in model.inputs]
+
+
+def select_inputs(model, arrays: FaceArrays) -> dict[str, np.ndarray]:
+    """The named arrays the model takes (so a geometry-less model ignores geometry)."""
+    available = arrays.inputs()
+    names = _input_names(model)
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise ConfigError(f"the model takes inputs {missing} that preprocessing did not produce "
+                          "(set geometry: true in the preprocessing config)")
+    return {n: available[n] for n in names}
+
+
+def _keep_classes(arrays: FaceArrays, classes: list[str], what: str) -> FaceArrays:
+    keep = np.asarray([lab in classes for lab in arrays.labels], bool)
+    if not keep.all():
+        dropped = sorted({lab for lab, k in zip(arrays.labels, keep) if not k})
+        print(f"note: {what}: leaving out {int((~keep).sum())} image(s) labelled {dropped}: "
+              f"not among the model's classes {classes}", file=sys.stderr)
+        arrays = arrays.take(keep)
+    return arrays
+
+
+def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train: TrainConfig,
+               run_dir: str | Path, out: str | Path | None = None, name: str | None = None,
+               classes: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Preprocess, build, fit, evaluate on the validation set and save model + card.
+
+    Returns ``{"card", "metrics", "out", "fit"}``. Rerunning with the same ``run_dir`` after a kill
+    resumes from the last finished epoch (``train.fit``).
+    """
+    from emotion_keras import train as trainlib
+    from emotion_keras.evaluate import write_report
+    from emotion_keras.labels import class_list
+    from emotion_keras.models import store
+    from emotion_keras.models.face import build_face_model
+
+    run_dir = Path(run_dir)
+    out = Path(out) if out else run_dir
+    prep = _prep_for_model(prep, model)
+    tr = prepare_faces(split.train, prep, progress=progress)
+    va = prepare_faces(split.val, prep, progress=progress)
+    if len(tr) == 0 or len(va) == 0:
+        raise InputError(split.data.get("spec", "?"), f"no usable faces ({len(tr)} train, {len(va)} validation)")
+    classes = list(classes) if classes else class_list(tr.labels)
+    tr = _keep_classes(tr, classes, "training set")
+    va = _keep_classes(va, classes, "validation set")
+
+    policy = trainlib.configure_precision(train)
+    model_cfg = make_model_config(model, prep)
+    net = build_face_model(model_cfg, classes)
+    x_tr, x_va = select_inputs(net, tr), select_inputs(net, va)
+    result = trainlib.fit(net, x_tr, tr.targets(classes), x_va, va.targets(classes), classes, train, run_dir)
+
+    val_metrics = {**result["validation"], "protocol": split.protocol}
+    name = name or run_dir.name
+    card = {
+        "task": "face",
+        "name": name,
+        "classes": classes,
+        "inputs": model_inputs_spec(net),
+        "preprocessing": prep.to_dict(),
+        "model_config": model_cfg.to_dict(),
+        "train_config": train.to_dict(),
+        "data": {**split.data, "train_faces": len(tr), "validation_faces": len(va),
+                 "no_face": len(tr.no_face) + len(va.no_face), "unreadable": len(tr.failed) + len(va.failed)},
+        "metrics": {"validation": val_metrics},
+        "training": {"seconds": result["train_seconds"], "samples_per_second": result["samples_per_second"],
+                     "epochs_run": result["epochs_run"], "dtype_policy": policy},
+        "history": _history_dict(run_dir, result["history"]),
+    }
+    store.save(net, out, card)
+    card = store.read_card(out)
+    write_report({"task": "face", "name": name, "split": "validation", "backend": card["backend"],
+                  **val_metrics}, out)
+    atomic_write_json(run_dir / "train_result.json",
+                      {"out": str(out), "metrics": val_metrics, "training": card["training"]})
+    return {"card": card, "metrics": val_metrics, "out": out, "fit": result, "model": net}
+
+
+# ---------------------------------------------------------------- evaluation
+
+def predict_arrays(model, arrays: FaceArrays, tta_flip: bool = False, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities for preprocessed faces; ``tta_flip`` averages with the mirrored image."""
+    x = select_inputs(model, arrays)
+    probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), np.float32)
+    if tta_flip:
+        flipped = {**x, "image": np.ascontiguousarray(x["image"][:, :, ::-1])}
+        probs = (probs + np.asarray(model.predict(flipped, batch_size=batch_size, verbose=0), np.float32)) / 2
+    return probs
+
+
+def eval_records(records: list[Record], split: str | None) -> tuple[list[Record], str]:
+    """The records to evaluate on: ``split`` if given; else the corpus's test, else validation split,
+    else everything."""
+    splits = {r.split for r in records}
+    if split is None:
+        split = "test" if "test" in splits else "validation" if "validation" in splits else None
+    if split is None or split == "all":
+        return records, "all"
+    chosen = [r for r in records if r.split == split]
+    if not chosen:
+        raise InputError(split, f"no records in split {split!r}; the corpus declares "
+                                f"{sorted(s for s in splits if s) or 'no splits'} (use --split all)")
+    return chosen, split
+
+
+def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tta_flip: bool = False,
+                  out: str | Path | None = None, limit: int | None = None, seed: int = 0,
+                  progress: bool = True) -> dict[str, Any]:
+    """Accuracy, UAR, macro-F1 and confusion of a saved face model on a corpus; writes
+    ``evaluation.json`` and ``evaluation_confusion.png`` into ``out`` (default: the model dir)."""
+    from emotion_keras.evaluate import metrics, write_report
+    from emotion_keras.labels import to_indices
+    from emotion_keras.models import store
+
+    model_dir = Path(model_dir)
+    model, card = store.load(model_dir)
+    prep = FacePrepConfig.from_dict(card.get("preprocessing") or {})
+    classes = list(card["classes"])
+    records, split_used = eval_records(read_faces(data), split)
+    if limit:
+        records = _stratified_subset(records, limit, seed)
+    arrays = prepare_faces(records, prep, progress=progress)
+    arrays = _keep_classes(arrays, classes, "evaluation set")
+    if len(arrays) == 0:
+        raise InputError(data, "no faces to evaluate (none found, or no label among the model's classes)")
+    start = time.perf_counter()
+    probs = predict_arrays(model, arrays, tta_flip=tta_flip)
+    seconds = time.perf_counter() - start
+    m = metrics(to_indices(arrays.labels, classes), probs, classes)
+    ds = _ds_name(records)
+    protocol = (f"{ds} {_split_name(records, split_used) if split_used != 'all' else 'all images'} "
+                f"({len(arrays):,} faces" + (f" of {len(records):,} images; {len(arrays.no_face)} without a "
+                                            f"detected face left out" if arrays.no_face else "")
+                + ")" + (", horizontal-flip TTA" if tta_flip else "")
+                + f"; model {card.get('name', model_dir.name)} trained on "
+                + f"{(card.get('data') or {}).get('corpus', '?')}")
+    report = {"task": "face", "name": card.get("name", model_dir.name), "model_dir": str(model_dir),
+              "data": str(data), "split": split_used, "tta_flip": tta_flip, "backend": _backend(),
+              "no_face": arrays.no_face, "unreadable": [f for f, _ in arrays.failed],
+              "predict_seconds": round(seconds, 3), **m, "protocol": protocol}
+    paths = write_report(report, Path(out) if out else model_dir)
+    report["paths"] = {k: str(v) for k, v in paths.items()}
+    return report
+
+
+def _backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+# ---------------------------------------------------------------- comparison
+
+def compare_entries(configs: list[str] | None, backbones: str | None,
+                    base_model: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each compared model as ``{"name", "model": {...}, "train": {...}}``.
+
+    A config file may hold that shape or just a model config; its name defaults to the file stem.
+    """
+    entries = []
+    for spec in configs or []:
+        data = _json_arg(spec, "--configs")
+        stem = Path(spec).stem if not spec.strip().startswith("{") else f"config{len(entries) + 1}"
+        if "model" in data or "train" in data:
+            extra = sorted(set(data) - {"name", "model", "train"})
+            if extra:
+                raise ConfigError(f"{spec}: unknown keys {extra}; expected name, model, train")
+            entries.append({"name": data.get("name", stem), "model": {**base_model, **data.get("model", {})},
+                            "train": data.get("train", {})})
+        else:
+            name = data.pop("name", stem)
+            entries.append({"name": name, "model": {**base_model, **data}, "train": {}})
+    for b in (backbones or "").split(","):
+        if b.strip():
+            entries.append({"name": b.strip(), "model": {**base_model, "backbone": b.strip()}, "train": {}})
+    if not entries:
+        raise ConfigError("face compare needs --configs or --backbones")
+    names = [e["name"] for e in entries]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"compared models need distinct names, got {names}")
+    return entries
+
+
+def compare_faces(split: Split, prep: FacePrepConfig, entries: list[dict[str, Any]], train: TrainConfig,
+                  out: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Train every entry on the same split; write ``comparison.json`` and ``comparison.md``.
+
+    Each model's run lives in ``out/<name>``; an entry whose ``result.json`` matches its config is
+    skipped, so rerunning after an interruption continues where it stopped.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for entry in entries:
+        run = out / entry["name"]
+        tcfg = train.replace(**entry.get("train", {}))
+        digest = cache_key(split.protocol, prep.to_dict(), entry["model"], tcfg.to_dict())
+        done = run / "result.json"
+        if done.exists():
+            try:
+                row = json.loads(done.read_text())
+            except json.JSONDecodeError:
+                row = {}
+            if row.get("digest") == digest:
+                print(f"[{entry['name']}] already done, skipping", file=sys.stderr)
+                rows.append(row)
+                continue
+            print(f"[{entry['name']}] config changed since the last run: retraining", file=sys.stderr)
+            shutil.rmtree(run)
+        print(f"[{entry['name']}] training {entry['model']}", file=sys.stderr)
+        res = train_face(split, prep, entry["model"], tcfg, run, name=entry["name"], progress=progress)
+        card, m = res["card"], res["metrics"]
+        row = {"name": entry["name"], "backbone": card["model_config"].get("backbone"),
+               "parameters": card["parameters"], "accuracy": round(m["accuracy"], 4),
+               "uar": round(m["uar"], 4), "macro_f1": round(m["macro_f1"], 4),
+               "train_seconds": card["training"]["seconds"], "epochs": card["training"]["epochs_run"],
+               "samples_per_second": card["training"]["samples_per_second"], "backend": card["backend"],
+               "size_bytes": card["size_bytes"], "model_config": card["model_config"],
+               "train_config": card["train_config"], "digest": digest, "path": str(run)}
+        atomic_write_json(done, row)
+        rows.append(row)
+        write_comparison(out, split, prep, rows)
+    return write_comparison(out, split, prep, rows)
+
+
+def write_comparison(out: Path, split: Split, prep: FacePrepConfig, rows: list[dict[str, Any]]) -> dict:
+    table = {"task": "face", "protocol": split.protocol, "data": split.data, "preprocessing": prep.to_dict(),
+             "rows": [{k: v for k, v in r.items() if k != "digest"} for r in rows]}
+    atomic_write_json(out / "comparison.json", table)
+    lines = [f"# Face model comparison", "", f"Protocol: {split.protocol}.", "",
+             "| model | backbone | params | accuracy | UAR | macro-F1 | train s | epochs | backend |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r.get('backbone') or ''} | {r['parameters']:,} | {r['accuracy']:.3f} | "
+                     f"{r['uar']:.3f} | {r['macro_f1']:.3f} | {r['train_seconds']:.0f} | {r['epochs']} | "
+                     f"{r['backend']} |")
+    atomic_write_text(out / "comparison.md", "\n".join(lines) + "\n")
+    return table
+
+
+# ---------------------------------------------------------------- argument parsing
+
+def _add_data_args(p, split: bool = True):
+    p.add_argument("--data", required=True, metavar="SPEC",
+                   help="corpus: fer2013:/path, ckplus:/path, rafdb:/path, jaffe:/path, folder:/path, "
+                        "csv:/path/labels.csv, or a path (kind guessed)")
+    if split:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--val-split", metavar="NAME",
+                       help="validate on this corpus-declared split (default: validation, else test)")
+        g.add_argument("--val-subjects", type=float, metavar="FRACTION",
+                       help="validate on this fraction of subjects, held out (e.g. 0.2)")
+        g.add_argument("--val-data", metavar="SPEC", help="validate on another corpus")
+        p.add_argument("--limit", type=int, metavar="N", help="train on a stratified subset of N images")
+        p.add_argument("--val-limit", type=int, metavar="N", help="validate on a stratified subset of N")
+
+
+def _add_prep_args(p):
+    g = p.add_argument_group("preprocessing")
+    g.add_argument("--prep-config", metavar="JSON|FILE", help="FacePrepConfig as JSON or a JSON file")
+    g.add_argument("--size", type=int, help="face side in pixels, 48..112 (default 48)")
+    g.add_argument("--rgb", action="store_true", help="keep colour (default: greyscale)")
+    g.add_argument("--geometry", action="store_true", help="add landmark geometry features")
+    g.add_argument("--detect", choices=("auto", "always", "never"), help="face detection (default auto)")
+    g.add_argument("--margin", type=float, help="context around an aligned face (fraction)")
+
+
+def _add_model_args(p):
+    g = p.add_argument_group("model")
+    g.add_argument("--model-config", metavar="JSON|FILE", help="FaceModelConfig as JSON or a JSON file")
+    g.add_argument("--backbone", choices=BACKBONES, help="backbone family (default vgg)")
+    g.add_argument("--attention", action=argparse.BooleanOptionalAction, default=None,
+                   help="self-attention block in the backbone (default on)")
+    g.add_argument("--width", type=int, help="filters of the first block (vgg/resnet)")
+    g.add_argument("--depth", type=int, help="number of blocks (vgg/resnet)")
+
+
+def _add_train_args(p):
+    g = p.add_argument_group("training")
+    g.add_argument("--train-config", metavar="JSON|FILE", help="TrainConfig as JSON or a JSON file")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--learning-rate", type=float)
+    g.add_argument("--label-smoothing", type=float)
+    g.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
+    g.add_argument("--no-class-weights", action="store_true")
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--verbose", type=int, default=None, help="Keras progress: 0 silent, 1 bar, 2 lines")
+    g.add_argument("--classes", help="comma-separated class list (default: the training labels)")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("face", help="face datasets: preprocess, train, evaluate, compare models",
+                              description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="face_verb", metavar="ACTION", required=True)
+
+    pp = sub.add_parser("preprocess", help="detect, align and cache a corpus's faces; list images without a face")
+    _add_data_args(pp, split=False)
+    _add_prep_args(pp)
+    pp.add_argument("--out", metavar="FILE.npz", help="also export the arrays (images, labels, ...) here")
+    pp.add_argument("--json", action="store_true", help="print the summary as JSON")
+    pp.set_defaults(func=cmd_preprocess)
+
+    tp = sub.add_parser("train", help="train a face model and save it with its model card")
+    _add_data_args(tp)
+    _add_prep_args(tp)
+    _add_model_args(tp)
+    _add_train_args(tp)
+    tp.add_argument("--name", help="model name (default: the run directory's name)")
+    tp.add_argument("--run-dir", help="checkpoints, history and resume state (default runs/face/<name>); "
+                                      "rerun the same command to resume after a kill")
+    tp.add_argument("--out", help="where to save model.keras + card.json (default: the run directory), "
+                                  "e.g. saved_models/face")
+    tp.add_argument("--force", action="store_true", help="retrain even if the run directory holds a finished run")
+    tp.set_defaults(func=cmd_train)
+
+    ep = sub.add_parser("evaluate", help="accuracy, UAR, macro-F1 and confusion matrix of a saved model")
+    ep.add_argument("--model", default=None, help="model directory (default saved_models/face)")
+    _add_data_args(ep, split=False)
+    ep.add_argument("--split", help="corpus split to evaluate (default: test, else validation, else all)")
+    ep.add_argument("--tta-flip", action="store_true", help="average with horizontally flipped faces")
+    ep.add_argument("--limit", type=int, help="evaluate a stratified subset of N images")
+    ep.add_argument("--out", help="report folder (default: the model directory)")
+    ep.add_argument("--json", action="store_true", help="print the full report as JSON")
+    ep.set_defaults(func=cmd_evaluate)
+
+    cp = sub.add_parser("compare", help="train several model configs on the same split and tabulate them")
+    cp.add_argument("--configs", nargs="+", metavar="JSON", help="model config files (or inline JSON)")
+    cp.add_argument("--backbones", help="comma-separated backbones, each with the default config")
+    _add_data_args(cp)
+    _add_prep_args(cp)
+    _add_model_args(cp)
+    _add_train_args(cp)
+    cp.add_argument("--out", default="runs/face/compare", help="comparison folder (default runs/face/compare)")
+    cp.set_defaults(func=cmd_compare)
+
+
+def _split_from_args(args) -> Split:
+    return load_split(args.data, val_split=args.val_split, val_subjects=args.val_subjects,
+                      val_data=args.val_data, limit=args.limit, val_limit=args.val_limit,
+                      seed=args.seed or 0)
+
+
+def _classes_arg(args) -> list[str] | None:
+    if not getattr(args, "classes", None):
+        return None
+    from emotion_keras.labels import canonical
+
+    return [canonical(c) for c in args.classes.split(",") if c.strip()]
+
+
+def cmd_preprocess(args) -> int:
+    prep = prep_config_from_args(args)
+    records = read_faces(args.data)
+    arrays = prepare_faces(records, prep, progress=not args.json)
+    from collections import Counter
+
+    summary = {"data": args.data, "records": len(records), "faces": len(arrays),
+               "labels": dict(Counter(arrays.labels)), "shape": list(arrays.images.shape[1:]),
+               "no_face": arrays.no_face, "unreadable": [{"file": f, "error": e} for f, e in arrays.failed],
+               "from_cache": arrays.from_cache, "preprocessing": prep.to_dict()}
+    if args.out:
+        from emotion_keras.data.cache import save_arrays
+
+        export = {"images": arrays.images, "labels": np.asarray(arrays.labels, str),
+                  "names": np.asarray(arrays.names, str),
+                  "subjects": np.asarray([s or "" for s in arrays.subjects], str)}
+        if arrays.geometry is not None:
+            export["geometry"] = arrays.geometry
+        save_arrays(Path(args.out), export)
+        summary["out"] = args.out
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{args.data}: {len(records):,} images -> {len(arrays):,} faces of shape "
+              f"{tuple(arrays.images.shape[1:])}{' (cached)' if arrays.from_cache else ''}")
+        print("  " + ", ".join(f"{k} {v:,}" for k, v in sorted(summary["labels"].items())))
+        if arrays.no_face:
+            print(f"  no face found in {len(arrays.no_face)} image(s) (listed above)")
+        if args.out:
+            print(f"  arrays written to {args.out}")
+    return 0
+
+
+def _default_run_dir(args, split: Split, prep, model: dict, train: TrainConfig) -> Path:
+    if args.run_dir:
+        return Path(args.run_dir)
+    if args.name:
+        return Path("runs/face") / args.name
+    ds = (split.train[0].dataset if split.train else "data").replace("/", "_")
+    tag = cache_key(split.protocol, prep.to_dict(), model, train.to_dict())[:8]
+    return Path("runs/face") / f"{ds}-{model.get('backbone', 'default')}-{tag}"
+
+
+def cmd_train(args) -> int:
+    prep = prep_config_from_args(args)
+    train = train_config_from_args(args)
+    model = model_config_dict_from_args(args)
+    split = _split_from_args(args)
+    run_dir = _default_run_dir(args, split, prep, model, train)
+    if (run_dir / "train_result.json").exists() and not args.force:
+        done = json.loads((run_dir / "train_result.json").read_text())
+        print(f"{run_dir} already holds a finished run (model in {done.get('out')}); "
+              "pass --force to train again, or choose another --run-dir", file=sys.stderr)
+        return 0
+    if args.force:
+        for f in ("history.csv", "best.weights.h5", "train_result.json"):
+            (run_dir / f).unlink(missing_ok=True)
+    print(f"run directory: {run_dir}\nprotocol: {split.protocol}", file=sys.stderr)
+    res = train_face(split, prep, model, train, run_dir, out=args.out, name=args.name,
+                     classes=_classes_arg(args))
+    m = res["metrics"]
+    print(f"saved {res['out']}: accuracy {m['accuracy']:.3f}, UAR {m['uar']:.3f}, macro-F1 "
+          f"{m['macro_f1']:.3f} ({m['protocol']})")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from emotion_keras.models.store import default_model_dir
+
+    report = evaluate_face(args.model or default_model_dir("face"), args.data, split=args.split,
+                           tta_flip=args.tta_flip, out=args.out, limit=args.limit, progress=not args.json)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{report['protocol']}\n  accuracy {report['accuracy']:.3f}  UAR {report['uar']:.3f}  "
+              f"macro-F1 {report['macro_f1']:.3f}")
+        for c, r in report["per_class_recall"].items():
+            print(f"  {c:>9s} recall {r:.3f}")
+        print(f"report: {report['paths']['json']}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    prep = prep_config_from_args(args)
+    train = train_config_from_args(args)
+    entries = compare_entries(args.configs, args.backbones, model_config_dict_from_args(args))
+    split = _split_from_args(args)
+    table = compare_faces(split, prep, entries, train, args.out)
+    print(Path(args.out, "comparison.md").read_text())
+    return 0 if table["rows"] else 1
+
+
+__all__ = ["Split", "load_split", "train_face", "evaluate_face", "compare_faces", "register",
+           "predict_arrays"]

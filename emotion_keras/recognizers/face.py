@@ -1,0 +1,134 @@
+"""Facial emotion recognition on photos and video frames with a saved face model.
+
+``FaceEmotionRecognizer`` finds every face (MTCNN), aligns and crops each exactly as the model's card
+says its training data was prepared (:func:`emotion_keras.preprocess.faces.face_inputs`), and runs
+all faces of one image through the model in a single batch.
+
+An image where no face is found gives ``faces: []``: that is a result ("no face here"), not an error.
+One exception follows the preprocessing's ``detect="auto"`` rule: an image no larger than
+``SMALL_SIDE`` pixels (a 48x48 FER2013 crop, say) in which the detector finds nothing is taken to be
+a face crop already, and classified whole with ``"cropped": true`` on its result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotion_keras.errors import InputError
+from emotion_keras.preprocess.faces import (SMALL_SIDE, FacePrepConfig, crop_inputs, detect_faces,
+                                            face_inputs, make_detector)
+
+
+def _as_rgb(image, name: str = "<array>") -> np.ndarray:
+    """Validate an in-memory image: (H, W, 3) or (H, W) uint8; grey is replicated to RGB."""
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] != 3 or img.shape[0] < 8 or img.shape[1] < 8:
+        raise InputError(name, f"expected an RGB image array (H, W, 3), got shape {img.shape}")
+    if img.dtype != np.uint8:
+        if np.issubdtype(img.dtype, np.floating) and img.size and float(np.nanmax(img)) <= 1.0:
+            img = img * 255.0
+        img = np.clip(np.nan_to_num(img), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(img)
+
+
+class FaceEmotionRecognizer:
+    """Faces and their emotions in an image.
+
+    ``model_dir`` defaults to ``saved_models/face``; ``detector`` is any object with
+    ``detect(rgb) -> list[Face]`` (default: the package's MTCNN, built on first use).
+    """
+
+    task = "face"
+
+    def __init__(self, model_dir: str | Path | None = None, detector=None):
+        from emotion_keras.models import store
+
+        self.model_dir = Path(model_dir) if model_dir else store.default_model_dir("face")
+        self.model, self.card = store.load(self.model_dir)
+        self.classes: list[str] = list(self.card["classes"])
+        self.prep = FacePrepConfig.from_dict(self.card.get("preprocessing") or {})
+        self._detector = detector
+        self._input_names = [t.name.split(":")[0] for t in self.model.inputs]
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            self._detector = make_detector(self.prep)
+        return self._detector
+
+    # ------------------------------------------------------------ core
+
+    def _run(self, images: np.ndarray, geometry: np.ndarray | None) -> np.ndarray:
+        """Class probabilities for a batch of prepared faces, in one model call."""
+        x: dict[str, np.ndarray] = {"image": images}
+        if "geometry" in self._input_names:
+            x["geometry"] = geometry if geometry is not None else \
+                np.zeros((len(images), int(self.model.get_layer("geometry").output.shape[-1])), np.float32)
+        feed = x if len(self._input_names) > 1 else x["image"]
+        probs = self.model.predict_on_batch(feed)
+        return np.asarray(probs, dtype=np.float32)
+
+    def classify_crops(self, crops) -> np.ndarray:
+        """Probabilities for already-cropped faces (arrays of any size), without detection."""
+        if not len(crops):
+            return np.zeros((0, len(self.classes)), np.float32)
+        batch = np.concatenate([crop_inputs(_as_rgb(c), self.prep)[0] for c in crops])
+        return self._run(batch, None)  # crops carry no landmarks: geometry zeros, as in training
+
+    def predict(self, image, heatmaps: bool = False) -> list[dict[str, Any]]:
+        """Every face in an RGB uint8 image: ``box`` [x, y, w, h], ``confidence``, ``keypoints``,
+        ``emotion``, ``probabilities`` {label: p}; with ``heatmaps=True`` also ``heatmap`` (an
+        (H, W) float array in [0, 1] over the face crop, and ``crop``, the crop it explains)."""
+        rgb = _as_rgb(image)
+        faces = detect_faces(rgb, self.prep, self.detector)
+        cropped = False
+        if faces:
+            images, geometry = face_inputs(rgb, faces, self.prep)
+        elif max(rgb.shape[:2]) <= SMALL_SIDE:
+            images, geometry = crop_inputs(rgb, self.prep)
+            cropped = True
+        else:
+            return []
+        probs = self._run(images, geometry)
+        maps = self._heatmaps(images, geometry) if heatmaps else None
+        out = []
+        for i in range(len(images)):
+            p = probs[i]
+            if cropped:
+                h, w = rgb.shape[:2]
+                entry: dict[str, Any] = {"box": [0, 0, int(w), int(h)], "confidence": None,
+                                         "keypoints": {}, "cropped": True}
+            else:
+                f = faces[i]
+                entry = {"box": [int(round(v)) for v in f.box],
+                         "confidence": round(float(f.confidence), 4),
+                         "keypoints": {k: [int(round(x)), int(round(y))] for k, (x, y) in f.keypoints.items()}}
+            entry["emotion"] = self.classes[int(np.argmax(p))]
+            entry["probabilities"] = {c: round(float(v), 4) for c, v in zip(self.classes, p)}
+            if maps is not None:
+                entry["heatmap"] = maps[i]
+                entry["crop"] = images[i]
+            out.append(entry)
+        return out
+
+    def _heatmaps(self, images: np.ndarray, geometry: np.ndarray | None) -> list[np.ndarray]:
+        from emotion_keras import explain
+
+        x: dict[str, np.ndarray] = {"image": images}
+        if geometry is not None and "geometry" in self._input_names:
+            x["geometry"] = geometry
+        return [np.asarray(m, np.float32) for m in explain.heatmap(self.model, x)]
+
+    def predict_file(self, path: str | Path, heatmaps: bool = False) -> dict[str, Any]:
+        """``{"file", "faces": [...]}`` for an image file; a bad file raises ``InputError``."""
+        from emotion_keras.preprocess.images import load_image
+
+        rgb = load_image(path)
+        return {"file": str(path), "faces": self.predict(rgb, heatmaps=heatmaps)}
