@@ -1,0 +1,374 @@
+"""MTCNN face detection in plain numpy + OpenCV, so it behaves the same under every Keras backend.
+
+The ``mtcnn`` 1.0.0 package builds its three networks as tf.keras models, which breaks when Keras
+runs on JAX and costs a TensorFlow import. Here the same cascade (Zhang et al. 2016) runs on the
+package's shipped weights with numpy convolutions (im2col + BLAS matmul), and nothing imports Keras:
+
+1. downscale the photo so its long side is at most ``max_side`` (boxes are scaled back at the end);
+2. P-Net, fully convolutional, over an image pyramid whose first level maps the smallest wanted face
+   to P-Net's 12 px window (``min_face_size`` really bounds the pyramid, unlike mtcnn 1.0.0);
+   per-level and cross-level NMS, box regression, squaring;
+3. R-Net on 24x24 crops of all proposals in one batch: rescoring, regression, NMS;
+4. O-Net on 48x48 crops in one batch: final score, box and five landmarks, NMS by min-area overlap.
+
+Photos whose face fills the frame (pre-cropped heads, passport-style shots) give MTCNN no context
+and are often missed; when nothing is found on such a small image it is retried once with a grey
+border (``pad_retry``).
+
+The weights are read once, read-only, from the installed ``mtcnn`` package (``assets/weights``,
+joblib files of numpy arrays) without importing that package (its ``__init__`` imports TensorFlow).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+KEYPOINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+@dataclass
+class Face:
+    """One detected face, in the coordinates of the image given to ``detect``."""
+
+    box: tuple[int, int, int, int]  # x, y, w, h (clipped to the image)
+    confidence: float
+    keypoints: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-able form used by the CLI and recognisers."""
+        return {"box": [int(v) for v in self.box], "confidence": float(self.confidence),
+                "keypoints": {k: [float(x), float(y)] for k, (x, y) in self.keypoints.items()}}
+
+
+# ----------------------------------------------------------------------------------------- weights
+_WEIGHTS: dict[str, list[np.ndarray]] = {}
+_LOCK = threading.Lock()
+
+
+def weights_dir() -> Path:
+    spec = importlib.util.find_spec("mtcnn")  # locates the package without running its __init__
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the 'mtcnn' package (which ships the MTCNN weights) is not installed; "
+                           "pip install mtcnn==1.0.0")
+    return Path(list(spec.submodule_search_locations)[0]) / "assets" / "weights"
+
+
+def _load_weights(net: str) -> list[np.ndarray]:
+    with _LOCK:
+        if net not in _WEIGHTS:
+            import joblib  # a dependency of mtcnn; the files are joblib-pickled lists of arrays
+
+            path = weights_dir() / f"{net}.lz4"
+            if not path.is_file():
+                raise RuntimeError(f"MTCNN weights not found at {path}")
+            arrays = joblib.load(path)
+            _WEIGHTS[net] = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+        return _WEIGHTS[net]
+
+
+# ------------------------------------------------------------------------------------- layer maths
+def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """'valid' stride-1 convolution, NHWC input, HWIO kernel: im2col then one BLAS matmul."""
+    kh, kw, cin, cout = w.shape
+    n, h, wd, _ = x.shape
+    oh, ow = h - kh + 1, wd - kw + 1
+    if kh == 1 and kw == 1:
+        cols = x
+    else:
+        cols = np.concatenate([x[:, i:i + oh, j:j + ow, :] for i in range(kh) for j in range(kw)],
+                              axis=-1)
+    out = cols.reshape(-1, kh * kw * cin) @ w.reshape(kh * kw * cin, cout)
+    out += b
+    return out.reshape(n, oh, ow, cout)
+
+
+def _prelu(x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    return np.where(x > 0, x, x * alpha.reshape(-1))
+
+
+def _maxpool(x: np.ndarray, k: int, s: int, same: bool) -> np.ndarray:
+    """Max pooling with TensorFlow's 'same'/'valid' output sizes (same pads the far side with -inf)."""
+    n, h, w, c = x.shape
+    if same:
+        oh, ow = -(-h // s), -(-w // s)
+        ph, pw = max((oh - 1) * s + k - h, 0), max((ow - 1) * s + k - w, 0)
+        if ph or pw:
+            x = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)),
+                       constant_values=-np.inf)
+    else:
+        oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    out = None
+    for i in range(k):
+        for j in range(k):
+            v = x[:, i:i + (oh - 1) * s + 1:s, j:j + (ow - 1) * s + 1:s, :]
+            out = v.copy() if out is None else np.maximum(out, v, out=out)
+    return out
+
+
+def _face_prob(logits: np.ndarray) -> np.ndarray:
+    """Softmax probability of the 'face' class from 2-way logits (last axis)."""
+    return 1.0 / (1.0 + np.exp(logits[..., 0] - logits[..., 1]))
+
+
+def _pnet(x: np.ndarray):
+    w = _load_weights("pnet")
+    x = _prelu(_conv(x, w[0], w[1]), w[2])
+    x = _maxpool(x, 2, 2, same=True)
+    x = _prelu(_conv(x, w[3], w[4]), w[5])
+    x = _prelu(_conv(x, w[6], w[7]), w[8])
+    reg = _conv(x, w[9], w[10])
+    prob = _face_prob(_conv(x, w[11], w[12]))
+    return reg, prob
+
+
+def _flatten_transposed(x: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) -> (N, W*H*C): the networks' Permute((2, 1, 3)) + Flatten (Caffe ordering)."""
+    return np.ascontiguousarray(x.transpose(0, 2, 1, 3)).reshape(x.shape[0], -1)
+
+
+def _rnet(x: np.ndarray):
+    w = _load_weights("rnet")
+    x = _prelu(_conv(x, w[0], w[1]), w[2])
+    x = _maxpool(x, 3, 2, same=True)
+    x = _prelu(_conv(x, w[3], w[4]), w[5])
+    x = _maxpool(x, 3, 2, same=False)
+    x = _prelu(_conv(x, w[6], w[7]), w[8])
+    x = _prelu(_flatten_transposed(x) @ w[9] + w[10], w[11])
+    return x @ w[12] + w[13], _face_prob(x @ w[14] + w[15])
+
+
+def _onet(x: np.ndarray):
+    w = _load_weights("onet")
+    x = _prelu(_conv(x, w[0], w[1]), w[2])
+    x = _maxpool(x, 3, 2, same=True)
+    x = _prelu(_conv(x, w[3], w[4]), w[5])
+    x = _maxpool(x, 3, 2, same=False)
+    x = _prelu(_conv(x, w[6], w[7]), w[8])
+    x = _maxpool(x, 2, 2, same=True)
+    x = _prelu(_conv(x, w[9], w[10]), w[11])
+    x = _prelu(_flatten_transposed(x) @ w[12] + w[13], w[14])
+    return x @ w[15] + w[16], x @ w[17] + w[18], _face_prob(x @ w[19] + w[20])
+
+
+# -------------------------------------------------------------------------------------- box maths
+def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
+    """Greedy non-maximum suppression; returns kept indices, best first."""
+    if len(boxes) == 0:
+        return np.empty(0, dtype=np.int64)
+    x1, y1, x2, y2 = boxes.T
+    area = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        iw = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0)
+        ih = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0)
+        inter = iw * ih
+        denom = np.minimum(area[i], area[rest]) if method == "min" else area[i] + area[rest] - inter
+        overlap = inter / np.maximum(denom, 1e-12)
+        order = rest[overlap <= threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def _square(boxes: np.ndarray) -> np.ndarray:
+    """Grow each (x1, y1, x2, y2) box to a square around its centre."""
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    x1 = boxes[:, 0] + 0.5 * (w - side)
+    y1 = boxes[:, 1] + 0.5 * (h - side)
+    return np.stack([x1, y1, x1 + side, y1 + side], axis=1)
+
+
+def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """Apply the networks' offsets, which are fractions of the box size (size = x2 - x1 + 1)."""
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    return boxes + reg * np.stack([w, h, w, h], axis=1)
+
+
+def _crops(img: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear samples of each box at size x size (corners on the box corners, zeros outside).
+
+    Vectorised over all boxes; this is what ``tf.image.crop_and_resize`` does for the reference.
+    """
+    h, w, _ = img.shape
+    t = np.arange(size, dtype=np.float32) / (size - 1)
+    ys = boxes[:, 1:2] + t[None] * (boxes[:, 3:4] - boxes[:, 1:2])  # (n, size)
+    xs = boxes[:, 0:1] + t[None] * (boxes[:, 2:3] - boxes[:, 0:1])
+    y0 = np.floor(ys)
+    x0 = np.floor(xs)
+    fy = (ys - y0)[:, :, None, None]
+    fx = (xs - x0)[:, None, :, None]
+    y0 = y0.astype(np.int64)
+    x0 = x0.astype(np.int64)
+    padded = np.pad(img, ((1, 1), (1, 1), (0, 0)))  # one zero pixel around: samples outside -> 0
+
+    def take(yi, xi):
+        yi = np.clip(yi + 1, 0, h + 1)
+        xi = np.clip(xi + 1, 0, w + 1)
+        return padded[yi[:, :, None], xi[:, None, :]]
+
+    inside = ((ys >= 0) & (ys <= h - 1))[:, :, None, None] & ((xs >= 0) & (xs <= w - 1))[:, None, :, None]
+    top = take(y0, x0) * (1 - fx) + take(y0, x0 + 1) * fx
+    bottom = take(y0 + 1, x0) * (1 - fx) + take(y0 + 1, x0 + 1) * fx
+    out = top * (1 - fy) + bottom * fy
+    return np.where(inside, out, 0.0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------- detector
+class FaceDetector:
+    """MTCNN cascade; ``detect(rgb_uint8) -> list[Face]`` sorted by confidence (best first).
+
+    ``min_face_size``: smallest face to look for, in pixels of the image given to ``detect``.
+    ``min_face_fraction``: also ignore faces smaller than this fraction of the image's shorter side
+    (0.0 disables); the larger of the two limits wins. Faces are never searched below P-Net's
+    12 px window in the (possibly downscaled) working image.
+    ``thresholds``: P-Net, R-Net, O-Net face-probability thresholds.
+    ``max_side``: longer side of the working image; bigger photos are downscaled first (speed).
+    ``pad_retry``: retry small images with no detection once with a border added (see module doc).
+    """
+
+    def __init__(self, min_face_size: int = 20, thresholds=(0.6, 0.7, 0.7), max_side: int = 640,
+                 min_face_fraction: float = 0.0, scale_factor: float = 0.709,
+                 nms_thresholds=(0.5, 0.7, 0.7, 0.7), pad_retry: bool = True,
+                 pad_retry_max_side: int = 400):
+        if len(thresholds) != 3:
+            raise ValueError("thresholds must be three values (P-Net, R-Net, O-Net)")
+        if not 0.0 < scale_factor < 1.0:
+            raise ValueError("scale_factor must be in (0, 1)")
+        self.min_face_size = float(min_face_size)
+        self.min_face_fraction = float(min_face_fraction)
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.max_side = int(max_side)
+        self.scale_factor = float(scale_factor)
+        self.nms_thresholds = tuple(float(t) for t in nms_thresholds)
+        self.pad_retry = bool(pad_retry)
+        self.pad_retry_max_side = int(pad_retry_max_side)
+        for net in ("pnet", "rnet", "onet"):
+            _load_weights(net)  # fail now, clearly, rather than on the first image
+
+    # -- public ------------------------------------------------------------------------------
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces in an RGB uint8 image (H, W, 3); greyscale (H, W) is accepted too."""
+        img = _as_rgb(image)
+        h, w = img.shape[:2]
+        faces = self._detect_array(img)
+        if not faces and self.pad_retry and max(h, w) <= self.pad_retry_max_side:
+            pad = int(round(0.3 * max(h, w)))
+            grey = int(np.median(img))
+            padded = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT,
+                                        value=(grey, grey, grey))
+            faces = [_shift(f, -pad, -pad, w, h) for f in self._detect_array(padded)]
+            faces = [f for f in faces if f.box[2] > 1 and f.box[3] > 1]
+        return faces
+
+    def __call__(self, image: np.ndarray) -> list[Face]:
+        return self.detect(image)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _detect_array(self, img: np.ndarray) -> list[Face]:
+        h, w = img.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        work = img if scale == 1.0 else cv2.resize(
+            img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        min_face = max(self.min_face_size, self.min_face_fraction * min(h, w)) * scale
+        boxes, points, scores = self._cascade(work, max(min_face, 12.0))
+        faces = []
+        for b, p, s in zip(boxes / scale, points / scale, scores):
+            x1, y1 = max(0.0, b[0]), max(0.0, b[1])
+            x2, y2 = min(float(w), b[2]), min(float(h), b[3])
+            xi, yi = int(round(x1)), int(round(y1))
+            box = (xi, yi, max(0, int(round(x2)) - xi), max(0, int(round(y2)) - yi))
+            kp = {name: (float(p[i]), float(p[i + 5])) for i, name in enumerate(KEYPOINT_NAMES)}
+            faces.append(Face(box=box, confidence=float(s), keypoints=kp))
+        faces.sort(key=lambda f: -f.confidence)
+        return faces
+
+    def _cascade(self, img: np.ndarray, min_face: float):
+        empty = (np.empty((0, 4)), np.empty((0, 10)), np.empty(0))
+        norm = (img.astype(np.float32) - 127.5) * (1.0 / 128.0)
+        h, w = img.shape[:2]
+        t1, t2, t3 = self.thresholds
+        nms_scale, nms_pnet, nms_rnet, nms_onet = self.nms_thresholds
+
+        # Stage 1: P-Net over the pyramid.
+        proposals = []
+        scale = 12.0 / min_face
+        while min(h, w) * scale >= 12:
+            sh, sw = int(np.ceil(h * scale)), int(np.ceil(w * scale))
+            level = cv2.resize(norm, (sw, sh), interpolation=cv2.INTER_AREA)
+            reg, prob = _pnet(level[None])
+            ys, xs = np.nonzero(prob[0] > t1)
+            if ys.size:
+                score = prob[0, ys, xs]
+                # the 12x12 window at output cell (y, x) covers input [2x, 2x + 12) at this scale
+                bx = np.stack([2 * xs, 2 * ys, 2 * xs + 12, 2 * ys + 12], axis=1) / scale
+                cand = np.concatenate([bx, reg[0, ys, xs], score[:, None]], axis=1)
+                proposals.append(cand[_nms(cand[:, :4], score, nms_scale)])
+            scale *= self.scale_factor
+        if not proposals:
+            return empty
+        cand = np.concatenate(proposals)
+        cand = cand[_nms(cand[:, :4], cand[:, 8], nms_pnet)]
+        side = (cand[:, 2] - cand[:, 0])[:, None]
+        boxes = _square(cand[:, :4] + cand[:, 4:8] * np.concatenate([side] * 4, axis=1))
+
+        # Stage 2: R-Net on 24x24 crops, all proposals in one batch.
+        boxes = boxes[(boxes[:, 2] - boxes[:, 0] > 1)]
+        if not len(boxes):
+            return empty
+        reg, prob = _rnet(_crops(norm, boxes, 24))
+        keep = prob > t2
+        boxes, reg, prob = boxes[keep], reg[keep], prob[keep]
+        if not len(boxes):
+            return empty
+        boxes = _regress(boxes, reg)
+        keep = _nms(boxes, prob, nms_rnet)
+        boxes = _square(boxes[keep])
+
+        # Stage 3: O-Net on 48x48 crops: final score, box and landmarks.
+        reg, marks, prob = _onet(_crops(norm, boxes, 48))
+        keep = prob > t3
+        boxes, reg, marks, prob = boxes[keep], reg[keep], marks[keep], prob[keep]
+        if not len(boxes):
+            return empty
+        bw = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+        bh = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+        points = np.concatenate([marks[:, :5] * bw + boxes[:, 0:1] - 1,
+                                 marks[:, 5:] * bh + boxes[:, 1:2] - 1], axis=1)
+        boxes = _regress(boxes, reg)
+        keep = _nms(boxes, prob, nms_onet, method="min")
+        return boxes[keep], points[keep], prob[keep]
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (3, 4) or img.shape[0] < 1 or img.shape[1] < 1:
+        raise ValueError(f"expected an RGB image (H, W, 3), got shape {img.shape}")
+    if img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.dtype != np.uint8:
+        if np.issubdtype(img.dtype, np.floating) and img.max(initial=0) <= 1.0:
+            img = img * 255.0
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(img)
+
+
+def _shift(face: Face, dx: float, dy: float, w: int, h: int) -> Face:
+    """Move a face found on a padded image back into the original image's coordinates."""
+    x, y, bw, bh = face.box
+    x1, y1 = max(0, x + dx), max(0, y + dy)
+    x2, y2 = min(w, x + bw + dx), min(h, y + bh + dy)
+    kp = {k: (px + dx, py + dy) for k, (px, py) in face.keypoints.items()}
+    return Face(box=(int(x1), int(y1), int(max(0, x2 - x1)), int(max(0, y2 - y1))),
+                confidence=face.confidence, keypoints=kp)
