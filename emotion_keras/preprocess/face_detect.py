@@ -21,6 +21,7 @@ joblib files of numpy arrays) without importing that package (its ``__init__`` i
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import threading
 from dataclasses import dataclass, field
@@ -68,82 +69,146 @@ def _load_weights(net: str) -> list[np.ndarray]:
             if not path.is_file():
                 raise RuntimeError(f"MTCNN weights not found at {path}")
             arrays = joblib.load(path)
-            _WEIGHTS[net] = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+            _WEIGHTS[net] = _prepare(arrays)
         return _WEIGHTS[net]
 
 
+@contextlib.contextmanager
+def _single_threaded():
+    """Run BLAS and OpenCV on one thread for the duration of a detection.
+
+    The matmuls here are small (tens of output channels); multi-threaded OpenBLAS spends more time
+    spinning up and waiting than computing, and on a busy 2-core machine it was 10-20x slower.
+    """
+    global _POOL_CONTROLLER
+    limiter = contextlib.nullcontext()
+    try:
+        if _POOL_CONTROLLER is None:
+            from threadpoolctl import ThreadpoolController  # installed with scikit-learn (librosa)
+
+            _POOL_CONTROLLER = ThreadpoolController()
+        limiter = _POOL_CONTROLLER.limit(limits=1, user_api="blas")
+    except Exception:  # no threadpoolctl: still correct, only slower on busy machines
+        _POOL_CONTROLLER = False
+    cv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with limiter:
+            yield
+    finally:
+        cv2.setNumThreads(cv_threads)
+
+
+_POOL_CONTROLLER = None
+
+
 # ------------------------------------------------------------------------------------- layer maths
+# Activations are kept channels-first, batch second: (C, N, H, W). Then im2col is a stack of
+# whole (N, oh, ow) planes (large contiguous copies, unlike NHWC's 3- to 16-float runs) and each
+# convolution is one (Cout x K) @ (K x N*oh*ow) BLAS matmul.
+
+def _prepare(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Reshape the Keras-ordered weights once: conv kernels HWIO -> (Cout, kh*kw*Cin)."""
+    out = []
+    for a in arrays:
+        a = np.asarray(a, dtype=np.float32)
+        if a.ndim == 4:
+            kh, kw, cin, cout = a.shape
+            a = np.ascontiguousarray(a.reshape(kh * kw * cin, cout).T).reshape(cout, kh, kw, cin)
+        out.append(a)
+    return out
+
+
 def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """'valid' stride-1 convolution, NHWC input, HWIO kernel: im2col then one BLAS matmul."""
-    kh, kw, cin, cout = w.shape
-    n, h, wd, _ = x.shape
+    """'valid' stride-1 convolution of (C, N, H, W) by a prepared (Cout, kh, kw, Cin) kernel."""
+    cout, kh, kw, cin = w.shape
+    _, n, h, wd = x.shape
     oh, ow = h - kh + 1, wd - kw + 1
     if kh == 1 and kw == 1:
-        cols = x
+        cols = x.reshape(cin, -1)
     else:
-        cols = np.concatenate([x[:, i:i + oh, j:j + ow, :] for i in range(kh) for j in range(kw)],
-                              axis=-1)
-    out = cols.reshape(-1, kh * kw * cin) @ w.reshape(kh * kw * cin, cout)
-    out += b
-    return out.reshape(n, oh, ow, cout)
+        cols = np.stack([x[c, :, i:i + oh, j:j + ow] for i in range(kh) for j in range(kw)
+                         for c in range(cin)]).reshape(kh * kw * cin, -1)
+    out = w.reshape(cout, -1) @ cols
+    out += b[:, None]
+    return out.reshape(cout, n, oh, ow)
 
 
 def _prelu(x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    return np.where(x > 0, x, x * alpha.reshape(-1))
+    """max(x, 0) + alpha * min(x, 0) per channel (axis 0), in place on the fresh layer output."""
+    a = alpha.reshape((-1,) + (1,) * (x.ndim - 1))
+    neg = np.minimum(x, 0)
+    np.maximum(x, 0, out=x)
+    neg *= a
+    x += neg
+    return x
 
 
 def _maxpool(x: np.ndarray, k: int, s: int, same: bool) -> np.ndarray:
-    """Max pooling with TensorFlow's 'same'/'valid' output sizes (same pads the far side with -inf)."""
-    n, h, w, c = x.shape
+    """Max pooling over (H, W) with TensorFlow's 'same'/'valid' output sizes ('same' pads with -inf)."""
+    c, n, h, w = x.shape
     if same:
         oh, ow = -(-h // s), -(-w // s)
         ph, pw = max((oh - 1) * s + k - h, 0), max((ow - 1) * s + k - w, 0)
         if ph or pw:
-            x = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)),
+            x = np.pad(x, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)),
                        constant_values=-np.inf)
     else:
         oh, ow = (h - k) // s + 1, (w - k) // s + 1
     out = None
     for i in range(k):
         for j in range(k):
-            v = x[:, i:i + (oh - 1) * s + 1:s, j:j + (ow - 1) * s + 1:s, :]
+            v = x[:, :, i:i + (oh - 1) * s + 1:s, j:j + (ow - 1) * s + 1:s]
             out = v.copy() if out is None else np.maximum(out, v, out=out)
     return out
 
 
 def _face_prob(logits: np.ndarray) -> np.ndarray:
-    """Softmax probability of the 'face' class from 2-way logits (last axis)."""
-    return 1.0 / (1.0 + np.exp(logits[..., 0] - logits[..., 1]))
+    """Softmax probability of the 'face' class from 2-way logits on axis 0."""
+    return 1.0 / (1.0 + np.exp(logits[0] - logits[1]))
 
 
 def _pnet(x: np.ndarray):
+    """x: (3, 1, H, W) -> regression (4, H', W'), face probability (H', W')."""
     w = _load_weights("pnet")
     x = _prelu(_conv(x, w[0], w[1]), w[2])
     x = _maxpool(x, 2, 2, same=True)
     x = _prelu(_conv(x, w[3], w[4]), w[5])
     x = _prelu(_conv(x, w[6], w[7]), w[8])
-    reg = _conv(x, w[9], w[10])
-    prob = _face_prob(_conv(x, w[11], w[12]))
+    reg = _conv(x, w[9], w[10])[:, 0]
+    prob = _face_prob(_conv(x, w[11], w[12])[:, 0])
     return reg, prob
 
 
-def _flatten_transposed(x: np.ndarray) -> np.ndarray:
-    """(N, H, W, C) -> (N, W*H*C): the networks' Permute((2, 1, 3)) + Flatten (Caffe ordering)."""
-    return np.ascontiguousarray(x.transpose(0, 2, 1, 3)).reshape(x.shape[0], -1)
+def _flatten(x: np.ndarray) -> np.ndarray:
+    """(C, N, H, W) -> (N, W*H*C): the networks' Permute((2, 1, 3)) + Flatten over NHWC."""
+    return np.ascontiguousarray(x.transpose(1, 3, 2, 0)).reshape(x.shape[1], -1)
+
+
+def _dense_prelu(x: np.ndarray, w: np.ndarray, b: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    y = x @ w
+    y += b
+    neg = np.minimum(y, 0)
+    np.maximum(y, 0, out=y)
+    neg *= alpha
+    y += neg
+    return y
 
 
 def _rnet(x: np.ndarray):
+    """x: (3, N, 24, 24) -> regression (N, 4), face probability (N,)."""
     w = _load_weights("rnet")
     x = _prelu(_conv(x, w[0], w[1]), w[2])
     x = _maxpool(x, 3, 2, same=True)
     x = _prelu(_conv(x, w[3], w[4]), w[5])
     x = _maxpool(x, 3, 2, same=False)
     x = _prelu(_conv(x, w[6], w[7]), w[8])
-    x = _prelu(_flatten_transposed(x) @ w[9] + w[10], w[11])
-    return x @ w[12] + w[13], _face_prob(x @ w[14] + w[15])
+    x = _dense_prelu(_flatten(x), w[9], w[10], w[11])
+    return x @ w[12] + w[13], _face_prob((x @ w[14] + w[15]).T)
 
 
 def _onet(x: np.ndarray):
+    """x: (3, N, 48, 48) -> regression (N, 4), landmarks (N, 10: x1..x5, y1..y5), probability (N,)."""
     w = _load_weights("onet")
     x = _prelu(_conv(x, w[0], w[1]), w[2])
     x = _maxpool(x, 3, 2, same=True)
@@ -152,8 +217,8 @@ def _onet(x: np.ndarray):
     x = _prelu(_conv(x, w[6], w[7]), w[8])
     x = _maxpool(x, 2, 2, same=True)
     x = _prelu(_conv(x, w[9], w[10]), w[11])
-    x = _prelu(_flatten_transposed(x) @ w[12] + w[13], w[14])
-    return x @ w[15] + w[16], x @ w[17] + w[18], _face_prob(x @ w[19] + w[20])
+    x = _dense_prelu(_flatten(x), w[12], w[13], w[14])
+    return x @ w[15] + w[16], x @ w[17] + w[18], _face_prob((x @ w[19] + w[20]).T)
 
 
 # -------------------------------------------------------------------------------------- box maths
@@ -220,7 +285,8 @@ def _crops(img: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     top = take(y0, x0) * (1 - fx) + take(y0, x0 + 1) * fx
     bottom = take(y0 + 1, x0) * (1 - fx) + take(y0 + 1, x0 + 1) * fx
     out = top * (1 - fy) + bottom * fy
-    return np.where(inside, out, 0.0).astype(np.float32)
+    out = np.where(inside, out, 0.0).astype(np.float32)
+    return np.ascontiguousarray(out.transpose(3, 0, 1, 2))  # (3, n, size, size) for the nets
 
 
 # --------------------------------------------------------------------------------------- detector
@@ -237,7 +303,7 @@ class FaceDetector:
     """
 
     def __init__(self, min_face_size: int = 20, thresholds=(0.6, 0.7, 0.7), max_side: int = 640,
-                 min_face_fraction: float = 0.0, scale_factor: float = 0.709,
+                 min_face_fraction: float = 0.08, scale_factor: float = 0.709,
                  nms_thresholds=(0.5, 0.7, 0.7, 0.7), pad_retry: bool = True,
                  pad_retry_max_side: int = 400):
         if len(thresholds) != 3:
@@ -259,6 +325,10 @@ class FaceDetector:
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in an RGB uint8 image (H, W, 3); greyscale (H, W) is accepted too."""
         img = _as_rgb(image)
+        with _single_threaded():
+            return self._detect_padded(img)
+
+    def _detect_padded(self, img: np.ndarray) -> list[Face]:
         h, w = img.shape[:2]
         faces = self._detect_array(img)
         if not faces and self.pad_retry and max(h, w) <= self.pad_retry_max_side:
@@ -305,13 +375,13 @@ class FaceDetector:
         while min(h, w) * scale >= 12:
             sh, sw = int(np.ceil(h * scale)), int(np.ceil(w * scale))
             level = cv2.resize(norm, (sw, sh), interpolation=cv2.INTER_AREA)
-            reg, prob = _pnet(level[None])
-            ys, xs = np.nonzero(prob[0] > t1)
+            reg, prob = _pnet(np.ascontiguousarray(level.transpose(2, 0, 1))[:, None])
+            ys, xs = np.nonzero(prob > t1)
             if ys.size:
-                score = prob[0, ys, xs]
+                score = prob[ys, xs]
                 # the 12x12 window at output cell (y, x) covers input [2x, 2x + 12) at this scale
                 bx = np.stack([2 * xs, 2 * ys, 2 * xs + 12, 2 * ys + 12], axis=1) / scale
-                cand = np.concatenate([bx, reg[0, ys, xs], score[:, None]], axis=1)
+                cand = np.concatenate([bx, reg[:, ys, xs].T, score[:, None]], axis=1)
                 proposals.append(cand[_nms(cand[:, :4], score, nms_scale)])
             scale *= self.scale_factor
         if not proposals:
