@@ -51,7 +51,7 @@ class FacePrepConfig(Config):
     margin: float = 0.1           # extra context around an aligned face, as a fraction of its size
     detect: str = "auto"          # auto | always | never (see module docstring)
     keep: str = "best"            # best: most confident face per image; all: every face is a sample
-    max_side: int = 1024          # photos are scaled down to this before detection (speed)
+    max_side: int = 640           # photos are scaled down to this for detection (speed)
     geometry: bool = False        # also compute landmark geometry features ("geometry" input)
     min_confidence: float = 0.9   # detector faces below this are ignored
 
@@ -157,37 +157,18 @@ def _read_crop(path: Path, config: FacePrepConfig) -> np.ndarray:
 
 
 def make_detector(config: FacePrepConfig | None = None):
-    """The face detector used for photos (numpy MTCNN, any backend)."""
+    """The face detector used for photos (numpy MTCNN, any backend); it downscales photos whose
+    longer side exceeds ``config.max_side`` before searching (boxes come back in full resolution)."""
     from emotion_keras.preprocess.face_detect import FaceDetector
 
-    return FaceDetector()
-
-
-def scale_down(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    """Scale an image so its longer side is at most ``max_side``; returns it and the factor applied."""
-    import cv2
-
-    h, w = rgb.shape[:2]
-    f = min(1.0, max_side / max(h, w))
-    if f < 1.0:
-        rgb = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
-    return rgb, f
+    return FaceDetector(max_side=(config or FacePrepConfig()).max_side)
 
 
 def detect_faces(rgb: np.ndarray, config: FacePrepConfig, detector) -> list:
-    """Faces in an RGB photo, most confident first, in the photo's own pixel coordinates."""
-    small, f = scale_down(rgb, config.max_side)
-    faces = [x for x in detector.detect(small) if x.confidence >= config.min_confidence]
+    """Faces in an RGB photo with confidence >= ``config.min_confidence``, most confident first."""
+    faces = [x for x in detector.detect(rgb) if x.confidence >= config.min_confidence]
     faces.sort(key=lambda x: -x.confidence)
-    if f != 1.0:
-        faces = [_rescale(x, 1.0 / f) for x in faces]
     return faces
-
-
-def _rescale(face, k: float):
-    box = tuple(float(v) * k for v in face.box)
-    kps = {name: (float(x) * k, float(y) * k) for name, (x, y) in face.keypoints.items()}
-    return dataclasses.replace(face, box=box, keypoints=kps)
 
 
 def face_inputs(rgb: np.ndarray, faces: Sequence, config: FacePrepConfig,
@@ -201,10 +182,11 @@ def face_inputs(rgb: np.ndarray, faces: Sequence, config: FacePrepConfig,
 
     crops, geoms = [], []
     for face in faces:
-        crop = face_align.align_face(rgb, face, size=config.size, margin=config.margin)
+        crop = face_align.align_face(rgb, face.keypoints, size=config.size, margin=config.margin,
+                                     grayscale=config.grayscale)
         crops.append(resize_crop(crop, config))
         if config.geometry:
-            geoms.append(face_align.geometry_features(face))
+            geoms.append(face_align.geometry_features(face.keypoints, face.box))
     images = np.stack(crops) if crops else np.zeros((0, *config.shape), np.uint8)
     geometry = None
     if config.geometry:
