@@ -1,0 +1,114 @@
+"""Face: an uploaded photo or a camera shot -> faces boxed, emotion bars per face, attention heatmaps."""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import common
+
+PALETTE = [(230, 57, 70), (29, 53, 87), (42, 157, 143), (244, 162, 97), (131, 56, 236), (255, 190, 11)]
+
+
+def analyze(path, progress) -> dict:
+    """Detect, classify and explain every face in the image at ``path`` (a temporary copy)."""
+    from emotion_keras.preprocess.images import load_image
+
+    progress(0.05, "Reading the image…")
+    rgb = load_image(path)
+    progress(0.15, "Loading the face model…")
+    rec = common.recognizer("face")
+    progress(0.35, "Finding faces and their emotions…")
+    note = None
+    try:
+        faces = rec.predict(rgb, heatmaps=True)
+    except Exception as e:  # the heatmap is a bonus: keep the emotions if explaining fails
+        if type(e).__name__ == "InputError":
+            raise
+        note = f"Attention heatmaps unavailable ({type(e).__name__}: {e})."
+        faces = rec.predict(rgb)
+    progress(0.95, "Drawing…")
+    return {"image": rgb, "faces": faces, "classes": list(rec.classes), "note": note,
+            "model": rec.card.get("name")}
+
+
+def draw_boxes(rgb: np.ndarray, faces: list[dict]) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    img = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(img)
+    width = max(2, round(max(img.size) / 300))
+    for i, f in enumerate(faces):
+        x, y, w, h = f["box"]
+        color = PALETTE[i % len(PALETTE)]
+        draw.rectangle([x, y, x + w, y + h], outline=color, width=width)
+        label = f"{i + 1}: {f['emotion']}"
+        tw = draw.textlength(label)
+        draw.rectangle([x, max(0, y - 14), x + tw + 6, max(14, y)], fill=color)
+        draw.text((x + 3, max(0, y - 14) + 1), label, fill=(255, 255, 255))
+    return np.asarray(img)
+
+
+def overlay(crop: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """The heatmap in a colour map blended over the face crop the model saw."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    crop = np.asarray(crop)
+    if crop.ndim == 3 and crop.shape[-1] == 1:
+        crop = crop[..., 0]
+    if crop.ndim == 2:
+        crop = np.repeat(crop[..., None], 3, axis=-1)
+    crop = np.clip(crop, 0, 255).astype(np.uint8)
+    heat = np.asarray(heat, np.float32)
+    if heat.shape != crop.shape[:2]:
+        heat = np.asarray(Image.fromarray(heat).resize(crop.shape[1::-1], Image.BILINEAR))
+    span = float(heat.max() - heat.min())
+    heat = (heat - heat.min()) / span if span > 0 else np.zeros_like(heat)
+    colour = (colormaps["jet"](heat)[..., :3] * 255).astype(np.float32)
+    out = 0.55 * crop.astype(np.float32) + 0.45 * colour
+    side = 160  # crops are tiny (48 px); enlarge for the eye
+    return np.asarray(Image.fromarray(out.astype(np.uint8)).resize((side, side), Image.NEAREST))
+
+
+st.title("Face")
+st.write("Upload a photo or take one with the camera: every face is boxed, its emotion probabilities "
+         "shown as bars, and the attention heatmap shows where the model looked.")
+source = st.radio("Source", ["Upload an image", "Camera"], horizontal=True, key="face_source")
+if source == "Camera":
+    shot = st.camera_input("Take a picture", key="face_camera")
+    got = common.read_upload(shot, {"jpg": ".jpg", "jpeg": ".jpg", "png": ".png"}, "image") if shot else None
+else:
+    up = common.uploader("Image", common.IMAGE_TYPES, "image", key="face_upload")
+    got = common.read_upload(up, common.IMAGE_TYPES, "image")
+
+if got is not None and common.load_or_explain("face") is not None:
+    data, suffix = got
+    result = common.process_once("face", data, suffix, analyze, "Analysing the image…")
+    if result is not None:
+        faces = result["faces"]
+        if not faces:
+            st.warning("No face found in this image.")
+            st.image(result["image"], caption="upload", width="content")
+        else:
+            st.success(f"{len(faces)} face{'s' if len(faces) != 1 else ''} found "
+                       f"(model: {result['model']}).")
+            st.image(draw_boxes(result["image"], faces), caption="faces found", width="stretch")
+            if result["note"]:
+                st.caption(result["note"])
+            for i, f in enumerate(faces):
+                st.markdown(f"#### Face {i + 1}: **{f['emotion']}** "
+                            f"({f['probabilities'][f['emotion']]:.0%})")
+                cols = st.columns([2, 1])
+                probs = pd.DataFrame(common.probs_long(f["probabilities"]))
+                cols[0].altair_chart(alt.Chart(probs).mark_bar().encode(
+                    x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
+                    y=alt.Y("emotion:N", sort=result["classes"]),
+                    color=alt.condition(alt.datum.emotion == f["emotion"], alt.value("#e63946"),
+                                        alt.value("#8d99ae")),
+                    tooltip=["emotion", alt.Tooltip("probability", format=".3f")]).properties(height=180),
+                    width="stretch")
+                if f.get("heatmap") is not None and f.get("crop") is not None:
+                    cols[1].image(overlay(f["crop"], f["heatmap"]), caption="attention heatmap")

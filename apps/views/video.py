@@ -1,0 +1,109 @@
+"""Video: an uploaded clip -> a timeline of face, speech and fused emotions, and the frame at a chosen
+time."""
+
+from __future__ import annotations
+
+import inspect
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import common
+
+MAX_FRAMES = 240  # thumbnails kept for the time slider
+THUMB_SIDE = 480
+
+
+def analyze(path, progress) -> dict:
+    """Run the multimodal recogniser on the temporary copy at ``path`` and keep thumbnails of its
+    frames, so the time slider works after the file is gone."""
+    from emotion_keras.preprocess.video import iter_frames, probe
+
+    progress(0.02, "Reading the video…")
+    info = probe(path)
+    progress(0.05, "Loading the face, speech and fusion models…")
+    rec = common.recognizer("video")
+    span = (0.1, 0.85)
+
+    def report(fraction, text=None):
+        progress(span[0] + (span[1] - span[0]) * float(fraction), text or "Analysing windows…")
+
+    progress(span[0], "Analysing windows…")
+    try:
+        accepts = "progress" in inspect.signature(rec.analyze).parameters
+    except (TypeError, ValueError):
+        accepts = False
+    result = rec.analyze(path, progress=report) if accepts else rec.analyze(path)
+    frames: list[tuple[float, np.ndarray]] = []
+    if info.has_video:
+        progress(0.87, "Keeping frames for the time slider…")
+        duration = info.duration or 0.0
+        fps = min(4.0, MAX_FRAMES / duration) if duration > 0 else 1.0
+        warnings: list[str] = []
+        for f in iter_frames(path, fps=fps, max_side=THUMB_SIDE, warnings=warnings):
+            frames.append((f.time, f.image))
+            if len(frames) >= MAX_FRAMES:
+                break
+    return {"result": result, "info": info.to_dict(), "frames": frames}
+
+
+st.title("Video")
+st.write("Upload a clip: faces and voice are analysed window by window and fused; the timeline shows "
+         "the emotions of each modality over time, and the slider shows the frame at any moment.")
+up = common.uploader("Video", common.VIDEO_TYPES, "video", key="video_upload")
+got = common.read_upload(up, common.VIDEO_TYPES, "video")
+
+if got is not None and common.load_or_explain("video") is not None:
+    data, suffix = got
+    res = common.process_once("video", data, suffix, analyze, "Analysing the video…")
+    if res is not None:
+        result, info, frames = res["result"], res["info"], res["frames"]
+        rows = common.timeline_rows(result)
+        overall = result.get("emotion") if isinstance(result, dict) else None
+        for w in (result.get("warnings") or []) if isinstance(result, dict) else []:
+            st.warning(str(w))
+        duration = info.get("duration") or (max((r["end"] for r in rows), default=0.0))
+        st.success(f"{duration:.1f} s analysed"
+                   + (f"; overall emotion: **{overall}**" if overall else "")
+                   + f" ({'video' if info.get('has_video') else 'no video'}, "
+                   f"{'audio' if info.get('has_audio') else 'no audio'}).")
+        if not rows:
+            st.warning("The recogniser returned no timeline windows for this clip.")
+        t_max = float(max(duration, max((r["end"] for r in rows), default=0.0), 0.1))
+        t = st.slider("Time (seconds)", 0.0, t_max, 0.0, step=max(0.1, round(t_max / 200, 1)),
+                      key="video_time")
+        if rows:
+            df = pd.DataFrame(rows)
+            classes = list(dict.fromkeys(df["emotion"]))
+            modalities = [m for m in common.MODALITIES if m in set(df["modality"])]
+            lines = alt.Chart(df).mark_line(interpolate="monotone").encode(
+                x=alt.X("time:Q", title="seconds"),
+                y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1])),
+                color=alt.Color("emotion:N", sort=classes),
+                tooltip=["modality", "time", "emotion", alt.Tooltip("probability", format=".3f")])
+            rule = alt.Chart(pd.DataFrame({"time": [t]})).mark_rule(color="black", strokeDash=[4, 3]).encode(
+                x="time:Q")
+            chart = alt.layer(lines, rule, data=df).properties(height=130).facet(
+                row=alt.Row("modality:N", sort=modalities, title=None))
+            st.altair_chart(chart)
+        left, right = st.columns([3, 2])
+        if frames:
+            times = np.array([ft for ft, _ in frames])
+            i = int(np.abs(times - t).argmin())
+            left.image(frames[i][1], caption=f"frame at {frames[i][0]:.2f} s", width="stretch")
+        else:
+            left.info("This file has no video stream: the timeline comes from the audio alone.")
+        if rows:
+            df = pd.DataFrame(rows)
+            starts = sorted(set(df["time"]))
+            at = max([s for s in starts if s <= t + 1e-9], default=starts[0])
+            now = df[df["time"] == at]
+            right.markdown(f"**Window starting at {at:.1f} s**")
+            top = now.loc[now.groupby("modality")["probability"].idxmax()]
+            right.dataframe(top[["modality", "emotion", "probability"]], hide_index=True)
+            right.altair_chart(alt.Chart(now).mark_bar().encode(
+                x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("emotion:N", sort=classes),
+                color="emotion:N", row=alt.Row("modality:N", sort=modalities, title=None)
+            ).properties(height=90))
