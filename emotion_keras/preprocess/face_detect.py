@@ -293,10 +293,13 @@ def _crops(img: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
 class FaceDetector:
     """MTCNN cascade; ``detect(rgb_uint8) -> list[Face]`` sorted by confidence (best first).
 
-    ``min_face_size``: smallest face to look for, in pixels of the image given to ``detect``.
+    ``min_face_size``: smallest face (longer box side) to report, in pixels of the image given to
+    ``detect``; it sets the pyramid's first level and is then enforced on the final boxes.
     ``min_face_fraction``: also ignore faces smaller than this fraction of the image's shorter side
-    (0.0 disables); the larger of the two limits wins. Faces are never searched below P-Net's
-    12 px window in the (possibly downscaled) working image.
+    (0.0 disables); the larger of the two limits wins. The default 0.08 (38 px in a 640x480 photo)
+    keeps faces big enough to classify and makes detection about 2.5x faster than a fixed 20 px.
+    Faces are never searched below P-Net's 12 px window in the (possibly downscaled) working image,
+    i.e. below ``12 * long_side / max_side`` original pixels.
     ``thresholds``: P-Net, R-Net, O-Net face-probability thresholds.
     ``max_side``: longer side of the working image; bigger photos are downscaled first (speed).
     ``pad_retry``: retry small images with no detection once with a border added (see module doc).
@@ -349,10 +352,12 @@ class FaceDetector:
         scale = min(1.0, self.max_side / max(h, w))
         work = img if scale == 1.0 else cv2.resize(
             img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-        min_face = max(self.min_face_size, self.min_face_fraction * min(h, w)) * scale
-        boxes, points, scores = self._cascade(work, max(min_face, 12.0))
+        min_face = max(self.min_face_size, self.min_face_fraction * min(h, w))
+        boxes, points, scores = self._cascade(work, max(min_face * scale, 12.0))
         faces = []
         for b, p, s in zip(boxes / scale, points / scale, scores):
+            if max(b[2] - b[0], b[3] - b[1]) < min_face:
+                continue  # P-Net's coarsest window can still catch a smaller face: make the limit hard
             x1, y1 = max(0.0, b[0]), max(0.0, b[1])
             x2, y2 = min(float(w), b[2]), min(float(h), b[3])
             xi, yi = int(round(x1)), int(round(y1))

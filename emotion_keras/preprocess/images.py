@@ -15,7 +15,8 @@ What each odd input becomes:
 * EXIF orientation: applied (cheap: read from the header, then a rotate/flip of the array);
 * more than ``MAX_PIXELS`` (50 MP): a JPEG is decoded at 1/2, 1/4 or 1/8 scale directly by libjpeg
   (``IMREAD_REDUCED_COLOR_*``, fast and small: an 8000x8000 JPEG loads as 4000x4000 in well under a
-  second); any other format that large is refused, since it would be decoded at full size first.
+  second); any other format that large is refused, since it would be decoded at full size first,
+  and so is anything past Pillow's decompression-bomb limit (about 179 MP) whatever its format.
 """
 
 from __future__ import annotations
@@ -109,17 +110,14 @@ def _read_header(data: bytes, name):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            saved = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below, with our own message
-            try:
-                with Image.open(io.BytesIO(data)) as im:
-                    fmt, (width, height) = im.format, im.size
-                    try:
-                        orientation = int(im.getexif().get(0x0112, 1) or 1)
-                    except Exception:  # a damaged EXIF block is not worth refusing the image for
-                        orientation = 1
-            finally:
-                Image.MAX_IMAGE_PIXELS = saved
+            with Image.open(io.BytesIO(data)) as im:
+                fmt, (width, height) = im.format, im.size
+                try:
+                    orientation = int(im.getexif().get(0x0112, 1) or 1)
+                except Exception:  # a damaged EXIF block is not worth refusing the image for
+                    orientation = 1
+    except Image.DecompressionBombError as exc:  # > 2 x Pillow's limit (about 179 MP)
+        raise InputError(name, f"image is too large ({exc})") from None
     except Exception:
         return None, None, None, 1
     return fmt, width, height, orientation
