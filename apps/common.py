@@ -94,7 +94,7 @@ def sidebar() -> None:
         status = model_status()
         lines = []
         for task, info in status.items():
-            mark = "✅" if info["ok"] else "⚠️"
+            mark = ":material/check_circle:" if info["ok"] else ":material/warning:"
             what = info.get("name") or info.get("problem")
             lines.append(f"{mark} **{task}**: {what}")
         st.markdown("  \n".join(lines))

@@ -18,13 +18,13 @@ import streamlit as st  # noqa: E402
 
 import common  # noqa: E402
 
-st.set_page_config(page_title="emotion-keras", page_icon="🙂", layout="wide")
+st.set_page_config(page_title="emotion-keras", page_icon=":material/mood:", layout="wide")
 
 PAGES = [
-    st.Page(HERE / "views" / "results.py", title="Results", icon="📊", default=True),
-    st.Page(HERE / "views" / "face.py", title="Face", icon="🙂"),
-    st.Page(HERE / "views" / "speech.py", title="Speech", icon="🎙️"),
-    st.Page(HERE / "views" / "video.py", title="Video", icon="🎬"),
+    st.Page(HERE / "views" / "results.py", title="Results", icon=":material/monitoring:", default=True),
+    st.Page(HERE / "views" / "face.py", title="Face", icon=":material/mood:"),
+    st.Page(HERE / "views" / "speech.py", title="Speech", icon=":material/mic:"),
+    st.Page(HERE / "views" / "video.py", title="Video", icon=":material/movie:"),
 ]
 
 page = st.navigation(PAGES)

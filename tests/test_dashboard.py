@@ -41,10 +41,26 @@ def _face_model(directory: Path) -> None:
                                   "model_config": cfg.to_dict(), "metrics": {}})
 
 
+def _speech_model(directory: Path) -> None:
+    from emotion_keras.models import store
+    from emotion_keras.models.speech import SpeechModelConfig, build_speech_model
+    from emotion_keras.preprocess.audio import SpeechFeatureConfig
+
+    feats = SpeechFeatureConfig(window_seconds=1.0, hop_seconds=0.5, n_mels=16)
+    cfg = SpeechModelConfig(architecture="cnn1d", filters=4, conv_blocks=1, dropout=0.0, embedding_dim=8,
+                            augment=False)
+    model = build_speech_model(cfg, CLASSES, feats.input_shape)
+    store.save(model, directory, {"task": "speech", "name": "tiny-speech", "classes": CLASSES,
+                                  "inputs": {"features": list(feats.input_shape)},
+                                  "preprocessing": feats.to_dict(), "model_config": cfg.to_dict(),
+                                  "metrics": {}})
+
+
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
     _face_model(root / "face")
+    _speech_model(root / "speech")
     return root
 
 
@@ -193,17 +209,45 @@ def test_oversized_upload_is_refused_with_a_message(app_env, monkeypatch):
     assert any("the limit for image files" in e.value for e in at.error)
 
 
-# --- speech and video without their models: a clear message, not a traceback ------------------
+# --- speech ----------------------------------------------------------------------------------------
 
-def test_speech_page_without_a_model_explains(app_env):
+def _voice(seconds: float = 2.5, sr: int = 16000) -> np.ndarray:
+    """A vowel-like harmonic tone with a pitch glide and syllable-rate loudness changes."""
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    y = sum(np.sin(k * phase) / k for k in range(1, 8))
+    return (0.3 * y / np.abs(y).max() * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t) ** 2)).astype(np.float32)
+
+
+def test_speech_page_upload_windows_and_pooled(app_env):
     at = _run("views/speech.py")
-    assert "Speech" in _text(at)
-    wav = _wav(np.sin(np.linspace(0, 800, 16000)).astype(np.float32) * 0.3)
-    at.file_uploader(key="speech_upload").upload("voice.wav", wav, "audio/wav")
+    at.file_uploader(key="speech_upload").upload("voice.wav", _wav(_voice()), "audio/wav")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    text = _text(at)
+    assert "Pooled emotion" in text and "tiny-speech" in text and "2.5 s" in text
+    assert len(at.image) == 1  # waveform + spectrogram
+    assert len(at.get("vega_lite_chart")) == 2  # per-window and pooled
+    windows = at.dataframe[0].value
+    assert len(windows) >= 3 and set(CLASSES) <= set(windows.columns)
+
+
+def test_speech_page_microphone_and_silence(app_env):
+    at = _run("views/speech.py")
+    at.radio(key="speech_source").set_value("Microphone").run()
+    at.audio_input(key="speech_mic").upload("recording.wav", _wav(_voice(1.5)))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Pooled emotion" in _text(at)
+    at.audio_input(key="speech_mic").upload("recording.wav", _wav(np.zeros(16000, np.float32)))
     at.run()
     assert not at.exception
-    assert any("speech" in e.value and "EMOTION_KERAS_MODELS" in e.value for e in at.error)
+    assert any("Could not analyse the upload" in e.value and "silence" in e.value for e in at.error)
 
+
+# --- video -----------------------------------------------------------------------------------------
 
 def test_video_page_renders(app_env):
     at = _run("views/video.py")

@@ -34,43 +34,40 @@ def analyze(path, progress) -> dict:
             "model": rec.card.get("name")}
 
 
-def draw_boxes(rgb: np.ndarray, faces: list[dict]) -> np.ndarray:
-    from PIL import Image, ImageDraw
+def draw_boxes(rgb: np.ndarray, faces: list[dict], side: int = 720) -> np.ndarray:
+    """The photo scaled so its longer side is about ``side`` px, each face boxed and labelled."""
+    from PIL import Image, ImageDraw, ImageFont
 
     img = Image.fromarray(rgb)
+    k = side / max(img.size)
+    if k < 1 or k > 1.5:  # shrink big photos, enlarge tiny crops (48 px) so boxes and text are legible
+        img = img.resize((max(1, round(img.width * k)), max(1, round(img.height * k))),
+                         Image.LANCZOS if k < 1 else Image.NEAREST)
+    else:
+        k = 1.0
     draw = ImageDraw.Draw(img)
-    width = max(2, round(max(img.size) / 300))
+    width = max(2, round(max(img.size) / 250))
+    font = ImageFont.load_default(size=max(12, round(max(img.size) / 36)))
     for i, f in enumerate(faces):
-        x, y, w, h = f["box"]
+        x, y, w, h = (v * k for v in f["box"])
         color = PALETTE[i % len(PALETTE)]
         draw.rectangle([x, y, x + w, y + h], outline=color, width=width)
         label = f"{i + 1}: {f['emotion']}"
-        tw = draw.textlength(label)
-        draw.rectangle([x, max(0, y - 14), x + tw + 6, max(14, y)], fill=color)
-        draw.text((x + 3, max(0, y - 14) + 1), label, fill=(255, 255, 255))
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        ty = y - (bottom - top) - 8 if y - (bottom - top) - 8 >= 0 else y + width
+        draw.rectangle([x, ty, x + right - left + 8, ty + bottom - top + 8], fill=color)
+        draw.text((x + 4 - left, ty + 4 - top), label, fill=(255, 255, 255), font=font)
     return np.asarray(img)
 
 
-def overlay(crop: np.ndarray, heat: np.ndarray) -> np.ndarray:
-    """The heatmap in a colour map blended over the face crop the model saw."""
-    from matplotlib import colormaps
+def overlay(crop: np.ndarray, heat: np.ndarray, side: int = 192) -> np.ndarray:
+    """The heatmap blended over the face crop the model saw, enlarged (crops are 48 px)."""
     from PIL import Image
 
-    crop = np.asarray(crop)
-    if crop.ndim == 3 and crop.shape[-1] == 1:
-        crop = crop[..., 0]
-    if crop.ndim == 2:
-        crop = np.repeat(crop[..., None], 3, axis=-1)
-    crop = np.clip(crop, 0, 255).astype(np.uint8)
-    heat = np.asarray(heat, np.float32)
-    if heat.shape != crop.shape[:2]:
-        heat = np.asarray(Image.fromarray(heat).resize(crop.shape[1::-1], Image.BILINEAR))
-    span = float(heat.max() - heat.min())
-    heat = (heat - heat.min()) / span if span > 0 else np.zeros_like(heat)
-    colour = (colormaps["jet"](heat)[..., :3] * 255).astype(np.float32)
-    out = 0.55 * crop.astype(np.float32) + 0.45 * colour
-    side = 160  # crops are tiny (48 px); enlarge for the eye
-    return np.asarray(Image.fromarray(out.astype(np.uint8)).resize((side, side), Image.NEAREST))
+    from emotion_keras.explain import overlay as blend
+
+    out = blend(crop, heat)
+    return np.asarray(Image.fromarray(out).resize((side, side), Image.NEAREST))
 
 
 st.title("Face")
@@ -95,7 +92,7 @@ if got is not None and common.load_or_explain("face") is not None:
         else:
             st.success(f"{len(faces)} face{'s' if len(faces) != 1 else ''} found "
                        f"(model: {result['model']}).")
-            st.image(draw_boxes(result["image"], faces), caption="faces found", width="stretch")
+            st.image(draw_boxes(result["image"], faces), caption="faces found")
             if result["note"]:
                 st.caption(result["note"])
             for i, f in enumerate(faces):
