@@ -50,20 +50,37 @@ class Card:
 
 @dataclass
 class TuningProject:
-    """A KerasTuner project directory: its trials, one dict each."""
+    """A KerasTuner project directory: its trials, one dict each, and the ``search.json`` that
+    ``tuning.search`` keeps beside them (objective, tuner, sessions), when there is one."""
 
     path: Path
     trials: list[dict[str, Any]]
+    search: dict[str, Any] = field(default_factory=dict)
 
     @property
     def objective(self) -> str | None:
+        if self.search.get("objective"):
+            return str(self.search["objective"])
         names = {t["objective"] for t in self.trials if t.get("objective")}
         return names.pop() if len(names) == 1 else None
 
     @property
     def direction(self) -> str:
+        if self.search.get("direction") in ("min", "max"):
+            return self.search["direction"]
         dirs = {t.get("direction") for t in self.trials if t.get("direction")}
         return dirs.pop() if len(dirs) == 1 else "max"
+
+    def summary(self) -> dict[str, Any]:
+        """Tuner, objective, protocol and the wall time and backends of its sessions."""
+        sessions = self.search.get("sessions") or []
+        out = {k: self.search[k] for k in ("task", "tuner", "objective", "max_trials", "epochs", "protocol")
+               if self.search.get(k) is not None}
+        if sessions:
+            out["sessions"] = len(sessions)
+            out["search_seconds"] = round(sum(float(x.get("seconds") or 0) for x in sessions), 2)
+            out["backends"] = ", ".join(sorted({f"{x.get('backend')}/{x.get('device')}" for x in sessions}))
+        return out
 
     def best(self) -> dict[str, Any] | None:
         scored = [t for t in self.trials if _finite(t.get("score"))]
@@ -168,7 +185,8 @@ def discover(roots=None) -> Results:
     """Read everything under ``roots`` (default :func:`default_roots`)."""
     roots = _dedupe(default_roots() if roots is None else roots)
     res = Results(roots=roots)
-    files = walk(roots, {CARD_FILE, "comparison.json", "evaluation.json", "history.csv", "trial.json"})
+    files = walk(roots, {CARD_FILE, "comparison.json", "evaluation.json", "history.csv", "trial.json",
+                         "run.json", "search.json"})
     saved_root = default_model_dir("face").parent.resolve()
     for path in files[CARD_FILE]:
         data = read_json(path, res.problems)
@@ -190,14 +208,27 @@ def discover(roots=None) -> Results:
         rows = read_history_csv(path, res.problems)
         if rows:
             res.histories.append((path, rows))
+    runs = {p.parent: p for p in files["run.json"]}
+    searches = {p.parent: p for p in files["search.json"]}
     projects: dict[Path, list[dict[str, Any]]] = {}
     for path in files["trial.json"]:
         data = read_json(path, res.problems)
         if isinstance(data, dict):
-            projects.setdefault(path.parent.parent, []).append(read_trial(data, path))
+            trial = read_trial(data, path)
+            if path.parent in runs:  # tuning.search's record: wall time and device of the trial
+                run = read_json(runs[path.parent], res.problems)
+                if isinstance(run, dict):
+                    trial["seconds"] = run.get("seconds")
+                    dev = run.get("device")
+                    trial["device"] = (f"{dev.get('backend')}/{dev.get('device')}"
+                                       if isinstance(dev, dict) else dev)
+                    fit = run.get("fit")
+                    trial["history"] = history_rows(fit.get("history")) if isinstance(fit, dict) else []
+            projects.setdefault(path.parent.parent, []).append(trial)
     for project, trials in sorted(projects.items()):
         trials.sort(key=lambda t: str(t.get("trial_id")))
-        res.tuning.append(TuningProject(project, trials))
+        search = read_json(searches[project], res.problems) if project in searches else None
+        res.tuning.append(TuningProject(project, trials, search if isinstance(search, dict) else {}))
     return res
 
 
@@ -291,6 +322,7 @@ def trials_table(project: TuningProject) -> list[dict[str, Any]]:
     for t in project.trials:
         row = {"trial": t["trial_id"], "status": t["status"], "score": t["score"],
                "best_step": t["best_step"]}
+        row.update({k: t[k] for k in ("seconds", "device") if t.get(k) is not None})
         row.update({f"hp.{k}": v for k, v in t["hyperparameters"].items()})
         row.update({f"metric.{k}": v for k, v in t["metrics"].items()})
         rows.append(row)
@@ -322,7 +354,7 @@ def models_table(res: Results) -> list[dict[str, Any]]:
         for m in splits:
             rows.append({**base, **m})
     for path, rep in res.evaluations:
-        if not any(k in rep for k in METRIC_KEYS):
+        if not any(k in rep for k in METRIC_KEYS) or _on_card(res, path, rep):
             continue
         rows.append({"task": rep.get("task") or _guess_task(path), "name": rep.get("name") or path.parent.name,
                      "source": "evaluation", "backend": rep.get("backend"), "split": rep.get("split"),
@@ -346,8 +378,12 @@ def timing(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def card_history(card: Card) -> list[dict[str, float]]:
-    """The card's per-epoch curves as rows (accepts ``{metric: [..]}`` or ``[{metric: v}, ..]``)."""
-    h = card.data.get("history")
+    """The card's per-epoch curves as rows."""
+    return history_rows(card.data.get("history"))
+
+
+def history_rows(h: Any) -> list[dict[str, float]]:
+    """Per-epoch rows from ``{metric: [..]}`` (Keras ``History.history``) or ``[{metric: v}, ..]``."""
     if isinstance(h, list):
         return [{k: float(v) for k, v in r.items() if _finite(v)} for r in h if isinstance(r, dict)]
     if isinstance(h, dict):
@@ -375,5 +411,17 @@ def confusions(res: Results) -> list[dict[str, Any]]:
             if isinstance(m, dict):
                 add(f"{card.task}/{card.name} [{card.source}] {split}", {"classes": classes, **m})
     for path, rep in res.evaluations:
-        add(f"{path.parent} evaluation", rep)
+        if not _on_card(res, path, rep):
+            add(f"{path.parent} evaluation", rep)
     return out
+
+
+def _on_card(res: Results, path: Path, rep: dict[str, Any]) -> bool:
+    """An evaluation report that repeats a split already on the card beside it (``train`` writes both)."""
+    for card in res.cards:
+        if card.path.parent == path.parent:
+            for m in (card.data.get("metrics") or {}).values():
+                if isinstance(m, dict) and m.get("confusion_matrix") == rep.get("confusion_matrix") \
+                        and m.get("uar") == rep.get("uar"):
+                    return True
+    return False

@@ -94,6 +94,17 @@ def test_confusions_and_history_from_cards(tmp_path):
     assert [r["epoch"] for r in hist] == [0, 1, 2] and hist[2]["val_uar"] == 0.55
 
 
+def test_evaluation_repeating_its_card_is_not_counted_twice(tmp_path):
+    run = tmp_path / "runs" / "face" / "m"
+    run.mkdir(parents=True)
+    card = _card("face", "m")
+    (run / "card.json").write_text(json.dumps(card))
+    (run / "evaluation.json").write_text(json.dumps({"task": "face", "name": "m", "split": "test",
+                                                     **card["metrics"]["test"]}))
+    res = results.discover([tmp_path])
+    assert len(results.models_table(res)) == 1 and len(results.confusions(res)) == 1
+
+
 def test_comparison_shapes():
     assert results.comparison_rows([{"a": 1, "m": {"uar": 0.5}}]) == ({}, [{"a": 1, "m.uar": 0.5}])
     meta, rows = results.comparison_rows({"cnn": {"uar": 0.4}, "vit": {"uar": 0.6}, "split": "test"})
@@ -136,6 +147,16 @@ def test_real_kerastuner_trials_are_read(tmp_path):
         trial.score, trial.best_step = score, 1
         (project / f"trial_{tid}").mkdir(parents=True)
         trial.save(str(project / f"trial_{tid}" / "trial.json"))
+        # tuning.search's own record beside it (shape of tuning/search.py _write_run)
+        (project / f"trial_{tid}" / "run.json").write_text(json.dumps({
+            "trial_id": tid, "status": "completed", "seconds": 10.0 + filters,
+            "device": {"backend": "jax", "device": "cpu", "count": 1, "name": "cpu"},
+            "fit": {"history": {"loss": [1.0, 0.8], "val_uar": [score / 2, score]}, "best_epoch": 2}}))
+    (project / "search.json").write_text(json.dumps({
+        "task": "face", "tuner": "random", "objective": "val_uar", "direction": "max", "max_trials": 3,
+        "protocol": "FER2013 train / PublicTest",
+        "sessions": [{"seconds": 30.5, "backend": "jax", "device": "cpu"},
+                     {"seconds": 12.0, "backend": "tensorflow", "device": "gpu"}]}))
     res = results.discover([tmp_path / "tuning_runs"])
     assert len(res.tuning) == 1
     proj = res.tuning[0]
@@ -145,3 +166,20 @@ def test_real_kerastuner_trials_are_read(tmp_path):
     assert [r["trial"] for r in rows] == ["00", "01", "02"]
     assert rows[1]["hp.filters"] == 16 and rows[1]["hp.block"] == "attention"
     assert rows[1]["metric.val_uar"] == pytest.approx(0.6) and rows[1]["metric.loss"] == pytest.approx(1.4)
+    assert rows[1]["seconds"] == 26.0 and rows[1]["device"] == "jax/cpu"
+    assert proj.trials[1]["history"][1] == {"epoch": 1.0, "loss": 0.8, "val_uar": 0.6}
+    assert proj.summary() == {"task": "face", "tuner": "random", "objective": "val_uar", "max_trials": 3,
+                              "protocol": "FER2013 train / PublicTest", "sessions": 2,
+                              "search_seconds": 42.5, "backends": "jax/cpu, tensorflow/gpu"}
+
+
+def test_objective_direction_from_search_record(tmp_path):
+    project = tmp_path / "p"
+    for tid, score in (("0", 0.9), ("1", 0.5)):
+        (project / f"trial_{tid}").mkdir(parents=True)
+        (project / f"trial_{tid}" / "trial.json").write_text(json.dumps(
+            {"trial_id": tid, "score": score, "status": "COMPLETED",
+             "hyperparameters": {"values": {"lr": score}}, "metrics": {"metrics": {}}}))
+    (project / "search.json").write_text(json.dumps({"objective": "val_loss", "direction": "min"}))
+    proj = results.discover([tmp_path]).tuning[0]
+    assert proj.objective == "val_loss" and proj.best()["trial_id"] == "1"

@@ -66,7 +66,10 @@ with tabs[1]:
         if meta:
             st.caption(" · ".join(f"{k}: {v}" for k, v in meta.items()))
         if rows:
-            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+            df = pd.DataFrame(rows)
+            lead = [c for c in ("name", "backbone", "architecture", "uar", "accuracy", "macro_f1", "n",
+                                "parameters", "train_seconds", "backend") if c in df]
+            st.dataframe(df[lead + [c for c in df if c not in lead]], hide_index=True, width="stretch")
         else:
             st.warning(f"{path}: no rows recognised in this comparison file.")
 
@@ -81,6 +84,9 @@ with tabs[2]:
         project = res.tuning[labels.index(choice)]
         best = project.best()
         objective = project.objective or "score"
+        summary = project.summary()
+        if summary:
+            st.caption(" · ".join(f"{k}: {v}" for k, v in summary.items()))
         cols = st.columns(3)
         cols[0].metric("Trials", len(project.trials))
         cols[1].metric(f"Best {objective}", f"{best['score']:.4f}" if best else "—")
@@ -109,6 +115,8 @@ with tabs[3]:
     st.subheader("Training curves")
     curves = {f"history.csv: {p.parent}": rows for p, rows in res.histories}
     curves.update({f"card: {c.label}": results.card_history(c) for c in res.cards if results.card_history(c)})
+    curves.update({f"trial {t['trial_id']}: {p.path}": t["history"] for p in res.tuning for t in p.trials
+                   if t.get("history")})
     if not curves:
         st.info("No training curves found (history.csv in run folders, `history` on model cards).")
     else:
