@@ -241,19 +241,45 @@ def model_inputs_spec(model) -> dict[str, list]:
             for t in model.inputs}
 
 
-def _input_names(model) -> list[str]:
-    return [t.name.split(":")[0] for t in model.inputs]
+def select_inputs(model, arrays: FaceArrays):
+    """The arrays the model takes, arranged as its inputs are declared (a geometry-less model
+    ignores geometry; a model that needs geometry the preprocessing lacks is a config error)."""
+    from emotion_keras.recognizers.face import input_names, model_feed
 
-
-def select_inputs(model, arrays: FaceArrays) -> dict[str, np.ndarray]:
-    """The named arrays the model takes (so a geometry-less model ignores geometry)."""
     available = arrays.inputs()
-    names = _input_names(model)
-    missing = [n for n in names if n not in available]
+    missing = [n for n in input_names(model) if n not in available]
     if missing:
         raise ConfigError(f"the model takes inputs {missing} that preprocessing did not produce "
                           "(set geometry: true in the preprocessing config)")
-    return {n: available[n] for n in names}
+    return model_feed(model, available)
+
+
+def adapt_batchnorm(model, total_steps: int) -> float | None:
+    """Lower BatchNorm's moving-average momentum for short runs; returns the momentum used.
+
+    Keras' default 0.99 needs several hundred steps before the moving statistics forget their
+    initial values (mean 0, variance 1); a small corpus (CK+48: 24 steps an epoch) would otherwise be
+    evaluated with wrong statistics and predict one class for everything. The momentum is chosen so
+    the initial values weigh under e^-10 by the end of training (never above 0.99). It is part of the
+    layer's saved config, so the loaded model behaves the same. (An adapter here because
+    ``FaceModelConfig`` has no BatchNorm option.)
+    """
+    import keras
+
+    layers = [la for la in _all_layers(model) if isinstance(la, keras.layers.BatchNormalization)]
+    if not layers:
+        return None
+    momentum = float(min(0.99, max(0.5, 1.0 - 10.0 / max(total_steps, 1))))
+    for la in layers:
+        la.momentum = momentum
+    return round(momentum, 4)
+
+
+def _all_layers(model):
+    for la in model.layers:
+        yield la
+        if hasattr(la, "layers"):  # nested models (keras.applications backbones)
+            yield from _all_layers(la)
 
 
 def _keep_classes(arrays: FaceArrays, classes: list[str], what: str) -> FaceArrays:
@@ -294,6 +320,8 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
     policy = trainlib.configure_precision(train)
     model_cfg = make_model_config(model, prep)
     net = build_face_model(model_cfg, classes)
+    steps = train.epochs * int(np.ceil(len(tr) / train.batch_size))
+    bn_momentum = adapt_batchnorm(net, steps)
     x_tr, x_va = select_inputs(net, tr), select_inputs(net, va)
     result = trainlib.fit(net, x_tr, tr.targets(classes), x_va, va.targets(classes), classes, train, run_dir)
 
@@ -311,7 +339,8 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
                  "no_face": len(tr.no_face) + len(va.no_face), "unreadable": len(tr.failed) + len(va.failed)},
         "metrics": {"validation": val_metrics},
         "training": {"seconds": result["train_seconds"], "samples_per_second": result["samples_per_second"],
-                     "epochs_run": result["epochs_run"], "dtype_policy": policy},
+                     "epochs_run": result["epochs_run"], "dtype_policy": policy,
+                     "batchnorm_momentum": bn_momentum},
         "history": _history_dict(run_dir, result["history"]),
     }
     store.save(net, out, card)
@@ -327,10 +356,12 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
 
 def predict_arrays(model, arrays: FaceArrays, tta_flip: bool = False, batch_size: int = 256) -> np.ndarray:
     """Class probabilities for preprocessed faces; ``tta_flip`` averages with the mirrored image."""
+    from emotion_keras.recognizers.face import model_feed
+
     x = select_inputs(model, arrays)
     probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), np.float32)
     if tta_flip:
-        flipped = {**x, "image": np.ascontiguousarray(x["image"][:, :, ::-1])}
+        flipped = model_feed(model, {**arrays.inputs(), "image": np.ascontiguousarray(arrays.images[:, :, ::-1])})
         probs = (probs + np.asarray(model.predict(flipped, batch_size=batch_size, verbose=0), np.float32)) / 2
     return probs
 

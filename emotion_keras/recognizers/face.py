@@ -5,9 +5,10 @@ says its training data was prepared (:func:`emotion_keras.preprocess.faces.face_
 all faces of one image through the model in a single batch.
 
 An image where no face is found gives ``faces: []``: that is a result ("no face here"), not an error.
-One exception follows the preprocessing's ``detect="auto"`` rule: an image no larger than
-``SMALL_SIDE`` pixels (a 48x48 FER2013 crop, say) in which the detector finds nothing is taken to be
-a face crop already, and classified whole with ``"cropped": true`` on its result.
+Which images count as face crops follows the preprocessing's ``detect`` rule on the model card, as at
+training time: under ``"auto"`` an image no larger than ``SMALL_SIDE`` pixels on its longer side (a
+48x48 FER2013 crop, say) is already a face and is classified whole, with ``"cropped": true`` and the
+whole image as its box; ``"never"`` treats every image so.
 """
 
 from __future__ import annotations
@@ -38,6 +39,25 @@ def _as_rgb(image, name: str = "<array>") -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+def input_names(model) -> list[str]:
+    return [t.name.split(":")[0] for t in model.inputs]
+
+
+def model_feed(model, available: dict[str, np.ndarray]):
+    """Arrange named arrays the way ``model`` declares its inputs (dict, list or one tensor), so
+    models saved with either structure get exactly what they expect, without warnings."""
+    struct = model.input
+    names = input_names(model)
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise ValueError(f"model {model.name} needs inputs {missing}; got {sorted(available)}")
+    if isinstance(struct, dict):
+        return {k: available[k] for k in struct}
+    if isinstance(struct, (list, tuple)):
+        return [available[n] for n in names]
+    return available[names[0]]
+
+
 class FaceEmotionRecognizer:
     """Faces and their emotions in an image.
 
@@ -55,7 +75,7 @@ class FaceEmotionRecognizer:
         self.classes: list[str] = list(self.card["classes"])
         self.prep = FacePrepConfig.from_dict(self.card.get("preprocessing") or {})
         self._detector = detector
-        self._input_names = [t.name.split(":")[0] for t in self.model.inputs]
+        self._input_names = input_names(self.model)
 
     @property
     def detector(self):
@@ -71,8 +91,7 @@ class FaceEmotionRecognizer:
         if "geometry" in self._input_names:
             x["geometry"] = geometry if geometry is not None else \
                 np.zeros((len(images), int(self.model.get_layer("geometry").output.shape[-1])), np.float32)
-        feed = x if len(self._input_names) > 1 else x["image"]
-        probs = self.model.predict_on_batch(feed)
+        probs = self.model.predict_on_batch(model_feed(self.model, x))
         return np.asarray(probs, dtype=np.float32)
 
     def classify_crops(self, crops) -> np.ndarray:
@@ -87,15 +106,16 @@ class FaceEmotionRecognizer:
         ``emotion``, ``probabilities`` {label: p}; with ``heatmaps=True`` also ``heatmap`` (an
         (H, W) float array in [0, 1] over the face crop, and ``crop``, the crop it explains)."""
         rgb = _as_rgb(image)
-        faces = detect_faces(rgb, self.prep, self.detector)
-        cropped = False
-        if faces:
-            images, geometry = face_inputs(rgb, faces, self.prep)
-        elif max(rgb.shape[:2]) <= SMALL_SIDE:
+        small = max(rgb.shape[:2]) <= SMALL_SIDE
+        cropped = self.prep.detect == "never" or (self.prep.detect == "auto" and small)
+        if cropped:  # the same rule that decided, at training time, which images were crops
+            faces: list = []
             images, geometry = crop_inputs(rgb, self.prep)
-            cropped = True
         else:
-            return []
+            faces = detect_faces(rgb, self.prep, self.detector)
+            if not faces:
+                return []
+            images, geometry = face_inputs(rgb, faces, self.prep)
         probs = self._run(images, geometry)
         maps = self._heatmaps(images, geometry) if heatmaps else None
         out = []
