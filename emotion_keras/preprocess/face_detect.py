@@ -127,8 +127,8 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     if kh == 1 and kw == 1:
         cols = x.reshape(cin, -1)
     else:
-        cols = np.stack([x[c, :, i:i + oh, j:j + ow] for i in range(kh) for j in range(kw)
-                         for c in range(cin)]).reshape(kh * kw * cin, -1)
+        cols = np.concatenate([x[:, :, i:i + oh, j:j + ow] for i in range(kh) for j in range(kw)]
+                              ).reshape(kh * kw * cin, -1)
     out = w.reshape(cout, -1) @ cols
     out += b[:, None]
     return out.reshape(cout, n, oh, ow)
@@ -259,34 +259,34 @@ def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
     return boxes + reg * np.stack([w, h, w, h], axis=1)
 
 
-def _crops(img: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear samples of each box at size x size (corners on the box corners, zeros outside).
+def _crops(planar: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """Normalised bilinear samples of each box at size x size, as (3, n, size, size) for the nets.
 
-    Vectorised over all boxes; this is what ``tf.image.crop_and_resize`` does for the reference.
+    ``planar`` is the uint8 image as (3, H, W). Sample points run from corner to corner of the box
+    (like ``tf.image.crop_and_resize`` in the reference); points outside the image read as 0 after
+    normalisation. Vectorised over all boxes: one gather per bilinear corner.
     """
-    h, w, _ = img.shape
+    _, h, w = planar.shape
     t = np.arange(size, dtype=np.float32) / (size - 1)
-    ys = boxes[:, 1:2] + t[None] * (boxes[:, 3:4] - boxes[:, 1:2])  # (n, size)
-    xs = boxes[:, 0:1] + t[None] * (boxes[:, 2:3] - boxes[:, 0:1])
-    y0 = np.floor(ys)
-    x0 = np.floor(xs)
-    fy = (ys - y0)[:, :, None, None]
-    fx = (xs - x0)[:, None, :, None]
-    y0 = y0.astype(np.int64)
-    x0 = x0.astype(np.int64)
-    padded = np.pad(img, ((1, 1), (1, 1), (0, 0)))  # one zero pixel around: samples outside -> 0
-
-    def take(yi, xi):
-        yi = np.clip(yi + 1, 0, h + 1)
-        xi = np.clip(xi + 1, 0, w + 1)
-        return padded[yi[:, :, None], xi[:, None, :]]
-
-    inside = ((ys >= 0) & (ys <= h - 1))[:, :, None, None] & ((xs >= 0) & (xs <= w - 1))[:, None, :, None]
-    top = take(y0, x0) * (1 - fx) + take(y0, x0 + 1) * fx
-    bottom = take(y0 + 1, x0) * (1 - fx) + take(y0 + 1, x0 + 1) * fx
+    b = boxes.astype(np.float32)
+    ys = b[:, 1:2] + t[None] * (b[:, 3:4] - b[:, 1:2])  # (n, size)
+    xs = b[:, 0:1] + t[None] * (b[:, 2:3] - b[:, 0:1])
+    inside = ((ys >= 0) & (ys <= h - 1))[:, :, None] & ((xs >= 0) & (xs <= w - 1))[:, None, :]
+    y0f, x0f = np.floor(ys), np.floor(xs)
+    fy = (ys - y0f)[None, :, :, None]
+    fx = (xs - x0f)[None, :, None, :]
+    y0 = np.clip(y0f.astype(np.int64), 0, h - 1)
+    x0 = np.clip(x0f.astype(np.int64), 0, w - 1)
+    y1 = np.minimum(y0 + 1, h - 1)[:, :, None]
+    x1 = np.minimum(x0 + 1, w - 1)[:, None, :]
+    y0, x0 = y0[:, :, None], x0[:, None, :]
+    top = planar[:, y0, x0] * (1 - fx) + planar[:, y0, x1] * fx
+    bottom = planar[:, y1, x0] * (1 - fx) + planar[:, y1, x1] * fx
     out = top * (1 - fy) + bottom * fy
-    out = np.where(inside, out, 0.0).astype(np.float32)
-    return np.ascontiguousarray(out.transpose(3, 0, 1, 2))  # (3, n, size, size) for the nets
+    out -= 127.5
+    out *= 1.0 / 128.0
+    out *= inside[None]
+    return out
 
 
 # --------------------------------------------------------------------------------------- detector
@@ -369,7 +369,8 @@ class FaceDetector:
 
     def _cascade(self, img: np.ndarray, min_face: float):
         empty = (np.empty((0, 4)), np.empty((0, 10)), np.empty(0))
-        norm = (img.astype(np.float32) - 127.5) * (1.0 / 128.0)
+        planar = np.ascontiguousarray(img.transpose(2, 0, 1))  # (3, H, W) uint8 for the crops
+        level = None
         h, w = img.shape[:2]
         t1, t2, t3 = self.thresholds
         nms_scale, nms_pnet, nms_rnet, nms_onet = self.nms_thresholds
@@ -379,7 +380,12 @@ class FaceDetector:
         scale = 12.0 / min_face
         while min(h, w) * scale >= 12:
             sh, sw = int(np.ceil(h * scale)), int(np.ceil(w * scale))
-            level = cv2.resize(norm, (sw, sh), interpolation=cv2.INTER_AREA)
+            if level is None:  # first level from the photo, then each from the one before (5x faster)
+                level = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
+                level -= 127.5
+                level *= 1.0 / 128.0
+            else:
+                level = cv2.resize(level, (sw, sh), interpolation=cv2.INTER_AREA)
             reg, prob = _pnet(np.ascontiguousarray(level.transpose(2, 0, 1))[:, None])
             ys, xs = np.nonzero(prob > t1)
             if ys.size:
@@ -400,7 +406,7 @@ class FaceDetector:
         boxes = boxes[(boxes[:, 2] - boxes[:, 0] > 1)]
         if not len(boxes):
             return empty
-        reg, prob = _rnet(_crops(norm, boxes, 24))
+        reg, prob = _rnet(_crops(planar, boxes, 24))
         keep = prob > t2
         boxes, reg, prob = boxes[keep], reg[keep], prob[keep]
         if not len(boxes):
@@ -410,7 +416,7 @@ class FaceDetector:
         boxes = _square(boxes[keep])
 
         # Stage 3: O-Net on 48x48 crops: final score, box and landmarks.
-        reg, marks, prob = _onet(_crops(norm, boxes, 48))
+        reg, marks, prob = _onet(_crops(planar, boxes, 48))
         keep = prob > t3
         boxes, reg, marks, prob = boxes[keep], reg[keep], marks[keep], prob[keep]
         if not len(boxes):
