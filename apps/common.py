@@ -248,6 +248,39 @@ def process_once(key: str, data: bytes, suffix: str, work: Callable[[Path, Calla
     return result
 
 
+PALETTE = [(230, 57, 70), (29, 53, 87), (42, 157, 143), (244, 162, 97), (131, 56, 236), (255, 190, 11)]
+
+
+def draw_boxes(rgb, faces: list[dict], side: int = 720, scale: float = 1.0):
+    """The photo scaled so its longer side is about ``side`` px, each face boxed and labelled.
+
+    ``faces``: dicts with ``box`` [x, y, w, h] (in the photo's pixels times ``scale``) and ``emotion``.
+    """
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.fromarray(rgb)
+    k = side / max(img.size)
+    if k < 1 or k > 1.5:  # shrink big photos, enlarge tiny crops (48 px) so boxes and text are legible
+        img = img.resize((max(1, round(img.width * k)), max(1, round(img.height * k))),
+                         Image.LANCZOS if k < 1 else Image.NEAREST)
+    else:
+        k = 1.0
+    draw = ImageDraw.Draw(img)
+    width = max(2, round(max(img.size) / 250))
+    font = ImageFont.load_default(size=max(12, round(max(img.size) / 36)))
+    for i, f in enumerate(faces):
+        x, y, w, h = (v * k / scale for v in f["box"])
+        color = PALETTE[i % len(PALETTE)]
+        draw.rectangle([x, y, x + w, y + h], outline=color, width=width)
+        label = f.get("label") or f"{i + 1}: {f['emotion']}"
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        ty = y - (bottom - top) - 8 if y - (bottom - top) - 8 >= 0 else y + width
+        draw.rectangle([x, ty, x + right - left + 8, ty + bottom - top + 8], fill=color)
+        draw.text((x + 4 - left, ty + 4 - top), label, fill=(255, 255, 255), font=font)
+    return np.asarray(img)
+
+
 # --- data for charts -------------------------------------------------------------------------------
 
 def probs_long(probs: dict[str, float], **extra) -> list[dict[str, Any]]:

@@ -249,13 +249,53 @@ def test_speech_page_microphone_and_silence(app_env):
 
 # --- video -----------------------------------------------------------------------------------------
 
-def test_video_page_renders(app_env):
+@pytest.fixture(scope="module")
+def av_models(tmp_path_factory) -> Path:
+    from video_fixtures import tiny_models
+
+    root = tmp_path_factory.mktemp("av_models")
+    tiny_models(root)
+    return root
+
+
+def test_video_page_timeline_and_frame_slider(av_models, monkeypatch, tmp_path):
+    from video_fixtures import make_video
+
+    monkeypatch.setenv("EMOTION_KERAS_MODELS", str(av_models))
+    clip = make_video(tmp_path / "clip.mp4", seconds=3.0, size=(160, 120))
+    at = _run("views/video.py")
+    at.file_uploader(key="video_upload").upload("my clip.mp4", clip.read_bytes(), "video/mp4")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    text = _text(at)
+    assert "3.0 s analysed" in text and "overall emotion" in text
+    assert len(at.get("vega_lite_chart")) == 2  # the timeline and the chosen window's bars
+    assert len(at.image) == 1 and "frame at 0.00 s" in at.image[0].proto.imgs[0].caption
+    result = at.session_state["_results"]
+    at.slider(key="video_time").set_value(2.0).run()
+    assert not at.exception
+    assert "frame at 2.00 s" in at.image[0].proto.imgs[0].caption
+    assert at.session_state["_results"] is result  # moving the slider does not analyse again
+
+
+def test_video_page_wrong_type(app_env):
     at = _run("views/video.py")
     assert "Video" in _text(at)
     at.file_uploader(key="video_upload").upload("clip.txt", b"hello", "text/plain")
     at.run()
     assert not at.exception
-    assert any(".txt" in e.value for e in at.error)
+    assert any(".txt" in e.value or "not a supported video" in e.value for e in at.error)
+
+
+def test_video_page_without_models_explains(monkeypatch, tmp_path):
+    monkeypatch.setenv("EMOTION_KERAS_MODELS", str(tmp_path))
+    at = _run("views/video.py")
+    at.file_uploader(key="video_upload").upload("clip.mp4", b"\0" * 64, "video/mp4")
+    at.run()
+    assert not at.exception
+    assert any("Could not load the video model" in e.value and "EMOTION_KERAS_MODELS" in e.value
+               for e in at.error)
 
 
 def _wav(y: np.ndarray, sr: int = 16000) -> bytes:

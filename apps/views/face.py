@@ -9,9 +9,6 @@ import streamlit as st
 
 import common
 
-PALETTE = [(230, 57, 70), (29, 53, 87), (42, 157, 143), (244, 162, 97), (131, 56, 236), (255, 190, 11)]
-
-
 def analyze(path, progress) -> dict:
     """Detect, classify and explain every face in the image at ``path`` (a temporary copy)."""
     from emotion_keras.preprocess.images import load_image
@@ -32,32 +29,6 @@ def analyze(path, progress) -> dict:
     progress(0.95, "Drawing…")
     return {"image": rgb, "faces": faces, "classes": list(rec.classes), "note": note,
             "model": rec.card.get("name")}
-
-
-def draw_boxes(rgb: np.ndarray, faces: list[dict], side: int = 720) -> np.ndarray:
-    """The photo scaled so its longer side is about ``side`` px, each face boxed and labelled."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    img = Image.fromarray(rgb)
-    k = side / max(img.size)
-    if k < 1 or k > 1.5:  # shrink big photos, enlarge tiny crops (48 px) so boxes and text are legible
-        img = img.resize((max(1, round(img.width * k)), max(1, round(img.height * k))),
-                         Image.LANCZOS if k < 1 else Image.NEAREST)
-    else:
-        k = 1.0
-    draw = ImageDraw.Draw(img)
-    width = max(2, round(max(img.size) / 250))
-    font = ImageFont.load_default(size=max(12, round(max(img.size) / 36)))
-    for i, f in enumerate(faces):
-        x, y, w, h = (v * k for v in f["box"])
-        color = PALETTE[i % len(PALETTE)]
-        draw.rectangle([x, y, x + w, y + h], outline=color, width=width)
-        label = f"{i + 1}: {f['emotion']}"
-        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
-        ty = y - (bottom - top) - 8 if y - (bottom - top) - 8 >= 0 else y + width
-        draw.rectangle([x, ty, x + right - left + 8, ty + bottom - top + 8], fill=color)
-        draw.text((x + 4 - left, ty + 4 - top), label, fill=(255, 255, 255), font=font)
-    return np.asarray(img)
 
 
 def overlay(crop: np.ndarray, heat: np.ndarray, side: int = 192) -> np.ndarray:
@@ -92,7 +63,7 @@ if got is not None and common.load_or_explain("face") is not None:
         else:
             st.success(f"{len(faces)} face{'s' if len(faces) != 1 else ''} found "
                        f"(model: {result['model']}).")
-            st.image(draw_boxes(result["image"], faces), caption="faces found")
+            st.image(common.draw_boxes(result["image"], faces), caption="faces found")
             if result["note"]:
                 st.caption(result["note"])
             for i, f in enumerate(faces):

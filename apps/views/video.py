@@ -3,8 +3,6 @@ time."""
 
 from __future__ import annotations
 
-import inspect
-
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -14,6 +12,7 @@ import common
 
 MAX_FRAMES = 240  # thumbnails kept for the time slider
 THUMB_SIDE = 480
+ANALYSIS_SIDE = 1280  # frames are analysed at most this large; face boxes are in those pixels
 
 
 def analyze(path, progress) -> dict:
@@ -25,17 +24,9 @@ def analyze(path, progress) -> dict:
     info = probe(path)
     progress(0.05, "Loading the face, speech and fusion models…")
     rec = common.recognizer("video")
-    span = (0.1, 0.85)
-
-    def report(fraction, text=None):
-        progress(span[0] + (span[1] - span[0]) * float(fraction), text or "Analysing windows…")
-
-    progress(span[0], "Analysing windows…")
-    try:
-        accepts = "progress" in inspect.signature(rec.analyze).parameters
-    except (TypeError, ValueError):
-        accepts = False
-    result = rec.analyze(path, progress=report) if accepts else rec.analyze(path)
+    length = f" ({info.duration:.0f} s of media)" if info.duration else ""
+    progress(0.1, f"Analysing faces and voice window by window{length}…")
+    result = rec.analyze(path, max_side=ANALYSIS_SIDE)
     frames: list[tuple[float, np.ndarray]] = []
     if info.has_video:
         progress(0.87, "Keeping frames for the time slider…")
@@ -47,6 +38,12 @@ def analyze(path, progress) -> dict:
             if len(frames) >= MAX_FRAMES:
                 break
     return {"result": result, "info": info.to_dict(), "frames": frames}
+
+
+def _window_at(windows: list[dict], t: float) -> dict | None:
+    """The window whose centre is nearest ``t`` (windows overlap, so several contain it)."""
+    return min(windows, key=lambda w: abs((w.get("start", 0) + w.get("end", w.get("start", 0))) / 2 - t),
+               default=None)
 
 
 st.title("Video")
@@ -76,34 +73,48 @@ if got is not None and common.load_or_explain("video") is not None:
                       key="video_time")
         if rows:
             df = pd.DataFrame(rows)
+            df["centre"] = (df["time"] + df["end"]) / 2  # a window's emotion belongs to its middle
             classes = list(dict.fromkeys(df["emotion"]))
             modalities = [m for m in common.MODALITIES if m in set(df["modality"])]
-            lines = alt.Chart(df).mark_line(interpolate="monotone").encode(
-                x=alt.X("time:Q", title="seconds"),
+            lines = alt.Chart(df).mark_line(interpolate="monotone", point=len(set(df["time"])) < 30).encode(
+                x=alt.X("centre:Q", title="seconds"),
                 y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1])),
                 color=alt.Color("emotion:N", sort=classes),
-                tooltip=["modality", "time", "emotion", alt.Tooltip("probability", format=".3f")])
-            rule = alt.Chart(pd.DataFrame({"time": [t]})).mark_rule(color="black", strokeDash=[4, 3]).encode(
-                x="time:Q")
+                tooltip=["modality", alt.Tooltip("time", title="start"), "end", "emotion",
+                         alt.Tooltip("probability", format=".3f")])
+            rule = alt.Chart(df).mark_rule(color="black", strokeDash=[4, 3]).encode(
+                x=alt.datum(t))
             chart = alt.layer(lines, rule, data=df).properties(height=130).facet(
                 row=alt.Row("modality:N", sort=modalities, title=None))
             st.altair_chart(chart)
         left, right = st.columns([3, 2])
+        windows = result.get("windows") or [] if isinstance(result, dict) else []
+        here = _window_at(windows, t)
         if frames:
             times = np.array([ft for ft, _ in frames])
             i = int(np.abs(times - t).argmin())
-            left.image(frames[i][1], caption=f"frame at {frames[i][0]:.2f} s", width="stretch")
+            image = frames[i][1]
+            face = (here or {}).get("face") or {}
+            if face.get("box") and info.get("width"):
+                # boxes are in analysis pixels (frames scaled to ANALYSIS_SIDE); thumbnails are smaller
+                analysed_w = info["width"] * min(1.0, ANALYSIS_SIDE / max(info["width"], info["height"], 1))
+                fused = (here.get("fused") or {}).get("emotion")
+                label = f"face: {face.get('emotion')}" + (f" · fused: {fused}" if fused else "")
+                image = common.draw_boxes(image, [{"box": face["box"], "emotion": face.get("emotion"),
+                                                   "label": label}],
+                                          side=max(image.shape[:2]), scale=analysed_w / image.shape[1])
+            left.image(image, caption=f"frame at {frames[i][0]:.2f} s", width="stretch")
         else:
             left.info("This file has no video stream: the timeline comes from the audio alone.")
-        if rows:
+        if rows and here is not None:
             df = pd.DataFrame(rows)
-            starts = sorted(set(df["time"]))
-            at = max([s for s in starts if s <= t + 1e-9], default=starts[0])
-            now = df[df["time"] == at]
-            right.markdown(f"**Window starting at {at:.1f} s**")
-            top = now.loc[now.groupby("modality")["probability"].idxmax()]
-            right.dataframe(top[["modality", "emotion", "probability"]], hide_index=True)
-            right.altair_chart(alt.Chart(now).mark_bar().encode(
-                x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("emotion:N", sort=classes),
-                color="emotion:N", row=alt.Row("modality:N", sort=modalities, title=None)
-            ).properties(height=90))
+            now = df[df["time"] == float(here["start"])]
+            right.markdown(f"**Window {here['start']:.1f}–{here.get('end', here['start']):.1f} s** "
+                           f"({', '.join(here.get('modalities') or []) or 'nothing found'})")
+            if not now.empty:
+                top = now.loc[now.groupby("modality")["probability"].idxmax()]
+                right.dataframe(top[["modality", "emotion", "probability"]], hide_index=True)
+                right.altair_chart(alt.Chart(now).mark_bar().encode(
+                    x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("emotion:N", sort=classes),
+                    color="emotion:N", row=alt.Row("modality:N", sort=modalities, title=None)
+                ).properties(height=90))
