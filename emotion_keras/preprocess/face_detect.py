@@ -82,14 +82,15 @@ def _single_threaded():
     """
     global _POOL_CONTROLLER
     limiter = contextlib.nullcontext()
-    try:
-        if _POOL_CONTROLLER is None:
-            from threadpoolctl import ThreadpoolController  # installed with scikit-learn (librosa)
+    if _POOL_CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
 
             _POOL_CONTROLLER = ThreadpoolController()
+        except Exception:  # no threadpoolctl: still correct, only slower on busy machines
+            _POOL_CONTROLLER = False
+    if _POOL_CONTROLLER:
         limiter = _POOL_CONTROLLER.limit(limits=1, user_api="blas")
-    except Exception:  # no threadpoolctl: still correct, only slower on busy machines
-        _POOL_CONTROLLER = False
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
