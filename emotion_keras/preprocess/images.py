@@ -124,11 +124,13 @@ def _read_header(data: bytes, name):
 
 
 def _jpeg_complete(data: bytes) -> bool:
-    """A whole JPEG ends with the EOI marker (FFD9), possibly followed by a little padding.
+    """A whole JPEG has an end-of-image marker (FFD9) after its last start-of-scan (FFDA).
 
-    Entropy-coded data never contains FFD9, so its absence near the end means the file was cut.
+    Entropy-coded scan data never contains either marker (0xFF bytes are stuffed), so a file cut
+    anywhere in its last scan has no EOI after that scan; an EXIF thumbnail's EOI comes earlier, and
+    trailers appended by some cameras after the real EOI do not matter.
     """
-    return b"\xff\xd9" in data[-1024:]
+    return data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda")
 
 
 def _decode_with_pillow(data: bytes, name):
