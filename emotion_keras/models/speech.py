@@ -1,0 +1,146 @@
+"""Speech emotion classifiers over feature windows: one builder, four architectures.
+
+``build_speech_model(config, classes, input_shape)`` returns a functional model with input
+``"features"`` ``(frames, n_features)`` (log-mel or MFCC windows from
+:mod:`emotion_keras.preprocess.audio`) and last layers ``"embedding"`` and ``"probabilities"``
+(float32 softmax), as every classifier in the package.
+
+Architectures:
+
+* ``crnn``: 2D conv blocks over (time, frequency), then a bidirectional GRU or LSTM over time, then
+  attention pooling: conv learns local spectro-temporal patterns, the RNN their evolution, and
+  attention picks the emotionally salient frames of a window.
+* ``cnn2d``: conv blocks on the log-mel "image", global average pooling.
+* ``cnn1d``: 1D convolutions over time with features as channels (suits MFCC sequences).
+* ``transformer``: strided conv subsampling, a convolutional position encoding (no custom layer, so
+  saved models load in safe mode with the registered layers only) and a small pre-norm encoder.
+
+SpecAugment (time and frequency masks) runs in-graph at training time only, so it is compiled with
+the training step on either backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from emotion_keras.config import Config, ConfigError
+
+ARCHITECTURES = ("crnn", "cnn2d", "cnn1d", "transformer")
+
+
+@dataclasses.dataclass
+class SpeechModelConfig(Config):
+    """Shape of a speech model; stored on the model card as ``model_config``."""
+
+    architecture: str = "crnn"  # crnn | cnn2d | cnn1d | transformer
+    filters: int = 32  # first conv block; doubles per block up to 4x
+    conv_blocks: int = 3  # conv blocks (each halves time and frequency for 2D, time for 1D)
+    kernel_size: int = 3  # 2D kernels (cnn1d uses 2 * kernel_size - 1 along time)
+    rnn: str = "gru"  # crnn: gru | lstm
+    rnn_units: int = 64  # per direction
+    attention_units: int = 64  # AttentionPooling1D hidden size
+    d_model: int = 64  # transformer width
+    heads: int = 4
+    layers: int = 2  # transformer encoder blocks
+    ff_dim: int = 128
+    dropout: float = 0.3
+    embedding_dim: int = 128
+    augment: bool = True  # SpecAugment at training time
+    time_masks: int = 2
+    time_width: float = 0.1  # fraction of frames per mask, at most
+    freq_masks: int = 2
+    freq_width: float = 0.15  # fraction of features per mask, at most
+
+    def __post_init__(self):
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"architecture must be one of {', '.join(ARCHITECTURES)}, "
+                              f"not {self.architecture!r}")
+        if self.rnn not in ("gru", "lstm"):
+            raise ConfigError(f"rnn must be 'gru' or 'lstm', not {self.rnn!r}")
+        if min(self.filters, self.conv_blocks, self.rnn_units, self.d_model, self.heads, self.layers,
+               self.ff_dim, self.embedding_dim, self.attention_units, self.kernel_size) < 1:
+            raise ConfigError("sizes (filters, blocks, units, heads, layers...) must be positive")
+        if self.d_model % self.heads:
+            raise ConfigError(f"d_model {self.d_model} must be divisible by heads {self.heads}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), not {self.dropout}")
+
+
+def build_speech_model(config: SpeechModelConfig, classes, input_shape):
+    """Functional speech classifier for ``classes`` (labels or their count) on ``(frames, features)``."""
+    import keras
+
+    from emotion_keras.models.layers import AttentionPooling1D, SpecAugment
+
+    n_classes = classes if isinstance(classes, int) else len(classes)
+    if n_classes < 2:
+        raise ConfigError(f"a classifier needs at least 2 classes, got {n_classes}")
+    frames, n_feat = (int(d) for d in input_shape)
+    if config.architecture in ("crnn", "cnn2d") and min(frames, n_feat) < 2 ** config.conv_blocks:
+        raise ConfigError(f"{config.conv_blocks} conv blocks halve ({frames}, {n_feat}) below one cell")
+    L = keras.layers
+    features = keras.Input((frames, n_feat), name="features")
+    x = features
+    if config.augment:
+        x = SpecAugment(config.time_masks, config.time_width, config.freq_masks, config.freq_width,
+                        dtype="float32", name="spec_augment")(x)
+
+    if config.architecture in ("crnn", "cnn2d"):
+        x = L.Reshape((frames, n_feat, 1), name="add_channel")(x)
+        for i in range(config.conv_blocks):
+            x = _conv_block2d(x, config.filters * 2 ** min(i, 2), config.kernel_size, f"block{i}")
+        if config.architecture == "cnn2d":
+            x = L.GlobalAveragePooling2D(name="pool")(x)
+        else:
+            t, f, c = x.shape[1], x.shape[2], x.shape[3]
+            x = L.Reshape((t, f * c), name="to_sequence")(x)
+            # project (frequency x channels) down before the RNN: its input weights dominate otherwise
+            x = L.Dense(2 * config.rnn_units, activation="relu", name="project")(x)
+            rnn = L.GRU if config.rnn == "gru" else L.LSTM
+            x = L.Bidirectional(rnn(config.rnn_units, return_sequences=True), name=f"bi{config.rnn}")(x)
+            x = AttentionPooling1D(config.attention_units, name="attention_pool")(x)
+    elif config.architecture == "cnn1d":
+        k = 2 * config.kernel_size - 1
+        for i in range(config.conv_blocks):
+            width = config.filters * 2 ** min(i, 2)
+            x = L.Conv1D(width, k, padding="same", use_bias=False, name=f"block{i}_conv")(x)
+            x = L.BatchNormalization(name=f"block{i}_bn")(x)
+            x = L.Activation("relu", name=f"block{i}_relu")(x)
+            x = L.MaxPooling1D(2, name=f"block{i}_pool")(x)
+        x = L.Concatenate(name="pool")([L.GlobalAveragePooling1D(name="avg")(x),
+                                        L.GlobalMaxPooling1D(name="max")(x)])
+    else:  # transformer
+        d = config.d_model
+        x = L.Conv1D(d, 3, strides=2, padding="same", activation="gelu", name="subsample1")(x)
+        x = L.Conv1D(d, 3, strides=2, padding="same", activation="gelu", name="subsample2")(x)
+        pos = L.DepthwiseConv1D(15, padding="same", activation="gelu", name="position_conv")(x)
+        x = L.Add(name="position_add")([x, pos])
+        for i in range(config.layers):
+            h = L.LayerNormalization(epsilon=1e-5, name=f"enc{i}_ln1")(x)
+            h = L.MultiHeadAttention(config.heads, d // config.heads, dropout=config.dropout / 2,
+                                     name=f"enc{i}_mha")(h, h)
+            x = L.Add(name=f"enc{i}_add1")([x, h])
+            h = L.LayerNormalization(epsilon=1e-5, name=f"enc{i}_ln2")(x)
+            h = L.Dense(config.ff_dim, activation="gelu", name=f"enc{i}_ff1")(h)
+            h = L.Dropout(config.dropout / 2, name=f"enc{i}_drop")(h)
+            h = L.Dense(d, name=f"enc{i}_ff2")(h)
+            x = L.Add(name=f"enc{i}_add2")([x, h])
+        x = L.LayerNormalization(epsilon=1e-5, name="final_ln")(x)
+        x = AttentionPooling1D(config.attention_units, name="attention_pool")(x)
+
+    if config.dropout:
+        x = L.Dropout(config.dropout, name="dropout")(x)
+    x = L.Dense(config.embedding_dim, activation="relu", name="embedding")(x)
+    out = L.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model({"features": features}, out, name=f"speech_{config.architecture}")
+
+
+def _conv_block2d(x, filters: int, kernel: int, name: str):
+    """Conv-BN-ReLU then 2x2 max pooling (halves time and frequency)."""
+    import keras
+
+    L = keras.layers
+    x = L.Conv2D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = L.BatchNormalization(name=f"{name}_bn")(x)
+    x = L.Activation("relu", name=f"{name}_relu")(x)
+    return L.MaxPooling2D(2, name=f"{name}_pool")(x)
