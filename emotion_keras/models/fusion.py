@@ -145,8 +145,13 @@ def embedding_model(model, name: str | None = None):
     return keras.Model(model.inputs, layer.output, name=name or f"{model.name}_embedding")
 
 
-def _embedding_dim(model) -> int:
-    return int(model.get_layer("embedding").output.shape[-1])
+def _copy(model):
+    """A copy with the same weights: freezing or fine-tuning it never changes the caller's model."""
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def build_fusion_model(config: FusionConfig, classes: Sequence[str], face_model=None, speech_model=None,
@@ -180,7 +185,7 @@ def build_fusion_model(config: FusionConfig, classes: Sequence[str], face_model=
                     raise ConfigError("end-to-end fusion needs a face model with the single input 'image' "
                                       "(train the face model without geometry, or use cached embeddings)")
                 image_shape = tuple(face_model.inputs[0].shape[1:])
-                encoder = embedding_model(face_model, "face_encoder")
+                encoder = _copy(embedding_model(face_model, "face_encoder"))
                 encoder.trainable = bool(config.finetune)
                 frames_in = keras.Input((T, *image_shape), name="face_images")
                 inputs["face_images"] = frames_in
@@ -204,7 +209,7 @@ def build_fusion_model(config: FusionConfig, classes: Sequence[str], face_model=
 
     if "speech" in config.modalities:
         if speech_model is not None:
-            encoder = embedding_model(speech_model, "speech_encoder")
+            encoder = _copy(embedding_model(speech_model, "speech_encoder"))
             encoder.trainable = bool(config.finetune)
             feats = keras.Input(tuple(speech_model.inputs[0].shape[1:]), name="features")
             inputs["features"] = feats

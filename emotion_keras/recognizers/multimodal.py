@@ -1,0 +1,456 @@
+"""Video in, emotion timeline out: faces and speech per window, fused by the saved fusion model.
+
+``MultimodalEmotionRecognizer().analyze("clip.mp4")`` streams the file
+(:func:`emotion_keras.preprocess.video.iter_windows`), so memory stays bounded for hours of video:
+
+- every sampled frame goes through face detection (MTCNN), alignment and the face model once, even
+  when windows overlap; the *main* face is tracked from frame to frame (the detection that overlaps
+  the tracked box most, else the largest confident one), and between full-frame searches it is
+  re-detected only in a region around its last box, which keeps analysis fast on a CPU;
+- each window's audio goes through the speech model's preprocessing (trim, log-mel) and model;
+- both models' ``"embedding"`` outputs go into the fusion model (``saved_models/fusion``); a window
+  with only one modality (no face found, silence, no audio track, or a video-only file) gets that
+  modality's own probabilities as its fused result, and ``modalities`` says which were present.
+
+Probabilities are reported per modality in that model's own classes; fused results are in the
+fusion model's classes. Where the speech model has a class the fusion model lacks (RAVDESS ``calm``),
+its probability is added to ``neutral`` when mapping speech-only windows to the fused classes.
+Without a saved fusion model the recogniser falls back to late fusion (equal weights) and says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings as _warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotion_keras.errors import InputError
+from emotion_keras.preprocess import video as V
+
+MERGE_INTO = {"calm": "neutral", "contempt": "disgust", "boredom": "neutral"}
+
+
+def _iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    ix = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = ix * iy
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+def project(probs: np.ndarray, source: list[str], target: list[str]) -> np.ndarray:
+    """Map probabilities over ``source`` classes onto ``target`` classes (unknown mass merged by
+    ``MERGE_INTO`` or dropped), renormalised."""
+    probs = np.asarray(probs, np.float32)
+    out = np.zeros((*probs.shape[:-1], len(target)), np.float32)
+    index = {c: i for i, c in enumerate(target)}
+    for j, c in enumerate(source):
+        k = index.get(c, index.get(MERGE_INTO.get(c, ""), None))
+        if k is not None:
+            out[..., k] += probs[..., j]
+    total = out.sum(-1, keepdims=True)
+    return np.where(total > 0, out / np.maximum(total, 1e-12), 1.0 / len(target))
+
+
+class FaceTracker:
+    """Finds and follows the main face across sampled frames.
+
+    A full-frame search runs on the first frame, every ``redetect`` frames and whenever the face is
+    lost; in between, only a region ``roi_scale`` times the last box is searched (several times
+    faster). Among candidates the one overlapping the tracked box most wins, else the largest.
+    """
+
+    def __init__(self, full_detector=None, roi_detector=None, min_confidence: float = 0.9,
+                 redetect: int = 10, roi_scale: float = 1.8):
+        from emotion_keras.preprocess.face_detect import FaceDetector
+
+        self.full = full_detector or FaceDetector(max_side=480, min_face_fraction=0.08)
+        self.roi = roi_detector or FaceDetector(max_side=160, min_face_fraction=0.35, pad_retry=False)
+        self.min_confidence = float(min_confidence)
+        self.redetect = int(redetect)
+        self.roi_scale = float(roi_scale)
+        self.box = None
+        self.since_full = 0
+
+    def _pick(self, faces):
+        faces = [f for f in faces if f.confidence >= self.min_confidence]
+        if not faces:
+            return None
+        if self.box is not None:
+            best = max(faces, key=lambda f: _iou(f.box, self.box))
+            if _iou(best.box, self.box) > 0.2:
+                return best
+        return max(faces, key=lambda f: f.box[2] * f.box[3] * f.confidence)
+
+    def _roi_detect(self, rgb):
+        from emotion_keras.preprocess.face_detect import Face
+
+        x, y, w, h = self.box
+        H, W = rgb.shape[:2]
+        s = max(w, h) * self.roi_scale
+        cx, cy = x + w / 2, y + h / 2
+        x0, y0 = int(max(0, cx - s / 2)), int(max(0, cy - s / 2))
+        x1, y1 = int(min(W, cx + s / 2)), int(min(H, cy + s / 2))
+        if x1 - x0 < 24 or y1 - y0 < 24:
+            return []
+        faces = self.roi.detect(rgb[y0:y1, x0:x1])
+        return [Face(box=(f.box[0] + x0, f.box[1] + y0, f.box[2], f.box[3]), confidence=f.confidence,
+                     keypoints={k: (px + x0, py + y0) for k, (px, py) in f.keypoints.items()})
+                for f in faces]
+
+    def __call__(self, rgb):
+        face = None
+        if self.box is not None and self.since_full < self.redetect:
+            face = self._pick(self._roi_detect(rgb))
+            self.since_full += 1
+        if face is None:
+            face = self._pick(self.full.detect(rgb))
+            self.since_full = 0
+        self.box = tuple(face.box) if face is not None else None
+        return face
+
+
+class MultimodalEmotionRecognizer:
+    """Face + speech emotion over time in a video (or audio) file.
+
+    ``fusion_dir``/``face_dir``/``speech_dir`` default to ``saved_models/{fusion,face,speech}``.
+    """
+
+    task = "fusion"
+
+    def __init__(self, fusion_dir: str | Path | None = None, face_dir: str | Path | None = None,
+                 speech_dir: str | Path | None = None, tracker: FaceTracker | None = None):
+        import keras
+
+        from emotion_keras.models import store
+        from emotion_keras.preprocess.faces import FacePrepConfig
+        from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
+
+        self.face_dir = Path(face_dir) if face_dir else store.default_model_dir("face")
+        self.speech_dir = Path(speech_dir) if speech_dir else store.default_model_dir("speech")
+        self.face_model, self.face_card = store.load(self.face_dir)
+        self.face_classes = list(self.face_card["classes"])
+        self.prep = FacePrepConfig.from_dict(self.face_card.get("preprocessing") or {})
+        self.speech = SpeechEmotionRecognizer(self.speech_dir)
+        self.speech_classes = self.speech.classes
+        self._face_net = keras.Model(self.face_model.inputs, [self.face_model.get_layer("embedding").output,
+                                                              self.face_model.output])
+        sm = self.speech.model
+        self._speech_net = keras.Model(sm.inputs, [sm.get_layer("embedding").output, sm.output])
+        self._face_inputs = [t.name.split(":")[0] for t in self.face_model.inputs]
+
+        fusion_dir = Path(fusion_dir) if fusion_dir else store.default_model_dir("fusion")
+        self.fusion_dir = fusion_dir
+        self.fusion = None
+        self.fusion_card: dict[str, Any] = {}
+        if (fusion_dir / store.CARD_FILE).exists():
+            from emotion_keras.models.fusion import FusionConfig
+
+            self.fusion, self.fusion_card = store.load(fusion_dir)
+            self.fusion_config = FusionConfig.from_dict(self.fusion_card.get("model_config") or {})
+            self.classes = list(self.fusion_card["classes"])
+            self.late_weight = float(self.fusion_card.get("late_fusion_face_weight", 0.5))
+        else:
+            _warnings.warn(f"no fusion model in {fusion_dir}: fusing by late fusion (equal weights)",
+                           stacklevel=2)
+            self.fusion_config = None
+            self.classes = [c for c in self.face_classes]
+            self.late_weight = 0.5
+        self.tracker = tracker
+
+    # ------------------------------------------------------------------ per modality
+
+    def _faces(self, frames: list[V.Frame]) -> list[dict | None]:
+        """Track, align and classify the main face in each frame: embedding, probabilities, box."""
+        from emotion_keras.preprocess.faces import face_inputs
+        from emotion_keras.recognizers.face import model_feed
+
+        if self.tracker is None:
+            self.tracker = FaceTracker(min_confidence=self.prep.min_confidence)
+        found, crops, geoms = [], [], []
+        for f in frames:
+            face = self.tracker(f.image)
+            if face is None:
+                found.append(None)
+                continue
+            images, geometry = face_inputs(f.image, [face], self.prep)
+            crops.append(images[0])
+            if geometry is not None:
+                geoms.append(geometry[0])
+            found.append(face)
+        out: list[dict | None] = [None] * len(frames)
+        if not crops:
+            return out
+        x = {"image": np.stack(crops)}
+        if "geometry" in self._face_inputs:
+            dim = int(self.face_model.get_layer("geometry").output.shape[-1])
+            x["geometry"] = np.stack(geoms) if geoms else np.zeros((len(crops), dim), np.float32)
+        n = len(crops)
+        size = 1 << (n - 1).bit_length()  # few distinct batch shapes: no retracing per window
+        x = {k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)]) for k, v in x.items()}
+        feed = model_feed(self._face_net, x)
+        emb, probs = self._face_net.predict_on_batch(feed)
+        emb, probs = np.asarray(emb, np.float32)[:n], np.asarray(probs, np.float32)[:n]
+        j = 0
+        for i, face in enumerate(found):
+            if face is not None:
+                out[i] = {"embedding": emb[j], "probs": probs[j], "box": [int(v) for v in face.box]}
+                j += 1
+        return out
+
+    def _speech(self, audio: np.ndarray | None, sr: int) -> dict | None:
+        """Speech embedding and probabilities of one window's audio (None: no audio, silence, too short)."""
+        from emotion_keras.preprocess import audio as A
+
+        if audio is None or audio.size == 0:
+            return None
+        cfg = self.speech.config
+        if sr != cfg.sr:
+            import soxr
+
+            audio = soxr.resample(audio, sr, cfg.sr).astype(np.float32)
+        try:
+            feats, _ = A.waveform_windows(audio, cfg, "<window>", self.speech._basis)
+        except InputError:
+            return None
+        n = len(feats)
+        size = 1 << (n - 1).bit_length()
+        if size > n:
+            feats = np.concatenate([feats, np.zeros((size - n, *feats.shape[1:]), feats.dtype)])
+        emb, probs = self._speech_net.predict_on_batch({"features": feats.astype(np.float32)})
+        return {"embedding": np.asarray(emb, np.float32)[:n].mean(0),
+                "probs": np.asarray(probs, np.float32)[:n].mean(0)}
+
+    def _fuse(self, faces: list[dict], speech: dict | None) -> tuple[np.ndarray | None, str]:
+        face_p = project(np.mean([f["probs"] for f in faces], 0), self.face_classes, self.classes) \
+            if faces else None
+        speech_p = project(speech["probs"], self.speech_classes, self.classes) if speech else None
+        if face_p is None and speech_p is None:
+            return None, "none"
+        if face_p is None:
+            return speech_p, "speech only"
+        if speech_p is None:
+            return face_p, "face only"
+        if self.fusion is None:
+            return self.late_weight * face_p + (1 - self.late_weight) * speech_p, "late fusion"
+        from emotion_keras.models.fusion import pad_frames
+
+        cfg = self.fusion_config
+        x = {}
+        if "face" in cfg.modalities:
+            frames, mask = pad_frames([np.stack([f["embedding"] for f in faces])], cfg.max_frames,
+                                      cfg.face_dim)
+            x.update(face_frames=frames, face_mask=mask)
+        if "speech" in cfg.modalities:
+            x["speech"] = speech["embedding"][None]
+        names = [t.name.split(":")[0] for t in self.fusion.inputs]
+        p = self.fusion.predict_on_batch({k: x[k] for k in names})
+        return np.asarray(p, np.float32)[0], "fusion"
+
+    # ------------------------------------------------------------------ public API
+
+    def _labels(self, p, classes) -> dict[str, float]:
+        return {c: round(float(v), 4) for c, v in zip(classes, p)}
+
+    def analyze(self, path: str | Path, window: float = 2.5, hop: float = 1.0, fps: float = 5.0,
+                max_side: int = 1280, progress: bool = False) -> dict[str, Any]:
+        """The emotion timeline of a video (or audio) file.
+
+        Returns ``{"file", "media", "window", "hop", "fps", "windows": [{"start", "end",
+        "modalities", "face", "speech", "fused"}], "emotion", "probabilities", "modalities",
+        "warnings"}``; ``face``/``speech`` are None in windows without that modality.
+        """
+        path = Path(path)
+        config = V.VideoConfig(fps=fps, window=window, hop=hop, max_side=max_side)
+        info = V.probe(path)
+        warnings: list[str] = []
+        self.tracker = None  # a new file: forget the previous face
+        frame_results: dict[float, dict | None] = {}
+        rows, fused_all = [], []
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=round(info.duration or 0, 1) or None, unit="s", desc=path.name)
+        for win in V.iter_windows(path, config, info, warnings):
+            new = [f for f in win.frames if f.time not in frame_results]
+            for f, r in zip(new, self._faces(new)):
+                frame_results[f.time] = r
+            faces = [frame_results[f.time] for f in win.frames if frame_results.get(f.time) is not None]
+            for t in [t for t in frame_results if t < win.start + hop]:
+                del frame_results[t]  # older frames are never needed again (bounded memory)
+            speech = self._speech(win.audio, win.sample_rate)
+            fused, method = self._fuse(faces, speech)
+            mods = (["face"] if faces else []) + (["speech"] if speech else [])
+            row: dict[str, Any] = {"start": round(win.start, 3), "end": round(win.end, 3),
+                                   "modalities": mods, "face": None, "speech": None, "fused": None}
+            if faces:
+                fp = np.mean([f["probs"] for f in faces], 0)
+                row["face"] = {"emotion": self.face_classes[int(fp.argmax())],
+                               "probabilities": self._labels(fp, self.face_classes),
+                               "frames": len(faces), "sampled_frames": len(win.frames),
+                               "box": faces[len(faces) // 2]["box"]}
+            if speech:
+                row["speech"] = {"emotion": self.speech_classes[int(speech["probs"].argmax())],
+                                 "probabilities": self._labels(speech["probs"], self.speech_classes)}
+            if fused is not None:
+                row["fused"] = {"emotion": self.classes[int(fused.argmax())],
+                                "probabilities": self._labels(fused, self.classes), "method": method}
+                fused_all.append(fused)
+            rows.append(row)
+            if bar is not None:
+                bar.update(max(0.0, min(win.end, info.duration or win.end) - bar.n))
+        if bar is not None:
+            bar.close()
+        present = sorted({m for r in rows for m in r["modalities"]})
+        result: dict[str, Any] = {
+            "file": str(path), "media": {k: v for k, v in info.to_dict().items() if k != "path"},
+            "window": window, "hop": hop, "fps": fps, "classes": self.classes, "windows": rows,
+            "modalities": present, "emotion": None, "probabilities": None, "warnings": warnings}
+        if not info.has_audio:
+            warnings.append(f"{path}: no audio track: face only")
+        if not info.has_video:
+            warnings.append(f"{path}: no video track: speech only")
+        if fused_all:
+            mean = np.mean(fused_all, 0)
+            result["emotion"] = self.classes[int(mean.argmax())]
+            result["probabilities"] = self._labels(mean, self.classes)
+        else:
+            warnings.append(f"{path}: no face and no speech found in any window")
+        return result
+
+    def predict_file(self, path: str | Path, **kwargs) -> dict[str, Any]:
+        """The fused result per file (the ``emotion-keras predict video.mp4`` JSON line)."""
+        t = self.analyze(path, **kwargs)
+        out = {"file": t["file"], "emotion": t["emotion"], "probabilities": t["probabilities"],
+               "modalities": t["modalities"],
+               "windows": [{"start": w["start"], "end": w["end"], "modalities": w["modalities"],
+                            "emotion": (w["fused"] or {}).get("emotion")} for w in t["windows"]]}
+        if t["warnings"]:
+            out["warnings"] = t["warnings"]
+        return out
+
+
+# ---------------------------------------------------------------------- outputs
+
+def timeline_csv(timeline: dict[str, Any]) -> str:
+    """One CSV row per window: times, modalities, each modality's emotion and the fused probabilities."""
+    classes = timeline["classes"]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["start", "end", "modalities", "face_emotion", "speech_emotion", "fused_emotion",
+                "method", *[f"p_{c}" for c in classes]])
+    for r in timeline["windows"]:
+        fused = r["fused"] or {}
+        probs = fused.get("probabilities") or {}
+        w.writerow([r["start"], r["end"], "+".join(r["modalities"]), (r["face"] or {}).get("emotion", ""),
+                    (r["speech"] or {}).get("emotion", ""), fused.get("emotion", ""), fused.get("method", ""),
+                    *[probs.get(c, "") for c in classes]])
+    return buf.getvalue()
+
+
+def _window_at(timeline, t: float):
+    best = None
+    for r in timeline["windows"]:
+        if r["start"] <= t < r["end"]:
+            centre = (r["start"] + r["end"]) / 2
+            if best is None or abs(centre - t) < abs((best["start"] + best["end"]) / 2 - t):
+                best = r
+    return best
+
+
+def _draw(image: np.ndarray, row: dict | None, t: float) -> np.ndarray:
+    import cv2
+
+    img = np.ascontiguousarray(image.copy())
+    scale = max(0.4, img.shape[1] / 640)
+    label = f"{t:6.1f}s"
+    if row is not None:
+        if row.get("face") and row["face"].get("box"):
+            x, y, w, h = row["face"]["box"]
+            cv2.rectangle(img, (x, y), (x + w, y + h), (0, 255, 0), max(1, int(2 * scale)))
+        fused = row.get("fused")
+        if fused:
+            label += f"  {fused['emotion']} {max(fused['probabilities'].values()):.2f} ({'+'.join(row['modalities'])})"
+    cv2.rectangle(img, (0, 0), (img.shape[1], int(28 * scale)), (0, 0, 0), -1)
+    cv2.putText(img, label, (4, int(20 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.55 * scale, (255, 255, 255),
+                max(1, int(scale)), cv2.LINE_AA)
+    return img
+
+
+def write_annotated(path: str | Path, timeline: dict[str, Any], out: str | Path, fps: float = 5.0,
+                    max_side: int = 960) -> Path:
+    """An mp4 of the sampled frames with the face box and the fused emotion drawn on (no audio),
+    decoded again from ``path`` (streaming) and written atomically."""
+    import av
+
+    from emotion_keras.data.cache import atomic_write
+
+    out = Path(out)
+
+    def write(f):
+        c = av.open(f, "w", format="mp4")
+        stream = None
+        try:
+            for frame in V.iter_frames(path, fps, max_side):
+                img = _draw(frame.image, _window_at(timeline, frame.time), frame.time)
+                if stream is None:
+                    h, w = img.shape[:2]
+                    stream = c.add_stream("libx264", rate=int(round(fps)) or 5)
+                    stream.width, stream.height = w - w % 2, h - h % 2
+                    stream.pix_fmt = "yuv420p"
+                vf = av.VideoFrame.from_ndarray(img[:stream.height, :stream.width], format="rgb24")
+                for p in stream.encode(vf):
+                    c.mux(p)
+            if stream is None:
+                raise InputError(path, "no video frames to annotate")
+            for p in stream.encode():
+                c.mux(p)
+        finally:
+            c.close()
+
+    return atomic_write(out, write)
+
+
+def write_contact_sheet(path: str | Path, timeline: dict[str, Any], out: str | Path, columns: int = 4,
+                        max_tiles: int = 32, tile_width: int = 320) -> Path:
+    """A JPEG/PNG grid with one frame per window (its middle frame), labelled with the fused emotion."""
+    import cv2
+
+    from emotion_keras.data.cache import atomic_write
+
+    rows = timeline["windows"]
+    if len(rows) > max_tiles:
+        rows = [rows[i] for i in np.linspace(0, len(rows) - 1, max_tiles).round().astype(int)]
+    wanted = [(r["start"] + r["end"]) / 2 for r in rows]
+    tiles: list[np.ndarray | None] = [None] * len(rows)
+    k = 0
+    for frame in V.iter_frames(path, 10.0, 1280):
+        while k < len(wanted) and frame.time >= wanted[k] - 0.05:
+            tiles[k] = _draw(frame.image, rows[k], frame.time)
+            k += 1
+        if k >= len(wanted):
+            break
+    tiles = [t for t in tiles if t is not None]
+    if not tiles:
+        raise InputError(path, "no video frames for a contact sheet (audio-only file?)")
+    h0, w0 = tiles[0].shape[:2]
+    th = int(round(h0 * tile_width / w0))
+    tiles = [cv2.resize(t, (tile_width, th), interpolation=cv2.INTER_AREA) for t in tiles]
+    n_rows = int(np.ceil(len(tiles) / columns))
+    sheet = np.full((n_rows * th, min(columns, len(tiles)) * tile_width, 3), 255, np.uint8)
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, columns)
+        sheet[r * th:(r + 1) * th, c * tile_width:(c + 1) * tile_width] = t
+    out = Path(out)
+    ext = out.suffix.lower() if out.suffix.lower() in (".jpg", ".jpeg", ".png") else ".jpg"
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InputError(out, "could not encode the contact sheet")
+    return atomic_write(out, lambda f: f.write(buf.tobytes()))
