@@ -59,6 +59,8 @@ def test_truncated_jpeg_and_png(tmp_path, shared_data):
     data = photo.read_bytes()
     with pytest.raises(InputError, match="truncated JPEG"):
         load_image(_write(tmp_path / "cut.jpg", data[: len(data) // 2]))
+    # a camera trailer after the real end marker is not truncation
+    assert load_image(_write(tmp_path / "trailer.jpg", data + b"\x00SAMSUNG-TRAILER" * 400)).ndim == 3
     png = _png(load_image(photo))
     with pytest.raises(InputError, match="corrupt"):
         load_image(_write(tmp_path / "cut.png", png[: len(png) // 2]))
