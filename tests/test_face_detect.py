@@ -154,3 +154,14 @@ def test_matches_mtcnn_package(request, wild_photos):
     assert len(ious) >= 6
     assert min(ious) > 0.8 and np.median(ious) > 0.9
     assert max(kp_errors) < 0.08 and np.median(kp_errors) < 0.04
+
+
+def test_several_faces_in_one_photo(detector, wild_photos):
+    """A 2x2 mosaic of four 320x320 portraits (640x640): four separate faces, one per tile."""
+    tiles = [cv2.resize(load_image(p), (320, 320), interpolation=cv2.INTER_AREA)
+             for p in wild_photos[:40:10]]
+    mosaic = np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])])
+    faces = detector.detect(mosaic)
+    cells = sorted({(int((f.box[0] + f.box[2] / 2) // 320), int((f.box[1] + f.box[3] / 2) // 320))
+                    for f in faces})
+    assert len(faces) == 4 and cells == [(0, 0), (0, 1), (1, 0), (1, 1)]
