@@ -379,3 +379,16 @@ def test_dashboard_command_line(tmp_path):
     assert str(tmp_path.resolve()) in env["EMOTION_KERAS_RESULTS"]
     with pytest.raises(InputError):
         dashboard.command(parser.parse_args(["dashboard", "--models", str(tmp_path / "absent")]))
+
+
+def test_results_page_does_not_import_keras():
+    """Browsing results needs no backend: Keras (and TensorFlow/JAX) load only with the first model."""
+    import subprocess
+
+    code = ("import sys\nfrom streamlit.testing.v1 import AppTest\n"
+            f"at = AppTest.from_file({str(APP)!r}, default_timeout=60)\nat.run()\n"
+            "assert not at.exception, [e.value for e in at.exception]\n"
+            "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -77,7 +77,7 @@ if got is not None and common.load_or_explain("video") is not None:
             classes = list(dict.fromkeys(df["emotion"]))
             modalities = [m for m in common.MODALITIES if m in set(df["modality"])]
             lines = alt.Chart(df).mark_line(interpolate="monotone", point=len(set(df["time"])) < 30).encode(
-                x=alt.X("centre:Q", title="seconds"),
+                x=alt.X("centre:Q", title="seconds (window centre)", scale=alt.Scale(domain=[0, t_max])),
                 y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1])),
                 color=alt.Color("emotion:N", sort=classes),
                 tooltip=["modality", alt.Tooltip("time", title="start"), "end", "emotion",
@@ -117,4 +117,4 @@ if got is not None and common.load_or_explain("video") is not None:
                 right.altair_chart(alt.Chart(now).mark_bar().encode(
                     x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("emotion:N", sort=classes),
                     color="emotion:N", row=alt.Row("modality:N", sort=modalities, title=None)
-                ).properties(height=90))
+                ).properties(height=14 * len(classes) + 10))
