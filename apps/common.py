@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,13 @@ def recognizer(task: str):
     Only models from the models folder are ever loaded, never an uploaded file.
     """
     return _load_recognizer(task, _stamp(task))
+
+
+@st.cache_resource(show_spinner=False)
+def lock(task: str) -> threading.Lock:
+    """One lock per recogniser: sessions run in threads and share the cached models, whose trackers
+    and detectors keep per-call state, so two uploads are analysed one after the other."""
+    return threading.Lock()
 
 
 def load_or_explain(task: str):

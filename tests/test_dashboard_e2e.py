@@ -159,8 +159,8 @@ def _shot(driver, name: str) -> Path:
     return path
 
 
-def test_dashboard_in_a_browser(server, browser, tmp_path):
-    # _browser_paths() ran in the browser fixture, so a machine without chromium skips before the server
+def test_dashboard_in_a_browser(browser, server, tmp_path):
+    # the browser fixture comes first: a machine without chromium skips before any server starts
     from PIL import Image
 
     browser.get(server)

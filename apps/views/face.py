@@ -8,6 +8,8 @@ import pandas as pd
 import streamlit as st
 
 import common
+from emotion_keras.errors import InputError
+
 
 def analyze(path, progress) -> dict:
     """Detect, classify and explain every face in the image at ``path`` (a temporary copy)."""
@@ -19,13 +21,14 @@ def analyze(path, progress) -> dict:
     rec = common.recognizer("face")
     progress(0.35, "Finding faces and their emotions…")
     note = None
-    try:
-        faces = rec.predict(rgb, heatmaps=True)
-    except Exception as e:  # the heatmap is a bonus: keep the emotions if explaining fails
-        if type(e).__name__ == "InputError":
-            raise
-        note = f"Attention heatmaps unavailable ({type(e).__name__}: {e})."
-        faces = rec.predict(rgb)
+    with common.lock("face"):
+        try:
+            faces = rec.predict(rgb, heatmaps=True)
+        except Exception as e:  # the heatmap is a bonus: keep the emotions if explaining fails
+            if isinstance(e, InputError):
+                raise
+            note = f"Attention heatmaps unavailable ({type(e).__name__}: {e})."
+            faces = rec.predict(rgb)
     progress(0.95, "Drawing…")
     return {"image": rgb, "faces": faces, "classes": list(rec.classes), "note": note,
             "model": rec.card.get("name")}

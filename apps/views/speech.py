@@ -23,7 +23,8 @@ def analyze(path, progress) -> dict:
     progress(0.2, "Loading the speech model…")
     rec = common.recognizer("speech")
     progress(0.35, "Recognising emotions window by window…")
-    out = rec.predict_file(path)
+    with common.lock("speech"):
+        out = rec.predict_file(path)
     progress(0.9, "Drawing…")
     shown = y[: SHOW_SECONDS * SR]
     return {"waveform": shown, "duration": len(y) / SR, "result": out,

@@ -26,7 +26,8 @@ def analyze(path, progress) -> dict:
     rec = common.recognizer("video")
     length = f" ({info.duration:.0f} s of media)" if info.duration else ""
     progress(0.1, f"Analysing faces and voice window by window{length}…")
-    result = rec.analyze(path, max_side=ANALYSIS_SIDE)
+    with common.lock("video"):
+        result = rec.analyze(path, max_side=ANALYSIS_SIDE)
     frames: list[tuple[float, np.ndarray]] = []
     if info.has_video:
         progress(0.87, "Keeping frames for the time slider…")
