@@ -64,7 +64,7 @@ def attention_map(model, inputs) -> np.ndarray:
     if layer is None:
         raise ValueError(f"model {model.name} has no SelfAttention2D layer; use grad_cam")
     x, image = _as_inputs(model, inputs)
-    features = keras.Model(model.input, layer.input)(x, training=False)
+    features = keras.Model(model.input, layer.input).predict(x, verbose=0)
     h, w = int(features.shape[1]), int(features.shape[2])
     attn = keras.ops.convert_to_numpy(layer.attention_scores(features))  # (B, N, N)
     received = attn.mean(axis=1).reshape(-1, h, w)
@@ -107,7 +107,8 @@ def _gradient(fn, x):
         import jax
         import jax.numpy as jnp
 
-        return np.asarray(jax.grad(lambda t: jnp.sum(fn(t)))(jnp.asarray(x)))
+        # one compiled function instead of hundreds of eagerly compiled ops
+        return np.asarray(jax.jit(jax.grad(lambda t: jnp.sum(fn(t))))(jnp.asarray(x)))
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -135,12 +136,11 @@ def grad_cam(model, inputs, class_index=None, layer_name=None) -> np.ndarray:
 
     x, image = _as_inputs(model, inputs)
     feature_tensor = _feature_tensor(model, layer_name)
-    features = np.asarray(keras.ops.convert_to_numpy(
-        keras.Model(model.input, feature_tensor)(x, training=False)), np.float32)
+    features = np.asarray(keras.Model(model.input, feature_tensor).predict(x, verbose=0), np.float32)
     others = {k: v for k, v in x.items() if k != "image"} if isinstance(x, dict) else {}
     extra = [model.input[k] for k in others]
     head = keras.Model([feature_tensor, *extra], model.output)
-    probs = keras.ops.convert_to_numpy(head([features, *others.values()], training=False))
+    probs = head.predict([features, *others.values()], verbose=0)
     if class_index is None:
         classes = probs.argmax(axis=-1)
     else:
