@@ -10,11 +10,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EMOTION_KERAS_DATA", ROOT.parent / "shared" / "data"))
 
-# Under JAX every new weight shape compiles its own threefry random kernel at initialisation (about
-# 1 s of CPU each: ~10 s to build a small CNN); the RBG generator compiles ~5x faster. Tests only
-# (set before jax is imported); training runs keep JAX's default.
-os.environ.setdefault("JAX_DEFAULT_PRNG_IMPL", "rbg")
-
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
