@@ -222,7 +222,9 @@ class FaceHyperModel(TaskHyperModel):
 
         if self.space == "small":
             backbone = hp.Choice("backbone", ["vgg", "resnet"])
-            width = hp.Choice("width", [4, 8])
+            # at least 16: TensorFlow's oneDNN kernels corrupt the heap on the resnet stride-2
+            # projection with fewer channels (tensorflow-cpu 2.21, seen with 4, 8 and 12)
+            width = hp.Choice("width", [16, 24])
             depth = 2
             attention = hp.Choice("attention", ["off", "block1", "last"])
             embedding = 16

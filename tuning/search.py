@@ -27,6 +27,7 @@ import os
 import socket
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -171,24 +172,39 @@ FUSION_KEYS = ("face", "face_frames", "face_mask", "speech", "geometry")
 
 def load_fusion_data(spec: str, fold: int = 4, folds: int = 5, classes: list[str] | None = None,
                      ) -> TaskData:
-    """Paired face/speech vectors for the fusion head from an ``.npz`` of cached arrays.
+    """Paired face/speech vectors for the fusion head, subject-independent.
 
-    The file holds ``labels`` and ``subjects`` (one per sample) and any of ``face`` (descriptor
-    vectors, e.g. RAVDESS OpenFace action units), ``face_frames`` + ``face_mask`` (frame embeddings),
-    ``speech`` (speech embeddings) and ``geometry``: what the fusion pipeline caches for its head.
-    Validation holds out the subjects of fold ``fold`` of ``folds`` (sorted order).
+    ``spec`` is either the RAVDESS paired benchmark's action-unit CSV (``ravdess-au:/.../au.csv`` or a
+    path ending in ``au.csv``: the 35 OpenFace AUs as face descriptor, the clip's speech functionals
+    from :mod:`emotion_keras.fusion_benchmark` as speech vector, both cached), or an ``.npz`` holding
+    ``labels`` and ``subjects`` (one per sample) and any of ``face`` (descriptor vectors),
+    ``face_frames`` + ``face_mask`` (frame embeddings), ``speech`` (speech embeddings) and
+    ``geometry``. Validation holds out the subjects of fold ``fold`` of ``folds`` (sorted order).
     """
     from emotion_keras.labels import class_list
 
-    path = Path(str(spec).split(":", 1)[1] if str(spec).startswith("npz:") else spec)
-    if not path.is_file():
-        raise InputError(path, "fusion tuning reads an .npz of paired arrays (labels, subjects, face/"
-                               "face_frames+face_mask, speech); no such file")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise InputError(path, f"not a readable .npz ({e})") from None
+    text = str(spec)
+    licence = None
+    if text.startswith("ravdess-au:") or text.endswith(".csv"):
+        from emotion_keras.data.video import corpus_licence, read_ravdess_au
+        from emotion_keras.fusion_benchmark import compute_functionals
+
+        path = Path(text.split(":", 1)[1] if text.startswith("ravdess-au:") else text)
+        records, au, _ = read_ravdess_au(path)
+        arrays = {"face": au, "speech": compute_functionals(records),
+                  "labels": np.asarray([r.label for r in records]),
+                  "subjects": np.asarray([str(r.subject) for r in records])}
+        licence = corpus_licence(records)
+    else:
+        path = Path(text.split(":", 1)[1] if text.startswith("npz:") else text)
+        if not path.is_file():
+            raise InputError(path, "fusion tuning reads the RAVDESS action-unit CSV or an .npz of paired "
+                                   "arrays (labels, subjects, face/face_frames+face_mask, speech); no such file")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as e:
+            raise InputError(path, f"not a readable .npz ({e})") from None
     missing = [k for k in ("labels", "subjects") if k not in arrays]
     if missing or not any(k in arrays for k in ("face", "face_frames", "speech")):
         raise InputError(path, f"expected arrays labels, subjects and face/face_frames/speech; "
@@ -222,7 +238,9 @@ def load_fusion_data(spec: str, fold: int = 4, folds: int = 5, classes: list[str
                 f"{len(order) - len(held)} subjects ({int(tr.sum())} samples)")
     xtr = {k: v[tr] for k, v in x.items()}
     return TaskData("fusion", classes, xtr, y[tr], {k: v[va] for k, v in x.items()}, y[va], protocol,
-                    {"corpus": path.name, "spec": str(spec), "validation": f"subject fold {fold + 1}/{folds}"},
+                    {"corpus": "RAVDESS paired (OpenFace AUs + speech functionals)" if licence else path.name,
+                     "spec": str(spec), "licence": licence or "see the source corpora",
+                     "validation": f"subject fold {fold + 1}/{folds}"},
                     {"arrays": sorted(x)}, {"base": base, "train_x": xtr})
 
 
@@ -482,7 +500,7 @@ def read_search(project_dir: str | Path) -> dict[str, Any]:
 def run_search(data: TaskData, tuner_kind: str = "random", objective: str = "val_uar",
                max_trials: int = 10, epochs: int = 10, project_dir: str | Path = "tuning_runs/face",
                space: str = "small", patience: int = 3, seed: int = 0, verbose: int = 1,
-               mixed_precision: str = "auto", overwrite: bool = False):
+               mixed_precision: str = "auto", overwrite: bool = False, callbacks: list | None = None):
     """Search (or resume searching) and return ``(tuner, summary)``.
 
     A second call on the same ``project_dir`` reuses every finished trial and only runs what is
@@ -504,7 +522,7 @@ def run_search(data: TaskData, tuner_kind: str = "random", objective: str = "val
     done_before = 0 if worker else _finished(tuner)
     start, t0 = _now(), time.perf_counter()
     tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=epochs,
-                 verbose=verbose)
+                 verbose=verbose, callbacks=list(callbacks or []))
     seconds = time.perf_counter() - t0
     if worker:  # the chief's oracle holds the trials; a worker only reports its own share
         return tuner, {"project_dir": str(project_dir), "tuner_id": tuner.tuner_id,
@@ -640,7 +658,9 @@ def export_best(tuner, data: TaskData, out: str | Path, retrain_on_all: bool = F
         if retrain_on_all:
             print("note: the best trial's epoch count is unknown; exporting its checkpoint without "
                   "retraining on train+validation", file=sys.stderr)
-        model = tuner.load_model(trial)
+        with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed here
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model = tuner.load_model(trial)
         trained_on, train_used = "train", train_cfg
         history = trial_scores
         probs = model.predict(select_for(model, data.x_val), batch_size=256, verbose=0)
@@ -683,6 +703,10 @@ def export_best(tuner, data: TaskData, out: str | Path, retrain_on_all: bool = F
         },
     }
     store.save(model, out, card)
+    # The chosen configs as files, for `face|speech train --model-config/--train-config` (e.g. the
+    # 5-fold cross-validation of a tuned speech model).
+    for key in ("model_config", "train_config", "preprocessing"):
+        atomic_write_json(project_dir / "best" / f"{key}.json", card[key])
     return store.read_card(out)
 
 

@@ -1,0 +1,169 @@
+"""Tuning: hypermodels build each task's model through its builder, a search runs, resumes after a
+kill, exports a loadable model with its card, the report reads the project, and ``tune`` works from
+the command line. Searches use the tiny synthetic fusion problem (a small MLP: quick to compile
+under JAX); the face CLI run uses a small real CK+48 subset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+from emotion_keras.config import ConfigError
+from emotion_keras.models import store
+from conftest import corpus
+from tuning import search
+from tuning.hypermodels import FaceHyperModel, FusionHyperModel, SpeechHyperModel
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ["angry", "happy", "sad"]
+
+
+def _layer_names(model):
+    return {layer.name for layer in model.layers}
+
+
+@pytest.mark.parametrize("space", ["small", "full"])
+def test_hypermodels_build_each_task_through_its_builder(space):
+    cases = [
+        (FaceHyperModel(CLASSES, image_shape=(48, 48, 1), space=space), ["image"],
+         {"backbone", "attention", "augment", "dropout", "learning_rate", "batch_size", "schedule"}),
+        (SpeechHyperModel(CLASSES, input_shape=(64, 32), space=space), ["features"],
+         {"architecture", "rnn", "filters", "augment", "label_smoothing"}),
+        (FusionHyperModel(CLASSES, base={"face_input": "frames", "face_dim": 8, "speech_dim": 6,
+                                         "max_frames": 4}, space=space),
+         ["face_frames", "face_mask", "speech"], {"pooling", "projection", "modality_dropout"}),
+    ]
+    for hm, inputs, tuned in cases:
+        hp = kt.HyperParameters()
+        model = hm.build(hp)
+        assert sorted(t.name.split(":")[0] for t in model.inputs) == sorted(inputs)
+        assert model.layers[-1].name == "probabilities" and "embedding" in _layer_names(model)
+        assert model.output.shape[-1] == len(CLASSES) and model.optimizer is not None
+        assert tuned <= set(hp.values), (hm.task, sorted(hp.values))
+        cfg = hm.describe(hp)
+        assert cfg["train_config"]["batch_size"] == hp.values["batch_size"]
+
+
+def test_face_space_choices_reach_the_model():
+    hm = FaceHyperModel(CLASSES, image_shape=(48, 48, 1), geometry=True, geometry_dim=10)
+    hp = kt.HyperParameters()
+    hp.Fixed("backbone", "resnet")
+    hp.Fixed("attention", "last")
+    hp.Fixed("geometry", True)
+    hp.Fixed("augment", 0.5)
+    model = hm.build(hp)
+    names = _layer_names(model)
+    assert "attention" in names and "augment" in names and "geometry" in {
+        t.name.split(":")[0] for t in model.inputs}
+    cfg = hm.model_config(hp)
+    assert cfg.backbone == "resnet" and cfg.attention_after == -1 and cfg.max_rotation == 7.5
+
+
+def _killing_callback(kill_at: int):
+    """Raise KeyboardInterrupt (as Ctrl-C or a kill would stop the process) in trial ``kill_at``."""
+    state = {"trials": 0}
+
+    class Kill(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            state["trials"] += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            if state["trials"] == kill_at:
+                raise KeyboardInterrupt
+
+        def __deepcopy__(self, memo):  # KerasTuner copies callbacks per trial; share the count
+            return Kill()
+
+    return Kill()
+
+
+def test_search_resumes_after_kill_and_exports(tmp_path):
+    data = search.synthetic_data("fusion", n=64)
+    project = tmp_path / "project"
+    kw = dict(tuner_kind="random", max_trials=2, epochs=2, project_dir=project, patience=0, verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        search.run_search(data, callbacks=[_killing_callback(kill_at=2)], **kw)
+    first = json.loads((project / "trial_0" / "run.json").read_text())
+    assert first["status"] == "completed" and first["fit"]["best_epoch"] in (1, 2)
+
+    tuner, summary = search.run_search(data, **kw)  # same command again: resumes
+    assert summary["completed"] == 2 and tuner.trials_run == 1  # only the killed trial ran again
+    assert json.loads((project / "trial_0" / "run.json").read_text()) == first
+    assert sorted(p.name for p in project.glob("trial_*")) == ["trial_0", "trial_1"]
+
+    tuner, summary = search.run_search(data, **kw)  # nothing left to do
+    assert tuner.trials_run == 0 and summary["completed"] == 2
+    assert len(search.read_search(project)["sessions"]) == 2
+
+    with pytest.raises(ConfigError, match="tuner"):
+        search.run_search(data, **{**kw, "tuner_kind": "bayesian"})
+
+    out = tmp_path / "export"
+    card = search.export_best(tuner, data, out, retrain_on_all=True, verbose=0)
+    model, loaded = store.load(out)
+    assert loaded["tuning"]["trials"] == 2 and loaded["tuning"]["tuner"] == "random"
+    assert loaded["training"]["trained_on"] == "train+validation"
+    assert loaded["train_config"]["epochs"] == loaded["tuning"]["best_epoch"]
+    for key in ("classes", "inputs", "preprocessing", "model_config", "metrics", "backend", "versions",
+                "date"):
+        assert key in card
+    assert "protocol" in loaded["metrics"]["search_validation"]
+    probs = model.predict(data.x_val, verbose=0)
+    assert probs.shape == (len(data.y_val), len(data.classes))
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
+
+    # without retraining: the best trial's own checkpoint, scored on the split that selected it
+    card = search.export_best(tuner, data, tmp_path / "checkpoint", retrain_on_all=False, verbose=0)
+    val = card["metrics"]["validation"]
+    assert val["n"] == len(data.y_val) and "selected on this split" in val["protocol"]
+    assert card["training"]["trained_on"] == "train" and val["uar"] == pytest.approx(
+        card["tuning"]["best_score"], abs=1e-6)
+
+    # the report reads the project without Keras and compares the families tried
+    rep_out = tmp_path / "report" / "tuning"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tuning_report.py"), str(project),
+                    "--out", str(rep_out), "--label", "test search", "--comparison"], check=True,
+                   cwd=ROOT, capture_output=True)
+    rep = json.loads(rep_out.with_suffix(".json").read_text())
+    assert rep["completed"] == 2 and rep["objective"] == "val_uar" and rep["rows"]
+    assert sum(r["trials"] for r in rep["rows"]) == 2 and rep["best"]["hyperparameters"]
+    assert "Model families" in rep_out.with_suffix(".md").read_text()
+    from emotion_keras.results import comparison_rows, discover
+
+    meta, rows = comparison_rows(rep)
+    assert meta["task"] == "fusion" and rows[0]["family"]
+    res = discover([tmp_path])
+    assert res.tuning and len(res.tuning[0].trials) == 2 and res.comparisons
+
+
+def test_cli_rejects_bad_data_with_a_clear_message(tmp_path, capsys):
+    from emotion_keras.cli import main
+
+    rc = main(["tune", "face", "--data", str(tmp_path / "missing"), "--project-dir", str(tmp_path / "p")])
+    assert rc == 2 and "missing" in capsys.readouterr().err
+
+
+def test_cli_tune_face_end_to_end_on_real_faces(shared_data, tmp_path, capsys):
+    """``emotion-keras tune face`` on a small CK+48 subset: search, then export with a card."""
+    from emotion_keras.cli import main
+
+    ck = corpus(shared_data, "ckplus48")
+    out = tmp_path / "face"
+    rc = main(["tune", "face", "--data", f"ckplus:{ck}", "--limit", "70", "--val-limit", "35",
+               "--tuner", "random", "--space", "small", "--max-trials", "1", "--epochs", "1",
+               "--patience", "0", "--project-dir", str(tmp_path / "p"), "--export", str(out),
+               "--verbose", "0"])
+    assert rc == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["completed"] == 1 and line["export"] == str(out)
+    model, card = store.load(out)
+    assert card["task"] == "face" and "subject-held-out" in card["metrics"]["validation"]["protocol"]
+    assert card["preprocessing"]["size"] == 48 and card["inputs"]["image"] == [48, 48, 1]
+    assert "CK+" in card["data"]["licence"]
