@@ -12,10 +12,11 @@ from conftest import corpus
 from emotion_keras.cli import main
 from emotion_keras.commands.speech import kfold_splits, load_split, read_records
 
+# Unnormalised MFCC keep loudness, so angry vs sad is learnable from 96 clips in a few seconds.
 FEATURES = json.dumps({"window_seconds": 2.0, "n_mels": 32, "hop_length": 320, "feature": "mfcc",
-                       "n_mfcc": 13})
+                       "n_mfcc": 13, "normalize": "none"})
 MODEL = json.dumps({"architecture": "cnn1d", "filters": 8, "conv_blocks": 2, "embedding_dim": 16,
-                    "dropout": 0.1})
+                    "dropout": 0.1, "augment": False})
 TRAIN = ["--epochs", "12", "--batch-size", "16", "--learning-rate", "0.003", "--patience", "0", "--verbose", "0"]
 
 

@@ -44,6 +44,7 @@ class SpeechModelConfig(Config):
     layers: int = 2  # transformer encoder blocks
     ff_dim: int = 128
     dropout: float = 0.3
+    bn_momentum: float = 0.9  # speech sets are small: 0.99 leaves inference statistics unsettled
     embedding_dim: int = 128
     augment: bool = True  # SpecAugment at training time
     time_masks: int = 2
@@ -62,6 +63,8 @@ class SpeechModelConfig(Config):
             raise ConfigError("sizes (filters, blocks, units, heads, layers...) must be positive")
         if self.d_model % self.heads:
             raise ConfigError(f"d_model {self.d_model} must be divisible by heads {self.heads}")
+        if not 0 < self.bn_momentum < 1:
+            raise ConfigError(f"bn_momentum must be in (0, 1), not {self.bn_momentum}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), not {self.dropout}")
 
@@ -88,7 +91,8 @@ def build_speech_model(config: SpeechModelConfig, classes, input_shape):
     if config.architecture in ("crnn", "cnn2d"):
         x = L.Reshape((frames, n_feat, 1), name="add_channel")(x)
         for i in range(config.conv_blocks):
-            x = _conv_block2d(x, config.filters * 2 ** min(i, 2), config.kernel_size, f"block{i}")
+            x = _conv_block2d(x, config.filters * 2 ** min(i, 2), config.kernel_size, f"block{i}",
+                              config.bn_momentum)
         if config.architecture == "cnn2d":
             x = L.GlobalAveragePooling2D(name="pool")(x)
         else:
@@ -104,7 +108,7 @@ def build_speech_model(config: SpeechModelConfig, classes, input_shape):
         for i in range(config.conv_blocks):
             width = config.filters * 2 ** min(i, 2)
             x = L.Conv1D(width, k, padding="same", use_bias=False, name=f"block{i}_conv")(x)
-            x = L.BatchNormalization(name=f"block{i}_bn")(x)
+            x = L.BatchNormalization(momentum=config.bn_momentum, name=f"block{i}_bn")(x)
             x = L.Activation("relu", name=f"block{i}_relu")(x)
             x = L.MaxPooling1D(2, name=f"block{i}_pool")(x)
         x = L.Concatenate(name="pool")([L.GlobalAveragePooling1D(name="avg")(x),
@@ -135,12 +139,12 @@ def build_speech_model(config: SpeechModelConfig, classes, input_shape):
     return keras.Model({"features": features}, out, name=f"speech_{config.architecture}")
 
 
-def _conv_block2d(x, filters: int, kernel: int, name: str):
+def _conv_block2d(x, filters: int, kernel: int, name: str, momentum: float = 0.9):
     """Conv-BN-ReLU then 2x2 max pooling (halves time and frequency)."""
     import keras
 
     L = keras.layers
     x = L.Conv2D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = L.BatchNormalization(name=f"{name}_bn")(x)
+    x = L.BatchNormalization(momentum=momentum, name=f"{name}_bn")(x)
     x = L.Activation("relu", name=f"{name}_relu")(x)
     return L.MaxPooling2D(2, name=f"{name}_pool")(x)
