@@ -280,7 +280,9 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
     x_va = {"features": va.x.astype(np.float32)}
     result = trainlib.fit(net, x_tr, tr.targets(classes), x_va, va.targets(classes), classes, train, run_dir)
     probs = net.predict(x_va, batch_size=train.batch_size, verbose=0)
-    val_metrics = {**va.clip_metrics(probs, classes), "protocol": split.protocol}
+    # fit restores the best epoch by ``train.monitor`` on this same validation set: say so
+    protocol = f"{split.protocol}; epoch chosen by {train.monitor} on the validation speakers"
+    val_metrics = {**va.clip_metrics(probs, classes), "protocol": protocol}
 
     name = name or run_dir.name
     card = {
