@@ -342,7 +342,8 @@ def crossvalidate_speech(records: list[Record], k: int, features: SpeechFeatureC
                      **{key: round(m[key], 4) for key in ("accuracy", "uar", "macro_f1")}, "n": m["n"]})
     protocol = (f"{_ds_name(records)} speaker-grouped {k}-fold cross-validation ({_speaker_word(records)} "
                 + "; ".join(_speaker_list(r["validation_speakers"]) for r in rows)
-                + f" held out in turn; {len(records):,} clips); clip-level scores, mean ± std over folds")
+                + f" held out in turn; {len(records):,} clips); each fold's epoch chosen by {train.monitor} on "
+                "its held-out speakers; clip-level scores, mean ± std over folds")
     report = {"task": "speech", "protocol": protocol, "classes": classes,
               **{key: _summary([r[key] for r in rows]) for key in ("accuracy", "uar", "macro_f1")},
               "folds": rows, "preprocessing": features.to_dict(), "model_config": model,
