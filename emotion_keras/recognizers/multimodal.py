@@ -283,6 +283,8 @@ class MultimodalEmotionRecognizer:
             for f, r in zip(new, self._faces(new)):
                 frame_results[f.time] = r
             faces = [frame_results[f.time] for f in win.frames if frame_results.get(f.time) is not None]
+            track = [[round(f.time, 3), *frame_results[f.time]["box"]] for f in win.frames
+                     if frame_results.get(f.time) is not None]
             for t in [t for t in frame_results if t < win.start + hop]:
                 del frame_results[t]  # older frames are never needed again (bounded memory)
             speech = self._speech(win.audio, win.sample_rate)
@@ -295,7 +297,8 @@ class MultimodalEmotionRecognizer:
                 row["face"] = {"emotion": self.face_classes[int(fp.argmax())],
                                "probabilities": self._labels(fp, self.face_classes),
                                "frames": len(faces), "sampled_frames": len(win.frames),
-                               "box": faces[len(faces) // 2]["box"]}
+                               "box": faces[len(faces) // 2]["box"],
+                               "track": track}
             if speech:
                 row["speech"] = {"emotion": self.speech_classes[int(speech["probs"].argmax())],
                                  "probabilities": self._labels(speech["probs"], self.speech_classes)}
@@ -372,8 +375,12 @@ def _draw(image: np.ndarray, row: dict | None, t: float) -> np.ndarray:
     scale = max(0.4, img.shape[1] / 640)
     label = f"{t:6.1f}s"
     if row is not None:
-        if row.get("face") and row["face"].get("box"):
-            x, y, w, h = row["face"]["box"]
+        face = row.get("face") or {}
+        box = face.get("box")
+        if face.get("track"):  # the box of the frame nearest in time
+            box = min(face["track"], key=lambda e: abs(e[0] - t))[1:]
+        if box:
+            x, y, w, h = box
             cv2.rectangle(img, (x, y), (x + w, y + h), (0, 255, 0), max(1, int(2 * scale)))
         fused = row.get("fused")
         if fused:
