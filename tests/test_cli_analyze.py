@@ -63,3 +63,26 @@ def test_predict_dispatches_video(models, shared_data, tmp_path, monkeypatch, ca
     assert main(["predict", str(clip), "--json"]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["file"] == str(clip) and line["emotion"] and set(line["modalities"]) == {"face", "speech"}
+
+
+def test_fusion_train_on_real_clips_and_evaluate(models, shared_data, tmp_path, capsys):
+    from emotion_keras.models import store
+
+    data = corpus(shared_data, "cremad_av") / "data"
+    manifest = tmp_path / "clips.csv"
+    rows = [f"{data / f'1001_DFA_{e}_XX.flv'},{e},{s}" for e, s in
+            (("ANG", "a"), ("HAP", "a"), ("SAD", "a"), ("NEU", "b"), ("ANG", "b"), ("HAP", "b"))]
+    manifest.write_text("file,label,subject\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "fusion"
+    rc = main(["fusion", "train", "--data", str(manifest), "--val-subjects", "b", "--face-dir",
+               str(models["face"]), "--speech-dir", str(models["speech"]), "--out", str(out),
+               "--run-dir", str(tmp_path / "run"), "--epochs", "2", "--pooling", "mean", "--verbose", "0",
+               "--window", "1.0", "--hop", "1.0"])
+    assert rc == 0
+    card = store.read_card(out)
+    assert card["data"]["pairs"] == "real" and card["classes"] == ["angry", "happy", "sad", "neutral"]
+    assert card["metrics"]["validation"]["n"] > 0
+    capsys.readouterr()
+    rc = main(["fusion", "evaluate", "--data", str(manifest), "--fusion-dir", str(out), "--face-dir",
+               str(models["face"]), "--speech-dir", str(models["speech"])])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["n"] == 6

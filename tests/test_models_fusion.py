@@ -129,3 +129,20 @@ def test_late_fusion_baseline():
     np.testing.assert_allclose(fused, 0.3 * p_face + 0.7 * p_speech, atol=1e-6)
     p_face[0] = np.nan  # a window without a face falls back to speech
     np.testing.assert_allclose(late_fusion(p_face, p_speech, 0.3)[0], p_speech[0], atol=1e-6)
+
+
+def test_pseudo_pairs_match_labels():
+    from emotion_keras.commands.fusion import pseudo_pairs
+
+    rng = np.random.default_rng(0)
+    face = {"embedding": rng.normal(size=(30, 6)).astype("f4"),
+            "labels": np.array(["happy", "sad", "disgust"] * 10)}
+    speech = {"embedding": np.repeat(np.arange(4)[:, None], 5, 1).astype("f4"),
+              "labels": np.array(["happy", "sad", "calm", "happy"])}
+    x, y, keep = pseudo_pairs(face, speech, ["happy", "sad"], seed=0)
+    assert len(y) == len(keep) == 20  # disgust has no speech partner: left out
+    assert x["face_frames"].shape == (20, 16, 6) and set(x["face_mask"].sum(1)) <= set(range(3, 14))
+    for i in range(20):  # each face's partner speech window has its label
+        partner = int(x["speech"][i, 0])
+        assert speech["labels"][partner] == ["happy", "sad"][y[i]]
+        assert face["labels"][keep[i]] == ["happy", "sad"][y[i]]

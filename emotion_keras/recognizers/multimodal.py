@@ -258,6 +258,32 @@ class MultimodalEmotionRecognizer:
     def _labels(self, p, classes) -> dict[str, float]:
         return {c: round(float(v), 4) for c, v in zip(classes, p)}
 
+    def _windows(self, path: Path, config: V.VideoConfig, info: V.MediaInfo, warnings: list[str]):
+        """Per window: ``(window, face results, face track, speech result)``, frames classified once."""
+        self.tracker = None  # a new file: forget the previous face
+        frame_results: dict[float, dict | None] = {}
+        for win in V.iter_windows(path, config, info, warnings):
+            new = [f for f in win.frames if f.time not in frame_results]
+            for f, r in zip(new, self._faces(new)):
+                frame_results[f.time] = r
+            faces = [frame_results[f.time] for f in win.frames if frame_results.get(f.time) is not None]
+            track = [[round(f.time, 3), *frame_results[f.time]["box"]] for f in win.frames
+                     if frame_results.get(f.time) is not None]
+            for t in [t for t in frame_results if t < win.start + config.hop]:
+                del frame_results[t]  # older frames are never needed again (bounded memory)
+            yield win, faces, track, self._speech(win.audio, win.sample_rate)
+
+    def embed(self, path: str | Path, window: float = 2.5, hop: float = 1.0, fps: float = 5.0,
+              max_side: int = 1280):
+        """Per window ``{"start", "end", "face": (frames, dim) embeddings or None, "speech": (dim,) or
+        None}``: the fusion model's inputs, for training a head on real audio-visual clips."""
+        path = Path(path)
+        config = V.VideoConfig(fps=fps, window=window, hop=hop, max_side=max_side)
+        for win, faces, _, speech in self._windows(path, config, V.probe(path), []):
+            yield {"start": win.start, "end": win.end,
+                   "face": np.stack([f["embedding"] for f in faces]) if faces else None,
+                   "speech": speech["embedding"] if speech else None}
+
     def analyze(self, path: str | Path, window: float = 2.5, hop: float = 1.0, fps: float = 5.0,
                 max_side: int = 1280, progress: bool = False) -> dict[str, Any]:
         """The emotion timeline of a video (or audio) file.
@@ -270,24 +296,13 @@ class MultimodalEmotionRecognizer:
         config = V.VideoConfig(fps=fps, window=window, hop=hop, max_side=max_side)
         info = V.probe(path)
         warnings: list[str] = []
-        self.tracker = None  # a new file: forget the previous face
-        frame_results: dict[float, dict | None] = {}
         rows, fused_all = [], []
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=round(info.duration or 0, 1) or None, unit="s", desc=path.name)
-        for win in V.iter_windows(path, config, info, warnings):
-            new = [f for f in win.frames if f.time not in frame_results]
-            for f, r in zip(new, self._faces(new)):
-                frame_results[f.time] = r
-            faces = [frame_results[f.time] for f in win.frames if frame_results.get(f.time) is not None]
-            track = [[round(f.time, 3), *frame_results[f.time]["box"]] for f in win.frames
-                     if frame_results.get(f.time) is not None]
-            for t in [t for t in frame_results if t < win.start + hop]:
-                del frame_results[t]  # older frames are never needed again (bounded memory)
-            speech = self._speech(win.audio, win.sample_rate)
+        for win, faces, track, speech in self._windows(path, config, info, warnings):
             fused, method = self._fuse(faces, speech)
             mods = (["face"] if faces else []) + (["speech"] if speech else [])
             row: dict[str, Any] = {"start": round(win.start, 3), "end": round(win.end, 3),
