@@ -271,8 +271,12 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     for f in report["folds"]:
         lines.append(f"- fold {f['fold']}: test {', '.join(f['test_actors'])}; inner validation "
                      f"{', '.join(f['inner_validation_actors'])}; face weight {f['late_fusion_face_weight']:.2f}")
-    lines += ["", f"Backend {report['backend']}, CPU; features {report['feature_seconds']} s, total "
-                  f"{report['total_seconds']} s. Reproduce: `python benchmarks/fusion_bench.py`.", ""]
+    lines += ["", "Per-fold accuracy differences between methods are paired (same test actors in each "
+                  "fold): compare methods fold by fold, not only by mean.", "",
+              f"Backend {report['backend']}, CPU only; speech features {report['feature_seconds']} s (0 when "
+              f"cached), total {report['total_seconds']} s wall time (on the project's 2-core machine, shared "
+              "with other jobs while it ran). Reproduce: `python benchmarks/fusion_bench.py` or "
+              "`emotion-keras fusion benchmark`.", ""]
     paths = {"json": atomic_write_json(out_dir / "fusion.json", report),
              "md": atomic_write_text(out_dir / "fusion.md", "\n".join(lines))}
     return paths
