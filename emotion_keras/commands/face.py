@@ -57,16 +57,25 @@ def _split_name(records: list[Record], split: str) -> str:
 
 
 def _stratified_subset(records: list[Record], n: int, seed: int) -> list[Record]:
-    """About ``n`` records with the class proportions of ``records`` (for quick runs and tests)."""
+    """Exactly ``n`` records with the class proportions of ``records`` (largest-remainder rounding,
+    at least one per class), for quick runs and tests."""
     if n >= len(records):
         return list(records)
     rng = np.random.default_rng(seed)
     labels = np.asarray([r.label for r in records])
+    classes = sorted(set(labels.tolist()))
+    sizes = np.asarray([(labels == c).sum() for c in classes])
+    quota = n * sizes / len(records)
+    take = np.minimum(np.maximum(np.floor(quota).astype(int), 1), sizes)
+    for i in np.argsort(-(quota - np.floor(quota))):  # hand out what rounding left over
+        if take.sum() >= n:
+            break
+        if take[i] < sizes[i]:
+            take[i] += 1
     keep: list[int] = []
-    for lab in sorted(set(labels.tolist())):
-        idx = np.flatnonzero(labels == lab)
-        k = max(1, int(round(n * len(idx) / len(records))))
-        keep += rng.choice(idx, size=min(k, len(idx)), replace=False).tolist()
+    for c, k in zip(classes, take):
+        idx = np.flatnonzero(labels == c)
+        keep += rng.choice(idx, size=int(k), replace=False).tolist()
     return [records[i] for i in sorted(keep)]
 
 
@@ -81,21 +90,31 @@ def _stratified_holdout(records: list[Record], fraction: float, seed: int):
     return [r for r, h in zip(records, held) if not h], [r for r, h in zip(records, held) if h]
 
 
+def _only(records: list[Record], classes: list[str] | None) -> list[Record]:
+    if not classes:
+        return records
+    kept = [r for r in records if r.label in classes]
+    if not kept:
+        raise InputError("--classes", f"no records labelled {classes}")
+    return kept
+
+
 def load_split(data: str, val_split: str | None = None, val_subjects: float | None = None,
                val_data: str | None = None, limit: int | None = None, val_limit: int | None = None,
-               seed: int = 0) -> Split:
+               seed: int = 0, classes: list[str] | None = None) -> Split:
     """Read ``data`` and choose the validation records, in this order of preference:
 
     ``val_data`` (another corpus), ``val_subjects`` (a subject-held-out fraction), ``val_split`` (a
     corpus-declared split). With none given: the corpus's ``validation`` split, else its ``test``
     split, else 20% of subjects held out, else (no subjects) a stratified random 20%.
-    A corpus-declared ``test`` split is never used for training.
+    A corpus-declared ``test`` split is never used for training. ``classes`` keeps only records with
+    those labels (before any subset is drawn).
     """
-    records = read_faces(data)
+    records = _only(read_faces(data), classes)
     splits = {r.split for r in records}
-    ds = _ds_name(records)
+    ds = _ds_name(records) + (f" ({', '.join(classes)} only)" if classes else "")
     if val_data:
-        val = read_faces(val_data)
+        val = _only(read_faces(val_data), classes)
         train = [r for r in records if r.split in (None, "train")]
         how = f"{_ds_name(val)} ({len(val):,} images)"
         train_how = f"{ds}"
@@ -402,7 +421,8 @@ def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tt
     if len(arrays) == 0:
         raise InputError(data, "no faces to evaluate (none found, or no label among the model's classes)")
     start = time.perf_counter()
-    probs = predict_arrays(model, arrays, tta_flip=tta_flip)
+    # One batch shape for small sets (a partial last batch costs JAX a second compilation).
+    probs = predict_arrays(model, arrays, tta_flip=tta_flip, batch_size=min(256, len(arrays)))
     seconds = time.perf_counter() - start
     m = metrics(to_indices(arrays.labels, classes), probs, classes)
     ds = _ds_name(records)
@@ -616,7 +636,7 @@ def register(subparsers) -> None:
 def _split_from_args(args) -> Split:
     return load_split(args.data, val_split=args.val_split, val_subjects=args.val_subjects,
                       val_data=args.val_data, limit=args.limit, val_limit=args.val_limit,
-                      seed=args.seed or 0)
+                      seed=args.seed or 0, classes=_classes_arg(args))
 
 
 def _classes_arg(args) -> list[str] | None:
