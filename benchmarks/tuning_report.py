@@ -35,12 +35,14 @@ sys.path.insert(0, str(ROOT))
 from emotion_keras.data.cache import atomic_write_json, atomic_write_text  # noqa: E402
 from emotion_keras.results import read_trial  # noqa: E402
 
-# What names a "model family" per task: the architectural choices, not the training knobs.
+# What names a "model family" per task: the architectural choices, not the training knobs. A fusion
+# head on descriptor vectors has no pooling choice; its family is then its layer sizes.
 FAMILY_KEYS = {
     "face": ("backbone", "attention", "geometry"),
     "speech": ("architecture", "rnn"),
     "fusion": ("pooling",),
 }
+FALLBACK_KEYS = {"fusion": ("projection", "hidden")}
 
 
 def _load(path: Path) -> Any:
@@ -66,6 +68,8 @@ def family(task: str, hp: dict[str, Any]) -> str:
             parts.append("+ geometry" if v else "")
         else:
             parts.append(str(v))
+    if not parts:
+        parts = [f"{k} {hp[k]}" for k in FALLBACK_KEYS.get(task, ()) if k in hp]
     return " ".join(p for p in parts if p) or "default"
 
 

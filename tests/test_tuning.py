@@ -29,8 +29,43 @@ def _layer_names(model):
     return {layer.name for layer in model.layers}
 
 
-@pytest.mark.parametrize("space", ["small", "full"])
-def test_hypermodels_build_each_task_through_its_builder(space):
+def _hypermodels(space):
+    return [
+        FaceHyperModel(CLASSES, image_shape=(48, 48, 1), geometry=True, geometry_dim=10, space=space),
+        SpeechHyperModel(CLASSES, input_shape=(64, 32), space=space),
+        FusionHyperModel(CLASSES, base={"face_input": "frames", "face_dim": 8, "speech_dim": 6,
+                                        "max_frames": 4}, space=space),
+    ]
+
+
+def test_full_spaces_only_hold_valid_configs():
+    """Random points of every full space give configs the builders accept (checked by the configs'
+    own validation), without building the GPU-sized models."""
+    for hm in _hypermodels("full"):
+        hp = kt.HyperParameters()
+        hm.space_only = True
+        hm.build(hp)  # declares the space, builds nothing big
+        names = {p.name for p in hp.space}
+        assert {"learning_rate", "batch_size", "weight_decay", "label_smoothing", "schedule",
+                "dropout"} <= names
+        seen = set()
+        for seed in range(12):
+            point = kt.HyperParameters()
+            point.values = {p.name: p.random_sample(seed * 31 + i) for i, p in enumerate(hp.space)}
+            cfg = hm.describe(point)
+            seen.add(json.dumps(cfg["model_config"], sort_keys=True))
+        assert len(seen) > 6, hm.task
+    face = _hypermodels("full")[0]
+    hp = kt.HyperParameters()
+    face.space_only = True
+    face.build(hp)
+    backbones = next(p for p in hp.space if p.name == "backbone").values
+    assert set(backbones) == {"vgg", "resnet", "mobilenetv3small", "efficientnetv2b0"}
+    assert {"attention", "geometry", "augment", "width", "depth"} <= {p.name for p in hp.space}
+
+
+def test_hypermodels_build_each_task_through_its_builder():
+    space = "small"
     cases = [
         (FaceHyperModel(CLASSES, image_shape=(48, 48, 1), space=space), ["image"],
          {"backbone", "attention", "augment", "dropout", "learning_rate", "batch_size", "schedule"}),

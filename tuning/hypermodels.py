@@ -94,7 +94,9 @@ class TaskHyperModel(kt.HyperModel):
             wd = hp.Float("weight_decay", 1e-5, 1e-3, sampling="log")
             ls = hp.Choice("label_smoothing", [0.0, 0.1, 0.2])
             schedule = hp.Choice("schedule", ["cosine", "constant"])
-            warmup = hp.Int("warmup_epochs", 0, 3)
+            with hp.conditional_scope("schedule", ["cosine"]):  # warm-up is part of the cosine schedule
+                warmup = hp.Int("warmup_epochs", 0, 3)
+            warmup = warmup or 0
             cw = hp.Boolean("class_weights", default=True)
         return b.replace(epochs=self.epochs, batch_size=int(batch), learning_rate=float(lr),
                          weight_decay=float(wd), label_smoothing=float(ls), schedule=schedule,
