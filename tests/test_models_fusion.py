@@ -146,3 +146,22 @@ def test_pseudo_pairs_match_labels():
         partner = int(x["speech"][i, 0])
         assert speech["labels"][partner] == ["happy", "sad"][y[i]]
         assert face["labels"][keep[i]] == ["happy", "sad"][y[i]]
+
+
+def test_saved_fusion_model_loads_in_a_fresh_process(tmp_path, backend):
+    """Custom layers must be registered by ``store.load`` itself, not by having built a model before."""
+    import os
+    import subprocess
+    import sys
+
+    from emotion_keras.models import store
+
+    cfg = FusionConfig(face_dim=4, speech_dim=4, projection=4, hidden=4, embedding_dim=4, pooling="mean",
+                       normalize=False)
+    store.save(build_fusion_model(cfg, CLASSES), tmp_path / "m", {"task": "fusion"})
+    code = ("from emotion_keras.models import store; m, _ = store.load(r'%s'); "
+            "print(sorted(l.__class__.__name__ for l in m.layers))" % (tmp_path / "m"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "KERAS_BACKEND": backend}, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ModalityDropout" in out.stdout and "MaskedMean" in out.stdout

@@ -159,14 +159,14 @@ def pseudo_pairs(face: dict, speech: dict, classes: list[str], seed: int = 0, ma
             "speech": speech["embedding"][pick].astype(np.float32)}, y, np.asarray(keep, int)
 
 
-def _balanced(face: dict, max_per_class: int, seed: int) -> dict:
+def _balanced(records, max_per_class: int, seed: int) -> list:
+    """At most ``max_per_class`` records per label (seeded), in corpus order."""
     rng = np.random.default_rng(seed)
+    labels = np.asarray([r.label for r in records])
     idx = []
-    for c in np.unique(face["labels"]):
-        where = np.flatnonzero(face["labels"] == c)
-        idx += list(rng.permutation(where)[:max_per_class])
-    idx = np.sort(np.asarray(idx))
-    return {k: v[idx] for k, v in face.items()}
+    for c in np.unique(labels):
+        idx += list(rng.permutation(np.flatnonzero(labels == c))[:max_per_class])
+    return [records[i] for i in sorted(idx)]
 
 
 def clip_embeddings(recognizer, records, window: float, hop: float, fps: float,
@@ -242,7 +242,7 @@ def cmd_train(args) -> int:
             from emotion_keras.data.records import group_split
 
             f_train, f_val = group_split(face_records, 0.2, seed=args.seed)
-        fe_tr = _balanced(face_embeddings(face_dir, f_train), args.max_per_class, args.seed)
+        fe_tr = face_embeddings(face_dir, _balanced(f_train, args.max_per_class, args.seed))
         fe_va = face_embeddings(face_dir, f_val)
         se = speech_embeddings(speech_dir, speech_records)
         val_speakers = {s.strip().lstrip("0") for s in args.val_speakers.split(",") if s.strip()}

@@ -29,7 +29,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import keras
 import numpy as np
+from keras import ops
 
 from emotion_keras.config import Config, ConfigError
 
@@ -71,65 +73,59 @@ class FusionConfig(Config):
             raise ConfigError("max_frames, face_dim and speech_dim must be positive")
 
 
+@keras.saving.register_keras_serializable(package="emotion_keras")
+class ModalityDropout(keras.layers.Layer):
+    """Blank whole modalities at training time: each sample keeps all of them with probability
+    ``1 - rate``, else one modality chosen at random is zeroed (never all of them)."""
+
+    def __init__(self, rate: float = 0.15, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training or self.rate <= 0 or len(inputs) < 2:
+            return list(inputs)
+        n = len(inputs)
+        batch = ops.shape(inputs[0])[0]
+        drop = keras.random.uniform((batch, 1), seed=self.seed_generator) < self.rate
+        which = ops.floor(keras.random.uniform((batch, 1), seed=self.seed_generator) * n)
+        out = []
+        for i, x in enumerate(inputs):
+            blank = ops.logical_and(drop, ops.equal(which, float(i)))
+            out.append(ops.where(blank, ops.zeros_like(x), x))
+        return out
+
+    def compute_output_shape(self, input_shape):
+        return list(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="emotion_keras")
+class MaskedMean(keras.layers.Layer):
+    """Mean over frames whose mask is 1 (zeros when a window has no face at all)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, x, mask=None):
+        if mask is None:
+            return ops.mean(x, axis=1)
+        m = ops.cast(mask, x.dtype)[..., None]
+        return ops.sum(x * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+
 def _layers():
-    """Custom layers, defined on first use so importing this module does not import keras."""
-    global ModalityDropout, MaskedMean
-    if "ModalityDropout" in globals():
-        return ModalityDropout, MaskedMean
-    import keras
-    from keras import ops
-
-    @keras.saving.register_keras_serializable(package="emotion_keras")
-    class ModalityDropout(keras.layers.Layer):
-        """Blank whole modalities at training time: each sample keeps all of them with probability
-        ``1 - rate``, else one modality chosen at random is zeroed (never all of them)."""
-
-        def __init__(self, rate: float = 0.15, seed: int | None = None, **kwargs):
-            super().__init__(**kwargs)
-            self.rate = float(rate)
-            self.seed = seed
-            self.seed_generator = keras.random.SeedGenerator(seed)
-
-        def call(self, inputs, training=None):
-            if not training or self.rate <= 0 or len(inputs) < 2:
-                return list(inputs)
-            n = len(inputs)
-            batch = ops.shape(inputs[0])[0]
-            drop = keras.random.uniform((batch, 1), seed=self.seed_generator) < self.rate
-            which = ops.floor(keras.random.uniform((batch, 1), seed=self.seed_generator) * n)
-            out = []
-            for i, x in enumerate(inputs):
-                blank = ops.logical_and(drop, ops.equal(which, float(i)))
-                out.append(ops.where(blank, ops.zeros_like(x), x))
-            return out
-
-        def compute_output_shape(self, input_shape):
-            return list(input_shape)
-
-        def get_config(self):
-            return {**super().get_config(), "rate": self.rate, "seed": self.seed}
-
-    @keras.saving.register_keras_serializable(package="emotion_keras")
-    class MaskedMean(keras.layers.Layer):
-        """Mean over frames whose mask is 1 (zeros when a window has no face at all)."""
-
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.supports_masking = True
-
-        def compute_mask(self, inputs, mask=None):
-            return None
-
-        def call(self, x, mask=None):
-            if mask is None:
-                return ops.mean(x, axis=1)
-            m = ops.cast(mask, x.dtype)[..., None]
-            return ops.sum(x * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
-
-        def compute_output_shape(self, input_shape):
-            return (input_shape[0], input_shape[-1])
-
-    globals().update(ModalityDropout=ModalityDropout, MaskedMean=MaskedMean)
     return ModalityDropout, MaskedMean
 
 
@@ -157,12 +153,10 @@ def _copy(model):
 def build_fusion_model(config: FusionConfig, classes: Sequence[str], face_model=None, speech_model=None,
                        name: str = "fusion"):
     """A fusion head (see the module docstring); encoders included when ``face_model``/``speech_model``."""
-    import keras
     from keras import layers
 
     from emotion_keras.models.layers import AttentionPooling1D
 
-    ModalityDropout, MaskedMean = _layers()
     inputs, branches = {}, []
     T = config.max_frames
 

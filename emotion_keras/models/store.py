@@ -91,7 +91,7 @@ def load(directory: str | Path, compile: bool = False):
     """Return ``(model, card)`` from a saved model directory, loaded in Keras safe mode."""
     import keras
 
-    from emotion_keras.models import layers  # noqa: F401  registers the custom layers
+    from emotion_keras.models import fusion, layers  # noqa: F401  register the custom layers
 
     directory = Path(directory)
     card = read_card(directory)
