@@ -175,3 +175,21 @@ def test_parallel_features_on_real_clips(shared_data):
     assert len(par["failed"]) == 0 and len(set(par["clip"].tolist())) == 48
     first = par["clip"] < 4
     assert np.array_equal(par["x"][first], seq["x"])
+
+
+def test_m4a_through_pyav(tmp_path):
+    """Formats libsndfile does not read (AAC in M4A) decode through FFmpeg (PyAV)."""
+    av = pytest.importorskip("av")
+    y = tone(1.0, sr=44100)
+    path = tmp_path / "clip.m4a"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("aac", rate=44100)
+        s.layout = "mono"
+        for i in range(0, len(y), 1024):
+            frame = av.AudioFrame.from_ndarray(y[None, i:i + 1024], format="flt", layout="mono")
+            frame.sample_rate = 44100
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode(None):
+            c.mux(packet)
+    assert abs(len(load_audio(path)) - SR) < 0.1 * SR
