@@ -37,8 +37,7 @@ METHODS = ("face_only", "speech_only", "late_fusion", "fusion", "fusion_embeddin
 # ---------------------------------------------------------------- speech functionals
 
 def _functionals_one(path: str) -> np.ndarray:
-    from emotion_keras.preprocess.audio import (SpeechFeatureConfig, load_audio, speech_bounds,
-                                                spectral_features)
+    from emotion_keras.preprocess.audio import SpeechFeatureConfig, load_audio, speech_bounds
 
     mfcc_cfg = SpeechFeatureConfig(feature="mfcc", n_mfcc=40, deltas=True, normalize="none")
     mel_cfg = SpeechFeatureConfig(feature="logmel", n_mels=64, normalize="none")

@@ -126,13 +126,12 @@ class MaskedMean(keras.layers.Layer):
 
 
 def _layers():
+    """The custom layer classes (kept for callers written before they moved to module level)."""
     return ModalityDropout, MaskedMean
 
 
 def embedding_model(model, name: str | None = None):
     """The sub-model from ``model``'s inputs to its ``"embedding"`` layer (the fusion contract)."""
-    import keras
-
     try:
         layer = model.get_layer("embedding")
     except ValueError:
@@ -143,8 +142,6 @@ def embedding_model(model, name: str | None = None):
 
 def _copy(model):
     """A copy with the same weights: freezing or fine-tuning it never changes the caller's model."""
-    import keras
-
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     return clone
@@ -230,8 +227,6 @@ def build_fusion_model(config: FusionConfig, classes: Sequence[str], face_model=
 
 def ops_bool(mask):
     """A float 0/1 mask as the boolean mask Keras RNNs expect."""
-    from keras import ops
-
     return ops.cast(mask, "bool")
 
 
