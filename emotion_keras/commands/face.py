@@ -14,6 +14,7 @@ import json
 import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -417,7 +418,9 @@ def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tt
     if limit:
         records = _stratified_subset(records, limit, seed)
     arrays = prepare_faces(records, prep, progress=progress)
+    before = Counter(arrays.labels)
     arrays = _keep_classes(arrays, classes, "evaluation set")
+    dropped = {k: v for k, v in before.items() if k not in classes}
     if len(arrays) == 0:
         raise InputError(data, "no faces to evaluate (none found, or no label among the model's classes)")
     start = time.perf_counter()
@@ -429,6 +432,7 @@ def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tt
     protocol = (f"{ds} {_split_name(records, split_used) if split_used != 'all' else 'all images'} "
                 f"({len(arrays):,} faces" + (f" of {len(records):,} images; {len(arrays.no_face)} without a "
                                             f"detected face left out" if arrays.no_face else "")
+                + "".join(f"; {n} {lab} image(s) left out: not a class of the model" for lab, n in dropped.items())
                 + ")" + (", horizontal-flip TTA" if tta_flip else "")
                 + f"; model {card.get('name', model_dir.name)} trained on "
                 + f"{(card.get('data') or {}).get('corpus', '?')}")
