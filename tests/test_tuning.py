@@ -202,3 +202,27 @@ def test_cli_tune_face_end_to_end_on_real_faces(shared_data, tmp_path, capsys):
     assert card["task"] == "face" and "subject-held-out" in card["metrics"]["validation"]["protocol"]
     assert card["preprocessing"]["size"] == 48 and card["inputs"]["image"] == [48, 48, 1]
     assert "CK+" in card["data"]["licence"]
+
+
+def test_speech_data_is_speaker_independent_float16_windows(shared_data):
+    rav = corpus(shared_data, "ravdess_speech")
+    data = search.load_speech_data(f"ravdess:{rav}", fold=4, limit=16, progress=False)
+    assert data.x_train["features"].dtype == np.float16 and data.x_val["features"].dtype == np.float16
+    assert "speakers 17, 18, 19, 20 held out" in data.protocol
+    assert data.hypermodel["input_shape"] == data.x_train["features"].shape[1:]
+    assert len(data.y_train) >= 16 and set(data.y_val) <= set(range(len(data.classes)))
+
+
+def test_fusion_data_from_paired_npz_holds_out_subjects(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 40
+    path = search.save_fusion_arrays(tmp_path / "pairs.npz", {
+        "face": rng.normal(size=(n, 5)).astype(np.float32),
+        "speech": rng.normal(size=(n, 3)).astype(np.float32),
+        "labels": np.asarray(["happy", "sad"] * (n // 2)),
+        "subjects": np.asarray([str(1 + i % 10) for i in range(n)])})
+    data = search.load_fusion_data(str(path), fold=4, folds=5)
+    assert "subjects 9, 10 held out" in data.protocol and len(data.y_val) == 8
+    assert data.hypermodel["base"]["face_input"] == "descriptor"
+    with pytest.raises(Exception, match="no such file"):
+        search.load_fusion_data(str(tmp_path / "missing.npz"))

@@ -23,7 +23,8 @@ def register(subparsers) -> None:
     p.add_argument("task", choices=TASKS)
     p.add_argument("--data", metavar="SPEC",
                    help="corpus spec (face: e.g. fer2013:/data/fer2013; speech: ravdess:/data/ravdess; "
-                        "fusion: an .npz of paired arrays); not needed with --synthetic")
+                        "fusion: ravdess-au:/data/ravdess_face_au/au.csv or an .npz of paired "
+                        "arrays); not needed with --synthetic")
     p.add_argument("--synthetic", type=int, metavar="N",
                    help="tune on N generated samples instead of a corpus (set-up checks, tests)")
     p.add_argument("--tuner", choices=("hyperband", "bayesian", "random"), default="hyperband")
