@@ -708,6 +708,7 @@ def cmd_train(args) -> int:
     if args.force:
         for f in ("history.csv", "best.weights.h5", "train_result.json"):
             (run_dir / f).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "resume", ignore_errors=True)  # a killed run's state: start afresh
     print(f"run directory: {run_dir}\nprotocol: {split.protocol}", file=sys.stderr)
     res = train_face(split, prep, model, train, run_dir, out=args.out, name=args.name,
                      classes=_classes_arg(args))

@@ -114,12 +114,11 @@ def read_fer2013(path: str | Path) -> list[Record]:
         return _read_fer2013_csv(path)
     if path.is_dir() and (path / "fer2013.csv").is_file():
         return _read_fer2013_csv(path / "fer2013.csv")
-    records = read_folder(path, dataset="fer2013", cropped=True)
-    return records
+    return read_folder(path, dataset="fer2013", cropped=True)
 
 
 def _read_fer2013_csv(path: Path) -> list[Record]:
-    records, bad_labels = [], set()
+    records, bad_usage = [], set()
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         fields = set(reader.fieldnames or ())
@@ -127,11 +126,7 @@ def _read_fer2013_csv(path: Path) -> list[Record]:
             raise InputError(path, f"not a FER2013 CSV: expected columns emotion,pixels[,Usage], "
                                    f"found {sorted(fields)}")
         rows = list(reader)
-    codes = [r["emotion"].strip() for r in rows]
-    try:
-        labels = map_labels(codes, FER2013_CODES, source=str(path))
-    except LabelError:
-        raise
+    labels = map_labels([r["emotion"].strip() for r in rows], FER2013_CODES, source=str(path))
     for i, (row, label) in enumerate(zip(rows, labels)):
         try:
             pixels = np.array(row["pixels"].split(), dtype=np.int32)
@@ -142,11 +137,11 @@ def _read_fer2013_csv(path: Path) -> list[Record]:
         usage = (row.get("Usage") or "").strip()
         split = FER_USAGE.get(usage)
         if usage and split is None:
-            bad_labels.add(usage)
+            bad_usage.add(usage)
         records.append(Record(label=label, array=pixels.astype(np.uint8).reshape(48, 48), split=split,
                               dataset="fer2013", meta={"cropped": True, "row": i}))
-    if bad_labels:
-        raise InputError(path, f"unknown Usage values {sorted(bad_labels)}; "
+    if bad_usage:
+        raise InputError(path, f"unknown Usage values {sorted(bad_usage)}; "
                                "expected Training, PublicTest or PrivateTest")
     if not records:
         raise InputError(path, "the CSV has no rows")
