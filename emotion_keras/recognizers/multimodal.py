@@ -15,7 +15,9 @@
 Probabilities are reported per modality in that model's own classes; fused results are in the
 fusion model's classes. Where the speech model has a class the fusion model lacks (RAVDESS ``calm``),
 its probability is added to ``neutral`` when mapping speech-only windows to the fused classes.
-Without a saved fusion model the recogniser falls back to late fusion (equal weights) and says so.
+Without a saved fusion model the recogniser falls back to late fusion (equal weights) and says so. The
+fusion card's ``inference`` field says whether its head beat late fusion (with the card's tuned face
+weight) on validation data; ``method="auto"`` follows it, ``"head"``/``"late"`` force one.
 """
 
 from __future__ import annotations
@@ -125,7 +127,8 @@ class MultimodalEmotionRecognizer:
     task = "fusion"
 
     def __init__(self, fusion_dir: str | Path | None = None, face_dir: str | Path | None = None,
-                 speech_dir: str | Path | None = None, tracker: FaceTracker | None = None):
+                 speech_dir: str | Path | None = None, tracker: FaceTracker | None = None,
+                 method: str = "auto"):
         import keras
 
         from emotion_keras.models import store
@@ -156,12 +159,18 @@ class MultimodalEmotionRecognizer:
             self.fusion_config = FusionConfig.from_dict(self.fusion_card.get("model_config") or {})
             self.classes = list(self.fusion_card["classes"])
             self.late_weight = float(self.fusion_card.get("late_fusion_face_weight", 0.5))
+            if method not in ("auto", "head", "late"):
+                raise ValueError(f"method must be auto, head or late, not {method!r}")
+            # auto: the card's choice (the head only where it beat late fusion on validation data)
+            self.use_head = method == "head" or (
+                method == "auto" and self.fusion_card.get("inference", "fusion_head") == "fusion_head")
         else:
             _warnings.warn(f"no fusion model in {fusion_dir}: fusing by late fusion (equal weights)",
                            stacklevel=2)
             self.fusion_config = None
             self.classes = [c for c in self.face_classes]
             self.late_weight = 0.5
+            self.use_head = False
         self.tracker = tracker
 
     # ------------------------------------------------------------------ per modality
@@ -237,7 +246,7 @@ class MultimodalEmotionRecognizer:
             return speech_p, "speech only"
         if speech_p is None:
             return face_p, "face only"
-        if self.fusion is None:
+        if self.fusion is None or not self.use_head:
             return self.late_weight * face_p + (1 - self.late_weight) * speech_p, "late fusion"
         from emotion_keras.models.fusion import pad_frames
 
