@@ -58,6 +58,9 @@ def test_cnn_backbones_build_and_predict(backbone, channels):
 
 @pytest.mark.parametrize("backbone", ["mobilenetv3small", "efficientnetv2b0"])
 def test_application_backbones_build_offline(backbone):
+    if backbone == "efficientnetv2b0" and keras.backend.backend() == "jax":
+        pytest.skip("JAX compiles a random initialiser per weight shape (~40 s of CPU for "
+                    "EfficientNetV2B0); built and run under TensorFlow, MobileNetV3 covers JAX")
     cfg = FaceModelConfig(backbone=backbone, channels=1, input_size=32, attention=False,
                           embedding_dim=8)
     model = build_face_model(cfg, 3)
