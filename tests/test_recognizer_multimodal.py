@@ -105,3 +105,13 @@ def test_outputs_csv_contact_sheet_annotated(recognizer, tmp_path):
     ann = write_annotated(clip, t, tmp_path / "ann.mp4", fps=5)
     with av.open(str(ann)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 10
+
+
+def test_method_late_forces_weighted_average(models, shared_data):
+    from emotion_keras.recognizers.multimodal import MultimodalEmotionRecognizer
+
+    rec = MultimodalEmotionRecognizer(models["fusion"], models["face"], models["speech"], method="late")
+    t = rec.analyze(corpus(shared_data, "cremad_av") / "data" / "1001_DFA_DIS_XX.flv")
+    assert {w["fused"]["method"] for w in t["windows"]} == {"late fusion"}
+    with pytest.raises(ValueError):
+        MultimodalEmotionRecognizer(models["fusion"], models["face"], models["speech"], method="best")
