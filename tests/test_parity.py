@@ -85,4 +85,5 @@ def test_saved_models_predict_the_same_on_the_other_backend(tmp_path, backend):
         there = np.load(tmp_path / f"{name}_out.npy")
         assert there.shape == here.shape
         diff = float(np.abs(there - here).max())
+        print(f"{name}: max |{backend} - {other}| = {diff:.2e}")
         assert diff <= 1e-5, f"{name}: {backend} vs {other} differ by {diff}"
