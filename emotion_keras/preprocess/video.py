@@ -202,7 +202,9 @@ def iter_frames(path: str | Path, fps: float = 5.0, max_side: int = 1280,
         if not c.streams.video:
             raise InputError(path, "has no video stream")
         stream = c.streams.video[0]
-        stream.thread_type = "AUTO"
+        # No frame threading: closing a frame-threaded decoder mid-stream (a caller that stops
+        # early) can deadlock inside libavcodec; the decode is not the bottleneck here anyway.
+        stream.thread_type = "SLICE"
         offset = _start_offset(c)
         step = 1.0 / fps if fps and fps > 0 else 0.0
         next_t = 0.0
