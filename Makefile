@@ -27,8 +27,9 @@ demo: install
 test-tensorflow: install system-deps
 	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -p no:cacheprovider
 
+# JAX's persistent compilation cache: tiny test models share graphs across tests and subprocesses.
 test-jax: install system-deps
-	KERAS_BACKEND=jax $(PY) -m pytest -q -p no:cacheprovider
+	KERAS_BACKEND=jax JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.5 $(PY) -m pytest -q -p no:cacheprovider
 
 test: test-tensorflow test-jax
 
