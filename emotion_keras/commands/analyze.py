@@ -11,18 +11,18 @@ an error line and the batch goes on; the exit code is 1 if any failed.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+
+from emotion_keras.commands.common import add_batch_parser, batch_exit
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "analyze", help="emotion timeline of a video (faces + speech, fused)",
+    p = add_batch_parser(
+        subparsers, "analyze", help="emotion timeline of a video (faces + speech, fused)",
         description="Emotion timeline of video files: faces and speech per window, fused by the "
                     "fusion model (saved_models/fusion). Audio-only and video-only files give the "
-                    "modality present.")
-    p.add_argument("files", nargs="+", metavar="VIDEO")
-    p.add_argument("--json", action="store_true", help="print the timeline as one JSON object per file")
+                    "modality present.",
+        metavar="VIDEO", json_help="print the timeline as one JSON object per file")
     p.add_argument("--csv", metavar="FILE", help="write one CSV row per window")
     p.add_argument("--window", type=float, default=2.5, help="window length in seconds (default 2.5)")
     p.add_argument("--hop", type=float, default=1.0, help="step between windows in seconds (default 1.0)")
@@ -93,6 +93,4 @@ def cmd_analyze(args) -> int:
             failed += 1
             t = {"file": str(src), "error": e.problem}
         print(json.dumps(t) if args.json else _summary(t), flush=True)
-    if failed:
-        print(f"emotion-keras: {failed} of {len(args.files)} file(s) failed", file=sys.stderr)
-    return 1 if failed else 0
+    return batch_exit(failed, len(args.files))

@@ -9,7 +9,6 @@ arguments. Keras is imported inside functions, after ``--backend`` has been appl
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import sys
@@ -20,8 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from emotion_keras.backend import active_backend
+from emotion_keras.commands.common import (Split, add_run_args, add_train_args, classes_arg, dataset_name,
+                                           finished_row, history_dict, json_arg, print_evaluation,
+                                           save_trained, saved_line, skip_finished_run,
+                                           train_config_from_args, write_evaluation)
+from emotion_keras.commands.common import write_comparison as _write_table
 from emotion_keras.config import ConfigError, TrainConfig
-from emotion_keras.data.cache import atomic_write_json, atomic_write_text, cache_key
+from emotion_keras.data.cache import atomic_write_json, cache_key
 from emotion_keras.data.faces import corpus_licence, read_faces
 from emotion_keras.data.records import Record, group_split, subjects_of
 from emotion_keras.errors import InputError
@@ -35,19 +40,8 @@ SPLIT_NAMES = {"fer2013": {"train": "Training", "validation": "PublicTest", "tes
 
 # ---------------------------------------------------------------- splits
 
-@dataclasses.dataclass
-class Split:
-    """Training and validation records plus the protocol sentence that goes next to every number."""
-
-    train: list[Record]
-    val: list[Record]
-    protocol: str
-    data: dict[str, Any]
-
-
 def _ds_name(records: list[Record]) -> str:
-    names = sorted({r.dataset for r in records})
-    return " + ".join(DATASET_NAMES.get(n, n) for n in names) or "?"
+    return dataset_name(records, DATASET_NAMES)
 
 
 def _split_name(records: list[Record], split: str) -> str:
@@ -174,43 +168,16 @@ def load_split(data: str, val_split: str | None = None, val_subjects: float | No
 
 # ---------------------------------------------------------------- configs from arguments
 
-def _json_arg(value: str | None, what: str) -> dict[str, Any]:
-    """A JSON object given inline (``{...}``) or as a file path."""
-    if not value:
-        return {}
-    text = value.strip()
-    if not text.startswith("{"):
-        path = Path(text)
-        if not path.is_file():
-            raise ConfigError(f"{what}: {path} is neither inline JSON nor an existing file")
-        text = path.read_text()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{what}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what}: expected a JSON object")
-    return data
-
-
 def prep_config_from_args(args) -> FacePrepConfig:
-    base = _json_arg(getattr(args, "prep_config", None), "--prep-config")
+    base = json_arg(getattr(args, "prep_config", None), "--prep-config")
     return FacePrepConfig.from_dict(
         base, size=getattr(args, "size", None), grayscale=False if getattr(args, "rgb", False) else None,
         geometry=True if getattr(args, "geometry", False) else None, detect=getattr(args, "detect", None),
         margin=getattr(args, "margin", None))
 
 
-def train_config_from_args(args) -> TrainConfig:
-    base = _json_arg(getattr(args, "train_config", None), "--train-config")
-    return TrainConfig.from_dict(
-        base, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        early_stopping=args.patience, seed=args.seed, verbose=args.verbose,
-        class_weights=False if args.no_class_weights else None, label_smoothing=args.label_smoothing)
-
-
 def model_config_dict_from_args(args) -> dict[str, Any]:
-    base = _json_arg(getattr(args, "model_config", None), "--model-config")
+    base = json_arg(getattr(args, "model_config", None), "--model-config")
     for key in ("backbone", "attention", "width", "depth"):
         value = getattr(args, key, None)
         if value is not None:
@@ -245,16 +212,6 @@ def _prep_for_model(prep: FacePrepConfig, model: dict[str, Any]) -> FacePrepConf
 
 
 # ---------------------------------------------------------------- training
-
-def _history_dict(run_dir: Path, fallback: dict[str, list[float]]) -> dict[str, list[float]]:
-    from emotion_keras.train import read_history
-
-    rows = read_history(run_dir)
-    if not rows:
-        return fallback
-    keys = [k for k in rows[0] if k != "epoch"]
-    return {k: [round(r[k], 6) for r in rows if k in r] for k in keys}
-
 
 def model_inputs_spec(model) -> dict[str, list]:
     return {t.name.split(":")[0]: [None if d is None else int(d) for d in t.shape[1:]]
@@ -321,9 +278,7 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
     resumes from the last finished epoch (``train.fit``).
     """
     from emotion_keras import train as trainlib
-    from emotion_keras.evaluate import write_report
     from emotion_keras.labels import class_list
-    from emotion_keras.models import store
     from emotion_keras.models.face import build_face_model
 
     run_dir = Path(run_dir)
@@ -361,15 +316,9 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
         "training": {"seconds": result["train_seconds"], "samples_per_second": result["samples_per_second"],
                      "epochs_run": result["epochs_run"], "dtype_policy": policy,
                      "batchnorm_momentum": bn_momentum},
-        "history": _history_dict(run_dir, result["history"]),
+        "history": history_dict(run_dir, result["history"]),
     }
-    store.save(net, out, card)
-    card = store.read_card(out)
-    write_report({"task": "face", "name": name, "split": "validation", "backend": card["backend"],
-                  **val_metrics}, out)
-    atomic_write_json(run_dir / "train_result.json",
-                      {"out": str(out), "metrics": val_metrics, "training": card["training"]})
-    return {"card": card, "metrics": val_metrics, "out": out, "fit": result, "model": net}
+    return save_trained(net, card, val_metrics, out, run_dir, result)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -406,7 +355,7 @@ def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tt
                   progress: bool = True) -> dict[str, Any]:
     """Accuracy, UAR, macro-F1 and confusion of a saved face model on a corpus; writes
     ``evaluation.json`` and ``evaluation_confusion.png`` into ``out`` (default: the model dir)."""
-    from emotion_keras.evaluate import metrics, write_report
+    from emotion_keras.evaluate import metrics
     from emotion_keras.labels import to_indices
     from emotion_keras.models import store
 
@@ -437,18 +386,10 @@ def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tt
                 + f"; model {card.get('name', model_dir.name)} trained on "
                 + f"{(card.get('data') or {}).get('corpus', '?')}")
     report = {"task": "face", "name": card.get("name", model_dir.name), "model_dir": str(model_dir),
-              "data": str(data), "split": split_used, "tta_flip": tta_flip, "backend": _backend(),
+              "data": str(data), "split": split_used, "tta_flip": tta_flip, "backend": active_backend(),
               "no_face": arrays.no_face, "unreadable": [f for f, _ in arrays.failed],
               "predict_seconds": round(seconds, 3), **m, "protocol": protocol}
-    paths = write_report(report, Path(out) if out else model_dir)
-    report["paths"] = {k: str(v) for k, v in paths.items()}
-    return report
-
-
-def _backend() -> str:
-    import keras
-
-    return keras.backend.backend()
+    return write_evaluation(report, Path(out) if out else model_dir)
 
 
 # ---------------------------------------------------------------- comparison
@@ -461,7 +402,7 @@ def compare_entries(configs: list[str] | None, backbones: str | None,
     """
     entries = []
     for spec in configs or []:
-        data = _json_arg(spec, "--configs")
+        data = json_arg(spec, "--configs")
         stem = Path(spec).stem if not spec.strip().startswith("{") else f"config{len(entries) + 1}"
         if "model" in data or "train" in data:
             extra = sorted(set(data) - {"name", "model", "train"})
@@ -497,18 +438,9 @@ def compare_faces(split: Split, prep: FacePrepConfig, entries: list[dict[str, An
         run = out / entry["name"]
         tcfg = train.replace(**entry.get("train", {}))
         digest = cache_key(split.protocol, prep.to_dict(), entry["model"], tcfg.to_dict())
-        done = run / "result.json"
-        if done.exists():
-            try:
-                row = json.loads(done.read_text())
-            except json.JSONDecodeError:
-                row = {}
-            if row.get("digest") == digest:
-                print(f"[{entry['name']}] already done, skipping", file=sys.stderr)
-                rows.append(row)
-                continue
-            print(f"[{entry['name']}] config changed since the last run: retraining", file=sys.stderr)
-            shutil.rmtree(run)
+        if (row := finished_row(run, entry["name"], digest)) is not None:
+            rows.append(row)
+            continue
         print(f"[{entry['name']}] training {entry['model']}", file=sys.stderr)
         res = train_face(split, prep, entry["model"], tcfg, run, name=entry["name"], progress=progress)
         card, m = res["card"], res["metrics"]
@@ -519,25 +451,16 @@ def compare_faces(split: Split, prep: FacePrepConfig, entries: list[dict[str, An
                "samples_per_second": card["training"]["samples_per_second"], "backend": card["backend"],
                "size_bytes": card["size_bytes"], "model_config": card["model_config"],
                "train_config": card["train_config"], "digest": digest, "path": str(run)}
-        atomic_write_json(done, row)
+        atomic_write_json(run / "result.json", row)
         rows.append(row)
         write_comparison(out, split, prep, rows)
     return write_comparison(out, split, prep, rows)
 
 
 def write_comparison(out: Path, split: Split, prep: FacePrepConfig, rows: list[dict[str, Any]]) -> dict:
-    table = {"task": "face", "protocol": split.protocol, "data": split.data, "preprocessing": prep.to_dict(),
-             "rows": [{k: v for k, v in r.items() if k != "digest"} for r in rows]}
-    atomic_write_json(out / "comparison.json", table)
-    lines = [f"# Face model comparison", "", f"Protocol: {split.protocol}.", "",
-             "| model | backbone | params | accuracy | UAR | macro-F1 | train s | epochs | backend |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
-        lines.append(f"| {r['name']} | {r.get('backbone') or ''} | {r['parameters']:,} | {r['accuracy']:.3f} | "
-                     f"{r['uar']:.3f} | {r['macro_f1']:.3f} | {r['train_seconds']:.0f} | {r['epochs']} | "
-                     f"{r['backend']} |")
-    atomic_write_text(out / "comparison.md", "\n".join(lines) + "\n")
-    return table
+    """``comparison.json`` / ``comparison.md`` of the face models compared so far."""
+    return _write_table(out, "face", "Face model comparison", split, rows,
+                        [("backbone", lambda r: r.get("backbone") or "")], {"preprocessing": prep.to_dict()})
 
 
 # ---------------------------------------------------------------- argument parsing
@@ -577,20 +500,6 @@ def _add_model_args(p):
     g.add_argument("--depth", type=int, help="number of blocks (vgg/resnet)")
 
 
-def _add_train_args(p):
-    g = p.add_argument_group("training")
-    g.add_argument("--train-config", metavar="JSON|FILE", help="TrainConfig as JSON or a JSON file")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--learning-rate", type=float)
-    g.add_argument("--label-smoothing", type=float)
-    g.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
-    g.add_argument("--no-class-weights", action="store_true")
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--verbose", type=int, default=None, help="Keras progress: 0 silent, 1 bar, 2 lines")
-    g.add_argument("--classes", help="comma-separated class list (default: the training labels)")
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser("face", help="face datasets: preprocess, train, evaluate, compare models",
                               description=__doc__.split("\n\n")[0])
@@ -607,13 +516,8 @@ def register(subparsers) -> None:
     _add_data_args(tp)
     _add_prep_args(tp)
     _add_model_args(tp)
-    _add_train_args(tp)
-    tp.add_argument("--name", help="model name (default: the run directory's name)")
-    tp.add_argument("--run-dir", help="checkpoints, history and resume state (default runs/face/<name>); "
-                                      "rerun the same command to resume after a kill")
-    tp.add_argument("--out", help="where to save model.keras + card.json (default: the run directory), "
-                                  "e.g. saved_models/face")
-    tp.add_argument("--force", action="store_true", help="retrain even if the run directory holds a finished run")
+    add_train_args(tp, classes=True)
+    add_run_args(tp, "face")
     tp.set_defaults(func=cmd_train)
 
     ep = sub.add_parser("evaluate", help="accuracy, UAR, macro-F1 and confusion matrix of a saved model")
@@ -632,7 +536,7 @@ def register(subparsers) -> None:
     _add_data_args(cp)
     _add_prep_args(cp)
     _add_model_args(cp)
-    _add_train_args(cp)
+    add_train_args(cp, classes=True)
     cp.add_argument("--out", default="runs/face/compare", help="comparison folder (default runs/face/compare)")
     cp.set_defaults(func=cmd_compare)
 
@@ -640,15 +544,7 @@ def register(subparsers) -> None:
 def _split_from_args(args) -> Split:
     return load_split(args.data, val_split=args.val_split, val_subjects=args.val_subjects,
                       val_data=args.val_data, limit=args.limit, val_limit=args.val_limit,
-                      seed=args.seed or 0, classes=_classes_arg(args))
-
-
-def _classes_arg(args) -> list[str] | None:
-    if not getattr(args, "classes", None):
-        return None
-    from emotion_keras.labels import canonical
-
-    return [canonical(c) for c in args.classes.split(",") if c.strip()]
+                      seed=args.seed or 0, classes=classes_arg(args))
 
 
 def cmd_preprocess(args) -> int:
@@ -700,21 +596,14 @@ def cmd_train(args) -> int:
     model = model_config_dict_from_args(args)
     split = _split_from_args(args)
     run_dir = _default_run_dir(args, split, prep, model, train)
-    if (run_dir / "train_result.json").exists() and not args.force:
-        done = json.loads((run_dir / "train_result.json").read_text())
-        print(f"{run_dir} already holds a finished run (model in {done.get('out')}); "
-              "pass --force to train again, or choose another --run-dir", file=sys.stderr)
+    if skip_finished_run(run_dir, args.force):
         return 0
     if args.force:
-        for f in ("history.csv", "best.weights.h5", "train_result.json"):
-            (run_dir / f).unlink(missing_ok=True)
         shutil.rmtree(run_dir / "resume", ignore_errors=True)  # a killed run's state: start afresh
     print(f"run directory: {run_dir}\nprotocol: {split.protocol}", file=sys.stderr)
     res = train_face(split, prep, model, train, run_dir, out=args.out, name=args.name,
-                     classes=_classes_arg(args))
-    m = res["metrics"]
-    print(f"saved {res['out']}: accuracy {m['accuracy']:.3f}, UAR {m['uar']:.3f}, macro-F1 "
-          f"{m['macro_f1']:.3f} ({m['protocol']})")
+                     classes=classes_arg(args))
+    print(saved_line(res))
     return 0
 
 
@@ -723,14 +612,7 @@ def cmd_evaluate(args) -> int:
 
     report = evaluate_face(args.model or default_model_dir("face"), args.data, split=args.split,
                            tta_flip=args.tta_flip, out=args.out, limit=args.limit, progress=not args.json)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(f"{report['protocol']}\n  accuracy {report['accuracy']:.3f}  UAR {report['uar']:.3f}  "
-              f"macro-F1 {report['macro_f1']:.3f}")
-        for c, r in report["per_class_recall"].items():
-            print(f"  {c:>9s} recall {r:.3f}")
-        print(f"report: {report['paths']['json']}")
+    print_evaluation(report, args.json)
     return 0
 
 

@@ -12,9 +12,10 @@ readable table.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from emotion_keras.commands.common import add_batch_parser, batch_exit
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"}
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".m4a"}
@@ -164,13 +165,12 @@ def _jsonable(obj):
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "predict", help="emotions in image, audio and video files",
+    p = add_batch_parser(
+        subparsers, "predict", help="emotions in image, audio and video files",
         description="Emotions in images (faces), audio (speech) and video (faces + speech, fused), "
                     "by file extension. Failed files are reported and the rest still run; the exit "
-                    "code is 1 if any failed.")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--json", action="store_true", help="one JSON object per file per line")
+                    "code is 1 if any failed.",
+        metavar="FILE", json_help="one JSON object per file per line")
     p.add_argument("--model-dir", help="face model directory (default saved_models/face)")
     p.add_argument("--speech-model-dir", help="speech model directory (default saved_models/speech)")
     p.add_argument("--heatmap-dir", help="write a heatmap overlay PNG per face here")
@@ -194,6 +194,4 @@ def cmd_predict(args) -> int:
         print(f"{'file':<{width}}  result")
         for f, s in rows:
             print(f"{f:<{width}}  {s}")
-    if failed:
-        print(f"emotion-keras: {failed} of {len(args.files)} file(s) failed", file=sys.stderr)
-    return 1 if failed else 0
+    return batch_exit(failed, len(args.files))

@@ -14,10 +14,8 @@ functions, after ``--backend`` has been applied.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -25,12 +23,17 @@ from typing import Any
 
 import numpy as np
 
+from emotion_keras.backend import active_backend
+from emotion_keras.commands.common import (Split, add_run_args, add_train_args, classes_arg, dataset_name,
+                                           finished_row, history_dict, json_arg, print_evaluation,
+                                           save_trained, saved_line, skip_finished_run,
+                                           train_config_from_args, write_evaluation)
+from emotion_keras.commands.common import write_comparison as _write_table
 from emotion_keras.config import ConfigError, TrainConfig
 from emotion_keras.data.cache import atomic_write_json, atomic_write_text, cache_key
 from emotion_keras.data.records import Record, group_kfold, group_split, subjects_of
 from emotion_keras.data.speech import corpus_licence, read_speech, select_classes
 from emotion_keras.errors import InputError
-from emotion_keras.labels import canonical
 from emotion_keras.preprocess.audio import SpeechFeatureConfig, speech_features
 
 DATASET_NAMES = {"ravdess": "RAVDESS", "cremad": "CREMA-D", "tess": "TESS", "savee": "SAVEE",
@@ -47,19 +50,8 @@ FAMILIES = {
 
 # ---------------------------------------------------------------- splits
 
-@dataclasses.dataclass
-class Split:
-    """Training and validation records plus the protocol sentence that goes next to every number."""
-
-    train: list[Record]
-    val: list[Record]
-    protocol: str
-    data: dict[str, Any]
-
-
 def _ds_name(records) -> str:
-    names = sorted({r.dataset for r in records})
-    return " + ".join(DATASET_NAMES.get(n, n) for n in names) or "?"
+    return dataset_name(records, DATASET_NAMES)
 
 
 def _speaker_word(records) -> str:
@@ -233,16 +225,6 @@ def window_set(records: list[Record], config: SpeechFeatureConfig, progress: boo
 
 # ---------------------------------------------------------------- training
 
-def _history_dict(run_dir: Path, fallback: dict[str, list[float]]) -> dict[str, list[float]]:
-    from emotion_keras.train import read_history
-
-    rows = read_history(run_dir)
-    if not rows:
-        return fallback
-    keys = [k for k in rows[0] if k != "epoch"]
-    return {k: [round(r[k], 6) for r in rows if k in r] for k in keys}
-
-
 def _model_config(model: dict[str, Any]):
     from emotion_keras.models.speech import SpeechModelConfig
 
@@ -258,9 +240,7 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
     a kill resumes from the last finished epoch (``train.fit``).
     """
     from emotion_keras import train as trainlib
-    from emotion_keras.evaluate import write_report
     from emotion_keras.labels import class_list
-    from emotion_keras.models import store
     from emotion_keras.models.speech import build_speech_model
 
     run_dir = Path(run_dir)
@@ -300,15 +280,9 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
                      "epochs_run": result["epochs_run"], "dtype_policy": policy,
                      "window_level_validation": {k: result["validation"][k]
                                                  for k in ("accuracy", "uar", "macro_f1")}},
-        "history": _history_dict(run_dir, result["history"]),
+        "history": history_dict(run_dir, result["history"]),
     }
-    store.save(net, out, card)
-    card = store.read_card(out)
-    write_report({"task": "speech", "name": name, "split": "validation", "backend": card["backend"],
-                  **val_metrics}, out)
-    atomic_write_json(run_dir / "train_result.json",
-                      {"out": str(out), "metrics": val_metrics, "training": card["training"]})
-    return {"card": card, "metrics": val_metrics, "out": out, "fit": result, "model": net}
+    return save_trained(net, card, val_metrics, out, run_dir, result)
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -368,7 +342,6 @@ def evaluate_speech(model_dir: str | Path, data: str, speakers: str | None = Non
 
     The protocol says whether the evaluated speakers were in the model's training data (from its card).
     """
-    from emotion_keras.evaluate import write_report
     from emotion_keras.models import store
 
     model_dir = Path(model_dir)
@@ -401,17 +374,9 @@ def evaluate_speech(model_dir: str | Path, data: str, speakers: str | None = Non
     protocol = (f"{_ds_name(records)} {_speaker_word(records)} {_speaker_list(evaluated)} "
                 f"({m['n']:,} clips); {note}; clip-level scores")
     report = {"task": "speech", "name": card.get("name"), "model": str(model_dir), "data": str(data),
-              "backend": _backend(), **m, "protocol": protocol,
+              "backend": active_backend(), **m, "protocol": protocol,
               "unreadable": [{"file": f, "error": e} for f, e in ws.failed]}
-    paths = write_report(report, Path(out) if out else model_dir)
-    report["paths"] = {k: str(v) for k, v in paths.items()}
-    return report
-
-
-def _backend() -> str:
-    import keras
-
-    return keras.backend.backend()
+    return write_evaluation(report, Path(out) if out else model_dir)
 
 
 # ---------------------------------------------------------------- comparison
@@ -432,7 +397,7 @@ def compare_entries(families: str | None, configs: list[str] | None = None,
         model, feats = FAMILIES[fam]
         entries.append({"name": fam, "model": {**(base_model or {}), **model}, "features": feats, "train": {}})
     for i, spec in enumerate(configs or (), 1):
-        data = _json_arg(spec, "--configs")
+        data = json_arg(spec, "--configs")
         extra = sorted(set(data) - {"name", "model", "features", "train"})
         if extra:
             raise ConfigError(f"{spec}: unknown keys {extra}; expected name, model, features, train")
@@ -460,18 +425,9 @@ def compare_speech(split: Split, features: SpeechFeatureConfig, entries: list[di
         fcfg = features.replace(**entry.get("features", {}))
         tcfg = train.replace(**entry.get("train", {}))
         digest = cache_key(split.protocol, fcfg.to_dict(), entry["model"], tcfg.to_dict())
-        done = run / "result.json"
-        if done.exists():
-            try:
-                row = json.loads(done.read_text())
-            except json.JSONDecodeError:
-                row = {}
-            if row.get("digest") == digest:
-                print(f"[{entry['name']}] already done, skipping", file=sys.stderr)
-                rows.append(row)
-                continue
-            print(f"[{entry['name']}] config changed since the last run: retraining", file=sys.stderr)
-            shutil.rmtree(run)
+        if (row := finished_row(run, entry["name"], digest)) is not None:
+            rows.append(row)
+            continue
         print(f"[{entry['name']}] training {entry['model']} on {fcfg.feature}", file=sys.stderr)
         res = train_speech(split, fcfg, entry["model"], tcfg, run, name=entry["name"], classes=classes,
                            progress=progress)
@@ -485,76 +441,34 @@ def compare_speech(split: Split, features: SpeechFeatureConfig, entries: list[di
                "size_bytes": card["size_bytes"], "model_config": card["model_config"],
                "preprocessing": card["preprocessing"], "train_config": card["train_config"],
                "digest": digest, "path": str(run)}
-        atomic_write_json(done, row)
+        atomic_write_json(run / "result.json", row)
         rows.append(row)
         write_comparison(out, split, rows)
     return write_comparison(out, split, rows)
 
 
 def write_comparison(out: Path, split: Split, rows: list[dict[str, Any]]) -> dict:
-    table = {"task": "speech", "protocol": split.protocol, "data": split.data,
-             "rows": [{k: v for k, v in r.items() if k != "digest"} for r in rows]}
-    atomic_write_json(out / "comparison.json", table)
-    lines = ["# Speech model comparison", "", f"Protocol: {split.protocol}.", "",
-             "| model | architecture | features | params | accuracy | UAR | macro-F1 | train s | epochs | backend |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
-        lines.append(f"| {r['name']} | {r['architecture']} | {r['feature']} | {r['parameters']:,} | "
-                     f"{r['accuracy']:.3f} | {r['uar']:.3f} | {r['macro_f1']:.3f} | {r['train_seconds']:.0f} | "
-                     f"{r['epochs']} | {r['backend']} |")
-    atomic_write_text(out / "comparison.md", "\n".join(lines) + "\n")
-    return table
+    """``comparison.json`` / ``comparison.md`` of the speech models compared so far."""
+    return _write_table(out, "speech", "Speech model comparison", split, rows,
+                        [("architecture", lambda r: r["architecture"]), ("features", lambda r: r["feature"])])
 
 
 # ---------------------------------------------------------------- arguments -> configs
 
-def _json_arg(value: str | None, what: str) -> dict[str, Any]:
-    """A JSON object given inline (``{...}``) or as a file path."""
-    if not value:
-        return {}
-    text = value.strip()
-    if not text.startswith("{"):
-        path = Path(text)
-        if not path.is_file():
-            raise ConfigError(f"{what}: {path} is neither inline JSON nor an existing file")
-        text = path.read_text()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{what}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what}: expected a JSON object")
-    return data
-
-
 def feature_config_from_args(args) -> SpeechFeatureConfig:
-    base = _json_arg(getattr(args, "feature_config", None), "--feature-config")
+    base = json_arg(getattr(args, "feature_config", None), "--feature-config")
     return SpeechFeatureConfig.from_dict(
         base, feature=getattr(args, "feature", None), n_mels=getattr(args, "n_mels", None),
         window_seconds=getattr(args, "window_seconds", None), hop_seconds=getattr(args, "hop_seconds", None))
 
 
-def train_config_from_args(args) -> TrainConfig:
-    base = _json_arg(getattr(args, "train_config", None), "--train-config")
-    return TrainConfig.from_dict(
-        base, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        early_stopping=args.patience, seed=args.seed, verbose=args.verbose,
-        class_weights=False if args.no_class_weights else None, label_smoothing=args.label_smoothing)
-
-
 def model_config_dict_from_args(args) -> dict[str, Any]:
-    base = _json_arg(getattr(args, "model_config", None), "--model-config")
+    base = json_arg(getattr(args, "model_config", None), "--model-config")
     for key in ("architecture", "rnn", "filters", "conv_blocks"):
         value = getattr(args, key, None)
         if value is not None:
             base[key] = value
     return base
-
-
-def _classes_arg(args) -> list[str] | None:
-    if not getattr(args, "classes", None):
-        return None
-    return [canonical(c) for c in args.classes.split(",") if c.strip()]
 
 
 def _add_data_args(p, split: bool = True):
@@ -595,19 +509,6 @@ def _add_model_args(p):
     g.add_argument("--conv-blocks", type=int, help="conv blocks (default 3)")
 
 
-def _add_train_args(p):
-    g = p.add_argument_group("training")
-    g.add_argument("--train-config", metavar="JSON|FILE", help="TrainConfig as JSON or a JSON file")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--learning-rate", type=float)
-    g.add_argument("--label-smoothing", type=float)
-    g.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
-    g.add_argument("--no-class-weights", action="store_true")
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--verbose", type=int, default=None, help="Keras progress: 0 silent, 1 bar, 2 lines")
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser("speech", help="speech corpora: preprocess, train, evaluate, compare models",
                               description=__doc__.split("\n\n")[0])
@@ -623,13 +524,8 @@ def register(subparsers) -> None:
     _add_data_args(tp)
     _add_feature_args(tp)
     _add_model_args(tp)
-    _add_train_args(tp)
-    tp.add_argument("--name", help="model name (default: the run directory's name)")
-    tp.add_argument("--run-dir", help="checkpoints, history and resume state (default runs/speech/<name>); "
-                                      "rerun the same command to resume after a kill")
-    tp.add_argument("--out", help="where to save model.keras + card.json (default: the run directory), "
-                                  "e.g. saved_models/speech")
-    tp.add_argument("--force", action="store_true", help="retrain even if the run directory holds a finished run")
+    add_train_args(tp)
+    add_run_args(tp, "speech")
     tp.set_defaults(func=cmd_train)
 
     ep = sub.add_parser("evaluate", help="clip-level accuracy, UAR, macro-F1 and confusion of a saved model")
@@ -645,20 +541,20 @@ def register(subparsers) -> None:
     _add_data_args(cp)
     _add_feature_args(cp)
     _add_model_args(cp)
-    _add_train_args(cp)
+    add_train_args(cp)
     cp.add_argument("--out", default="runs/speech/compare", help="comparison folder (default runs/speech/compare)")
     cp.set_defaults(func=cmd_compare)
 
 
 def _split_from_args(args) -> Split:
     return load_split(args.data, val_speakers=args.val_speakers, val_data=args.val_data,
-                      classes=_classes_arg(args), include_calm=not args.no_calm, speakers=args.speakers,
+                      classes=classes_arg(args), include_calm=not args.no_calm, speakers=args.speakers,
                       seed=args.seed or 0)
 
 
 def cmd_preprocess(args) -> int:
     config = feature_config_from_args(args)
-    records = read_records(args.data, _classes_arg(args), not args.no_calm, args.speakers)
+    records = read_records(args.data, classes_arg(args), not args.no_calm, args.speakers)
     ws = window_set(records, config, progress=not args.json, workers=args.workers)
     n_ok = len(records) - len(ws.failed)
     summary = {"data": args.data, "clips": len(records), "usable_clips": n_ok, "windows": int(len(ws.x)),
@@ -688,7 +584,7 @@ def cmd_train(args) -> int:
     features = feature_config_from_args(args)
     train = train_config_from_args(args)
     model = model_config_dict_from_args(args)
-    classes = _classes_arg(args)
+    classes = classes_arg(args)
     if args.folds:
         records = read_records(args.data, classes, not args.no_calm, args.speakers)
         run_dir = _default_run_dir(args, (args.data, args.folds, features.to_dict(), model, train.to_dict()))
@@ -700,19 +596,11 @@ def cmd_train(args) -> int:
         return 0
     split = _split_from_args(args)
     run_dir = _default_run_dir(args, (split.protocol, features.to_dict(), model, train.to_dict()))
-    if (run_dir / "train_result.json").exists() and not args.force:
-        done = json.loads((run_dir / "train_result.json").read_text())
-        print(f"{run_dir} already holds a finished run (model in {done.get('out')}); "
-              "pass --force to train again, or choose another --run-dir", file=sys.stderr)
+    if skip_finished_run(run_dir, args.force):
         return 0
-    if args.force:
-        for f in ("history.csv", "best.weights.h5", "train_result.json"):
-            (run_dir / f).unlink(missing_ok=True)
     print(f"run directory: {run_dir}\nprotocol: {split.protocol}", file=sys.stderr)
     res = train_speech(split, features, model, train, run_dir, out=args.out, name=args.name, classes=classes)
-    m = res["metrics"]
-    print(f"saved {res['out']}: accuracy {m['accuracy']:.3f}, UAR {m['uar']:.3f}, macro-F1 "
-          f"{m['macro_f1']:.3f} ({m['protocol']})")
+    print(saved_line(res))
     return 0
 
 
@@ -721,14 +609,7 @@ def cmd_evaluate(args) -> int:
 
     report = evaluate_speech(args.model or default_model_dir("speech"), args.data, speakers=args.speakers,
                              out=args.out, progress=not args.json)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(f"{report['protocol']}\n  accuracy {report['accuracy']:.3f}  UAR {report['uar']:.3f}  "
-              f"macro-F1 {report['macro_f1']:.3f}")
-        for c, r in report["per_class_recall"].items():
-            print(f"  {c:>9s} recall {r:.3f}")
-        print(f"report: {report['paths']['json']}")
+    print_evaluation(report, args.json)
     return 0
 
 
@@ -740,7 +621,7 @@ def cmd_compare(args) -> int:
     train = train_config_from_args(args)
     entries = compare_entries(args.families, args.configs, model_config_dict_from_args(args))
     split = _split_from_args(args)
-    table = compare_speech(split, features, entries, train, args.out, classes=_classes_arg(args))
+    table = compare_speech(split, features, entries, train, args.out, classes=classes_arg(args))
     print(Path(args.out, "comparison.md").read_text())
     return 0 if table["rows"] else 1
 

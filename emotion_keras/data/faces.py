@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_keras.data.files import has_extension, list_files, require_dir, require_file, split_spec
 from emotion_keras.data.records import Record
 from emotion_keras.errors import InputError
 from emotion_keras.labels import (FER2013_CODES, JAFFE_CODES, RAFDB_CODES, LabelError, canonical,
@@ -42,23 +43,7 @@ LICENCES = {
 
 
 def _is_image(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-
-
-def _require_dir(root: str | Path) -> Path:
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise InputError(root, "no such folder")
-    if not root.is_dir():
-        raise InputError(root, "expected a folder")
-    return root
-
-
-def _require_file(path: str | Path) -> Path:
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise InputError(path, "no such file")
-    return path
+    return has_extension(p, IMAGE_EXTENSIONS)
 
 
 def _subdirs(root: Path) -> list[Path]:
@@ -85,7 +70,7 @@ def read_folder(root: str | Path, dataset: str | None = None, cropped: bool = Fa
     Folder names map through the label aliases (``happiness`` -> ``happy``); a folder that is no
     emotion is a :class:`LabelError` naming it rather than a silently dropped class.
     """
-    root = _require_dir(root)
+    root = require_dir(root)
     dataset = dataset or root.name
     subs = _subdirs(root)
     split_dirs = [d for d in subs if d.name.lower() in SPLIT_NAMES]
@@ -158,7 +143,7 @@ def read_ckplus(root: str | Path) -> list[Record]:
 
     The labels include ``contempt`` (an optional class) and no ``neutral``.
     """
-    root = _require_dir(root)
+    root = require_dir(root)
 
     def subject(f: Path) -> str:
         m = _CK_SUBJECT.match(f.name)
@@ -180,7 +165,7 @@ def read_rafdb(root: str | Path, aligned: bool | None = None) -> list[Record]:
     ``aligned=None`` uses ``Image/aligned`` (100x100 crops, ``*_aligned.jpg``) when present, else
     ``Image/original`` (whole photos, which go through face detection). Split from the name prefix.
     """
-    root = _require_dir(root)
+    root = require_dir(root)
     label_file = None
     for cand in ("EmoLabel/list_patition_label.txt", "list_patition_label.txt",
                  "basic/EmoLabel/list_patition_label.txt"):
@@ -241,8 +226,8 @@ def read_jaffe(root: str | Path) -> list[Record]:
 
     Images are 256x256 grey portraits with background, so they go through face detection.
     """
-    root = _require_dir(root)
-    files = sorted(f for f in root.rglob("*") if _is_image(f) and _JAFFE_NAME.match(f.name))
+    root = require_dir(root)
+    files = [f for f in list_files(root, IMAGE_EXTENSIONS) if _JAFFE_NAME.match(f.name)]
     if not files:
         raise InputError(root, "no JAFFE images found (expected names like KA.AN1.39.tiff)")
     matches = [_JAFFE_NAME.match(f.name) for f in files]
@@ -263,7 +248,7 @@ def read_csv(path: str | Path, dataset: str | None = None, cropped: bool = False
     Relative image paths resolve from the CSV's folder, then from its ``images/`` subfolder (the
     layout of ``wild_faces/labels.csv``). All missing files are reported together.
     """
-    path = _require_file(path)
+    path = require_file(path)
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         fields = {(c or "").strip().lower(): c for c in (reader.fieldnames or ())}
@@ -310,12 +295,8 @@ READERS = {
 
 def parse_spec(spec: str | Path) -> tuple[str, Path]:
     """``"kind:/path"`` -> (kind, path); a bare path gets its kind guessed by :func:`detect_kind`."""
-    text = str(spec)
-    kind, sep, rest = text.partition(":")
-    if sep and kind.lower() in READERS and len(kind) > 1:  # len>1: not a Windows drive letter
-        return kind.lower(), Path(rest).expanduser()
-    path = Path(text).expanduser()
-    return detect_kind(path), path
+    kind, path = split_spec(spec, READERS)
+    return kind or detect_kind(path), path
 
 
 def detect_kind(path: Path) -> str:

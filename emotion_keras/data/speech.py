@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from emotion_keras.data.files import has_extension, list_files, require_dir, require_file, split_spec
 from emotion_keras.data.records import Record
 from emotion_keras.errors import InputError
 from emotion_keras.labels import (CREMAD_CODES, EMODB_CODES, RAVDESS_CODES, SAVEE_CODES, LabelError,
@@ -54,20 +55,11 @@ _TESS_EMOTIONS = {"angry", "disgust", "fear", "happy", "neutral", "ps", "sad", "
 
 
 def is_audio(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".")
-
-
-def _require_dir(root: str | Path) -> Path:
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise InputError(root, "no such folder")
-    if not root.is_dir():
-        raise InputError(root, "expected a folder")
-    return root
+    return has_extension(p, AUDIO_EXTENSIONS)
 
 
 def _audio_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if is_audio(p))
+    return list_files(root, AUDIO_EXTENSIONS)
 
 
 def parse_name(path: Path) -> tuple[str, str, str, dict] | None:
@@ -105,7 +97,7 @@ def parse_name(path: Path) -> tuple[str, str, str, dict] | None:
 
 def _read_pattern(root: str | Path, kind: str, describe: str) -> list[Record]:
     """Every audio file under ``root`` whose name follows ``kind``'s pattern."""
-    root = _require_dir(root)
+    root = require_dir(root)
     records, other = [], 0
     for f in _audio_files(root):
         parsed = parse_name(f)
@@ -178,7 +170,7 @@ def read_folder(root: str | Path, dataset: str | None = None) -> list[Record]:
     it. The speaker comes from the file name when it follows a known corpus pattern (else ``None``,
     and grouped splits will say so).
     """
-    root = _require_dir(root)
+    root = require_dir(root)
     folders = [d for d in sorted(root.iterdir())
                if d.is_dir() and not d.name.startswith((".", "_")) and any(_audio_files(d))]
     labels = map_labels([d.name for d in folders], source=f"{root} (label folders)")
@@ -223,9 +215,7 @@ def read_csv(path: str | Path, audio_dir: str | Path | None = None, dataset: str
     file does not exist are skipped with one warning listing them (a manifest often covers more than
     was downloaded); labels of the files that exist must all map, or a LabelError names them.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise InputError(path, "no such file")
+    path = require_file(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -282,13 +272,13 @@ READERS: dict[str, Callable[..., list[Record]]] = {
 
 def parse_spec(spec: str | Path) -> tuple[str, Path]:
     """``"kind:/path"`` -> (kind, path); a bare path gets its kind guessed by :func:`detect_kind`."""
+    kind, path = split_spec(spec, READERS)
+    if kind:
+        return kind, path
     text = str(spec)
-    kind, sep, rest = text.partition(":")
-    if sep and len(kind) > 1 and kind.lower() in READERS:
-        return kind.lower(), Path(rest).expanduser()
-    if sep and len(kind) > 1 and "/" not in kind and not Path(text).exists():
-        raise InputError(text, f"unknown corpus kind {kind!r}; known: {', '.join(sorted(READERS))}")
-    path = Path(text).expanduser()
+    given, sep, _ = text.partition(":")
+    if sep and len(given) > 1 and "/" not in given and not Path(text).exists():
+        raise InputError(text, f"unknown corpus kind {given!r}; known: {', '.join(sorted(READERS))}")
     return detect_kind(path), path
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_keras.data.files import has_extension, list_files, require_dir, require_file
 from emotion_keras.data.records import Record
 from emotion_keras.data.speech import LICENCES, parse_name
 from emotion_keras.errors import InputError
@@ -31,27 +32,23 @@ AU_COLUMNS_PREFIX = "AU"
 
 
 def is_video(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith(".")
+    return has_extension(p, VIDEO_EXTENSIONS)
 
 
-def _require_dir(root: str | Path) -> Path:
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise InputError(root, "no such folder")
-    if not root.is_dir():
-        raise InputError(root, "expected a folder")
-    return root
+def _named_clips(folder: Path, kind: str):
+    """``(file, label, actor, meta)`` of every video under ``folder`` whose name follows ``kind``'s
+    pattern (:func:`~emotion_keras.data.speech.parse_name`); other files are passed over."""
+    for f in list_files(folder, VIDEO_EXTENSIONS):
+        parsed = parse_name(f)
+        if parsed and parsed[0] == kind:
+            yield f, *parsed[1:]
 
 
 def read_ravdess_video(root: str | Path, include_calm: bool = True, silent: bool = False) -> list[Record]:
     """RAVDESS video files (``01-...`` audio-video; ``02-...`` video-only only when ``silent``)."""
-    root = _require_dir(root)
+    root = require_dir(root)
     out = []
-    for f in sorted(p for p in root.rglob("*") if is_video(p)):
-        parsed = parse_name(f)
-        if not parsed or parsed[0] != "ravdess":
-            continue
-        _, label, actor, meta = parsed
+    for f, label, actor, meta in _named_clips(root, "ravdess"):
         if meta["modality"] not in ("01", "02") or (meta["modality"] == "02" and not silent):
             continue
         if label == "calm" and not include_calm:
@@ -65,15 +62,11 @@ def read_ravdess_video(root: str | Path, include_calm: bool = True, silent: bool
 
 def read_cremad_video(root: str | Path) -> list[Record]:
     """CREMA-D clips: ``VideoFlash/*.flv`` (paired with ``AudioWAV/*.wav`` when present) or a flat folder."""
-    root = _require_dir(root)
+    root = require_dir(root)
     video_dir = root / "VideoFlash" if (root / "VideoFlash").is_dir() else root
     audio_dir = root / "AudioWAV" if (root / "AudioWAV").is_dir() else None
     out = []
-    for f in sorted(p for p in video_dir.rglob("*") if is_video(p)):
-        parsed = parse_name(f)
-        if not parsed or parsed[0] != "cremad":
-            continue
-        _, label, actor, meta = parsed
+    for f, label, actor, meta in _named_clips(video_dir, "cremad"):
         meta = dict(meta)
         if audio_dir is not None and (audio_dir / f"{f.stem}.wav").exists():
             meta["audio_path"] = str(audio_dir / f"{f.stem}.wav")
@@ -85,7 +78,7 @@ def read_cremad_video(root: str | Path) -> list[Record]:
 
 def read_video_folder(root: str | Path, dataset: str | None = None) -> list[Record]:
     """``<root>/<label>/*.<video>``; the subject comes from a known corpus name pattern when there is one."""
-    root = _require_dir(root)
+    root = require_dir(root)
     out, bad = [], set()
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         try:
@@ -93,7 +86,7 @@ def read_video_folder(root: str | Path, dataset: str | None = None) -> list[Reco
         except LabelError:
             bad.add(d.name)
             continue
-        for f in sorted(p for p in d.rglob("*") if is_video(p)):
+        for f in list_files(d, VIDEO_EXTENSIONS):
             parsed = parse_name(f)
             out.append(Record(label=label, path=f, subject=parsed[2] if parsed else None,
                               dataset=dataset or root.name))
@@ -110,9 +103,7 @@ def read_video_csv(path: str | Path, video_dir: str | Path | None = None, datase
     Relative paths resolve against ``video_dir`` and then the CSV's own folder; missing files are
     reported together.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "CSV manifest not found")
+    path = require_file(path, "CSV manifest not found")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
@@ -181,9 +172,7 @@ def read_ravdess_au(au_csv: str | Path, speech_root: str | Path | None = None,
     ``speech_root/Actor_XX/``, ``subject`` = actor, 8 classes), the ``(n, 35)`` float32 AU matrix in
     record order and the AU column names. Rows whose audio file is missing raise ``InputError``.
     """
-    au_csv = Path(au_csv)
-    if not au_csv.is_file():
-        raise InputError(au_csv, "action-unit CSV not found")
+    au_csv = require_file(au_csv, "action-unit CSV not found")
     speech_root = Path(speech_root) if speech_root else au_csv.parent.parent / "ravdess_speech"
     with open(au_csv, newline="") as f:
         reader = csv.DictReader(f)
