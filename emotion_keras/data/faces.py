@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_keras.data.files import has_extension, list_files, require_dir, require_file, split_spec
+from emotion_keras.data.files import (IMAGE_EXTENSIONS, has_extension, list_files, require_dir, require_file,
+                                      split_spec)
 from emotion_keras.data.records import Record
 from emotion_keras.errors import InputError
 from emotion_keras.labels import (FER2013_CODES, JAFFE_CODES, RAFDB_CODES, LabelError, canonical,
                                   map_labels)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 # Folder names that mean a corpus-declared split rather than a label.
 SPLIT_NAMES = {

@@ -12,6 +12,12 @@ from pathlib import Path
 
 from emotion_keras.errors import InputError
 
+# The media each modality reads; ``predict`` dispatches on the same lists.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aiff", ".aif")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".flv", ".m4v", ".mpg", ".mpeg", ".wmv",
+                    ".3gp", ".ts")
+
 
 def require_dir(root: str | Path) -> Path:
     """``root`` as a Path (``~`` expanded), or an InputError saying it is missing or not a folder."""

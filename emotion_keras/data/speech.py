@@ -21,13 +21,13 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from emotion_keras.data.files import has_extension, list_files, require_dir, require_file, split_spec
+from emotion_keras.data.files import (AUDIO_EXTENSIONS, has_extension, list_files, require_dir, require_file,
+                                      split_spec)
 from emotion_keras.data.records import Record
 from emotion_keras.errors import InputError
 from emotion_keras.labels import (CREMAD_CODES, EMODB_CODES, RAVDESS_CODES, SAVEE_CODES, LabelError,
                                   canonical, map_labels)
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aiff", ".aif")
 
 LICENCES = {
     "ravdess": "RAVDESS (Livingstone & Russo 2018): CC BY-NC-SA 4.0",

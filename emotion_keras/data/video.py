@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_keras.data.files import has_extension, list_files, require_dir, require_file
+from emotion_keras.data.files import VIDEO_EXTENSIONS, has_extension, list_files, require_dir, require_file
 from emotion_keras.data.records import Record
 from emotion_keras.data.speech import LICENCES, parse_name
 from emotion_keras.errors import InputError
 from emotion_keras.labels import LabelError, canonical
-from emotion_keras.preprocess.video import VIDEO_EXTENSIONS
+
 
 AU_COLUMNS_PREFIX = "AU"
 

@@ -27,8 +27,6 @@ import numpy as np
 from emotion_keras.config import Config, ConfigError
 from emotion_keras.errors import InputError
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".flv", ".m4v", ".mpg", ".mpeg", ".wmv",
-                    ".3gp", ".ts")
 
 
 @dataclasses.dataclass
