@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from emotion_keras.backend import BACKENDS, set_backend
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("--backend", choices=BACKENDS)
     known, _ = pre.parse_known_args(argv)
     set_backend(known.backend)  # before any command imports keras
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides results
 
     from emotion_keras.config import ConfigError
     from emotion_keras.errors import InputError
