@@ -92,15 +92,14 @@ def face_embeddings(face_dir: Path, records, progress: bool = True) -> dict[str,
     key = cache_key("fusion-face-emb", 1, fingerprint(records), _card_tag(card))
 
     def compute():
-        import keras
-
+        from emotion_keras.models.fusion import embedding_and_probabilities
         from emotion_keras.preprocess.faces import FacePrepConfig, prepare_faces
         from emotion_keras.recognizers.face import model_feed
 
         model, card_ = store.load(face_dir)
         prep = FacePrepConfig.from_dict(card_.get("preprocessing") or {})
         arrays = prepare_faces(records, prep, progress=progress)
-        net = keras.Model(model.inputs, [model.get_layer("embedding").output, model.output])
+        net = embedding_and_probabilities(model)
         emb, probs = net.predict(model_feed(net, arrays.inputs()), batch_size=256, verbose=int(progress))
         return {"embedding": np.asarray(emb, np.float32), "probs": np.asarray(probs, np.float32),
                 "labels": np.asarray(arrays.labels)}
@@ -118,14 +117,13 @@ def speech_embeddings(speech_dir: Path, records, progress: bool = True) -> dict[
     key = cache_key("fusion-speech-emb", 1, fingerprint(records), _card_tag(card))
 
     def compute():
-        import keras
-
+        from emotion_keras.models.fusion import embedding_and_probabilities
         from emotion_keras.preprocess.audio import SpeechFeatureConfig, speech_features
 
         model, card_ = store.load(speech_dir)
         cfg = SpeechFeatureConfig.from_dict(card_.get("preprocessing") or {})
         feats = speech_features(records, cfg, progress=progress)
-        net = keras.Model(model.inputs, [model.get_layer("embedding").output, model.output])
+        net = embedding_and_probabilities(model)
         emb, probs = net.predict({"features": feats["x"].astype(np.float32)}, batch_size=128,
                                  verbose=int(progress))
         clip = feats["clip"]

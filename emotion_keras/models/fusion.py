@@ -130,14 +130,22 @@ def _layers():
     return ModalityDropout, MaskedMean
 
 
-def embedding_model(model, name: str | None = None):
-    """The sub-model from ``model``'s inputs to its ``"embedding"`` layer (the fusion contract)."""
+def _embedding_layer(model):
     try:
-        layer = model.get_layer("embedding")
+        return model.get_layer("embedding")
     except ValueError:
         raise ConfigError(f"model {model.name!r} has no layer named 'embedding' (see docs/architecture.md)"
                           ) from None
-    return keras.Model(model.inputs, layer.output, name=name or f"{model.name}_embedding")
+
+
+def embedding_model(model, name: str | None = None):
+    """The sub-model from ``model``'s inputs to its ``"embedding"`` layer (the fusion contract)."""
+    return keras.Model(model.inputs, _embedding_layer(model).output, name=name or f"{model.name}_embedding")
+
+
+def embedding_and_probabilities(model):
+    """One model returning ``[embedding, probabilities]``: both from a single forward pass."""
+    return keras.Model(model.inputs, [_embedding_layer(model).output, model.output])
 
 
 def _copy(model):

@@ -129,9 +129,8 @@ class MultimodalEmotionRecognizer:
     def __init__(self, fusion_dir: str | Path | None = None, face_dir: str | Path | None = None,
                  speech_dir: str | Path | None = None, tracker: FaceTracker | None = None,
                  method: str = "auto"):
-        import keras
-
         from emotion_keras.models import store
+        from emotion_keras.models.fusion import embedding_and_probabilities
         from emotion_keras.preprocess.faces import FacePrepConfig
         from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
 
@@ -142,10 +141,8 @@ class MultimodalEmotionRecognizer:
         self.prep = FacePrepConfig.from_dict(self.face_card.get("preprocessing") or {})
         self.speech = SpeechEmotionRecognizer(self.speech_dir)
         self.speech_classes = self.speech.classes
-        self._face_net = keras.Model(self.face_model.inputs, [self.face_model.get_layer("embedding").output,
-                                                              self.face_model.output])
-        sm = self.speech.model
-        self._speech_net = keras.Model(sm.inputs, [sm.get_layer("embedding").output, sm.output])
+        self._face_net = embedding_and_probabilities(self.face_model)
+        self._speech_net = embedding_and_probabilities(self.speech.model)
         self._face_inputs = [t.name.split(":")[0] for t in self.face_model.inputs]
 
         fusion_dir = Path(fusion_dir) if fusion_dir else store.default_model_dir("fusion")
