@@ -75,7 +75,8 @@ def worker(backend: str, data: Path, runs: int, train_samples: int) -> dict:
     from emotion_keras.data.faces import read_faces
     from emotion_keras.models.face import FaceModelConfig, build_face_model
     from emotion_keras.preprocess.faces import FacePrepConfig, face_inputs, prepare_faces
-    from emotion_keras.recognizers.face import FaceEmotionRecognizer, model_feed
+    from emotion_keras.models.io import model_feed
+    from emotion_keras.recognizers.face import FaceEmotionRecognizer
     from emotion_keras.train import compile_model
 
     assert keras.backend.backend() == backend

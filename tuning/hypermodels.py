@@ -25,6 +25,7 @@ import keras_tuner as kt
 import numpy as np
 
 from emotion_keras.config import TrainConfig
+from emotion_keras.models.io import input_names
 
 SPACES = ("small", "full")
 
@@ -173,10 +174,6 @@ class TaskHyperModel(kt.HyperModel):
             "n_train": n,
         }
         return history
-
-
-def input_names(model) -> list[str]:
-    return [t.name.split(":")[0] for t in model.inputs]
 
 
 def select_inputs(model, x):

@@ -36,6 +36,7 @@ import numpy as np
 from emotion_keras.config import ConfigError, TrainConfig
 from emotion_keras.data.cache import atomic_write_json
 from emotion_keras.errors import InputError
+from emotion_keras.models.io import input_spec
 
 TUNERS = ("hyperband", "bayesian", "random")
 OBJECTIVES = ("val_uar", "val_accuracy")
@@ -680,8 +681,7 @@ def export_best(tuner, data: TaskData, out: str | Path, retrain_on_all: bool = F
         "task": data.task,
         "name": name or f"{data.task}-tuned",
         "classes": data.classes,
-        "inputs": {t.name.split(":")[0]: [None if d is None else int(d) for d in t.shape[1:]]
-                   for t in model.inputs},
+        "inputs": input_spec(model),
         "preprocessing": data.preprocessing,
         "model_config": described["model_config"],
         "train_config": train_used.to_dict(),

@@ -31,6 +31,7 @@ from emotion_keras.data.faces import corpus_licence, read_faces
 from emotion_keras.data.records import Record, group_split, subjects_of
 from emotion_keras.errors import InputError
 from emotion_keras.models.face import BACKBONES
+from emotion_keras.models.io import input_spec
 from emotion_keras.preprocess.faces import FaceArrays, FacePrepConfig, prepare_faces
 
 DATASET_NAMES = {"fer2013": "FER2013", "ckplus": "CK+48", "rafdb": "RAF-DB", "jaffe": "JAFFE",
@@ -213,15 +214,10 @@ def _prep_for_model(prep: FacePrepConfig, model: dict[str, Any]) -> FacePrepConf
 
 # ---------------------------------------------------------------- training
 
-def model_inputs_spec(model) -> dict[str, list]:
-    return {t.name.split(":")[0]: [None if d is None else int(d) for d in t.shape[1:]]
-            for t in model.inputs}
-
-
 def select_inputs(model, arrays: FaceArrays):
     """The arrays the model takes, arranged as its inputs are declared (a geometry-less model
     ignores geometry; a model that needs geometry the preprocessing lacks is a config error)."""
-    from emotion_keras.recognizers.face import input_names, model_feed
+    from emotion_keras.models.io import input_names, model_feed
 
     available = arrays.inputs()
     missing = [n for n in input_names(model) if n not in available]
@@ -306,7 +302,7 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
         "task": "face",
         "name": name,
         "classes": classes,
-        "inputs": model_inputs_spec(net),
+        "inputs": input_spec(net),
         "preprocessing": prep.to_dict(),
         "model_config": model_cfg.to_dict(),
         "train_config": train.to_dict(),
@@ -325,7 +321,7 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
 
 def predict_arrays(model, arrays: FaceArrays, tta_flip: bool = False, batch_size: int = 256) -> np.ndarray:
     """Class probabilities for preprocessed faces; ``tta_flip`` averages with the mirrored image."""
-    from emotion_keras.recognizers.face import model_feed
+    from emotion_keras.models.io import model_feed
 
     x = select_inputs(model, arrays)
     probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), np.float32)

@@ -94,7 +94,7 @@ def face_embeddings(face_dir: Path, records, progress: bool = True) -> dict[str,
     def compute():
         from emotion_keras.models.fusion import embedding_and_probabilities
         from emotion_keras.preprocess.faces import FacePrepConfig, prepare_faces
-        from emotion_keras.recognizers.face import model_feed
+        from emotion_keras.models.io import model_feed
 
         model, card_ = store.load(face_dir)
         prep = FacePrepConfig.from_dict(card_.get("preprocessing") or {})

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from emotion_keras.errors import InputError
+from emotion_keras.models.io import input_names, model_feed
 from emotion_keras.preprocess.faces import (SMALL_SIDE, FacePrepConfig, crop_inputs, detect_faces,
                                             face_inputs, make_detector)
 
@@ -39,23 +40,6 @@ def _as_rgb(image, name: str = "<array>") -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def input_names(model) -> list[str]:
-    return [t.name.split(":")[0] for t in model.inputs]
-
-
-def model_feed(model, available: dict[str, np.ndarray]):
-    """Arrange named arrays the way ``model`` declares its inputs (dict, list or one tensor), so
-    models saved with either structure get exactly what they expect, without warnings."""
-    struct = model.input
-    names = input_names(model)
-    missing = [n for n in names if n not in available]
-    if missing:
-        raise ValueError(f"model {model.name} needs inputs {missing}; got {sorted(available)}")
-    if isinstance(struct, dict):
-        return {k: available[k] for k in struct}
-    if isinstance(struct, (list, tuple)):
-        return [available[n] for n in names]
-    return available[names[0]]
 
 
 class FaceEmotionRecognizer:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from emotion_keras.errors import InputError
+from emotion_keras.models.io import input_names, model_feed
 from emotion_keras.preprocess import video as V
 
 MERGE_INTO = {"calm": "neutral", "contempt": "disgust", "boredom": "neutral"}
@@ -143,7 +144,7 @@ class MultimodalEmotionRecognizer:
         self.speech_classes = self.speech.classes
         self._face_net = embedding_and_probabilities(self.face_model)
         self._speech_net = embedding_and_probabilities(self.speech.model)
-        self._face_inputs = [t.name.split(":")[0] for t in self.face_model.inputs]
+        self._face_inputs = input_names(self.face_model)
 
         fusion_dir = Path(fusion_dir) if fusion_dir else store.default_model_dir("fusion")
         self.fusion_dir = fusion_dir
@@ -175,7 +176,6 @@ class MultimodalEmotionRecognizer:
     def _faces(self, frames: list[V.Frame]) -> list[dict | None]:
         """Track, align and classify the main face in each frame: embedding, probabilities, box."""
         from emotion_keras.preprocess.faces import face_inputs
-        from emotion_keras.recognizers.face import model_feed
 
         if self.tracker is None:
             self.tracker = FaceTracker(min_confidence=self.prep.min_confidence)
@@ -255,7 +255,7 @@ class MultimodalEmotionRecognizer:
             x.update(face_frames=frames, face_mask=mask)
         if "speech" in cfg.modalities:
             x["speech"] = speech["embedding"][None]
-        names = [t.name.split(":")[0] for t in self.fusion.inputs]
+        names = input_names(self.fusion)
         p = self.fusion.predict_on_batch({k: x[k] for k in names})
         return np.asarray(p, np.float32)[0], "fusion"
 

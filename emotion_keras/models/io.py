@@ -1,0 +1,36 @@
+"""The named-input contract of every model here: input names, their shapes, and feeding arrays.
+
+Models declare named inputs ("image", "geometry", "features", ...); callers hold dicts of arrays that
+may carry more than a given model takes. One place maps one onto the other, whatever input structure
+(dict, list or single tensor) the model was saved with. No keras import needed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def input_names(model) -> list[str]:
+    """The model's input names, in declaration order."""
+    return [t.name.split(":")[0] for t in model.inputs]
+
+
+def input_spec(model) -> dict[str, list]:
+    """``{name: shape without the batch axis}``: what a model card records as ``inputs``."""
+    return {name: [None if d is None else int(d) for d in t.shape[1:]]
+            for name, t in zip(input_names(model), model.inputs)}
+
+
+def model_feed(model, available: dict[str, Any]):
+    """Arrange named arrays the way ``model`` declares its inputs (dict, list or one tensor), so
+    models saved with either structure get exactly what they expect, without warnings."""
+    struct = model.input
+    names = input_names(model)
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise ValueError(f"model {model.name} needs inputs {missing}; got {sorted(available)}")
+    if isinstance(struct, dict):
+        return {k: available[k] for k in struct}
+    if isinstance(struct, (list, tuple)):
+        return [available[n] for n in names]
+    return available[names[0]]
