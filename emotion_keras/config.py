@@ -80,6 +80,13 @@ class TrainConfig(Config):
     early_stopping: int = 8  # patience in epochs on the monitored metric; 0 disables
     monitor: str = "val_uar"  # val_uar | val_accuracy | val_loss
     mixed_precision: str = "auto"  # auto (bf16 on GPU) | on | off
+    optimizer: str = "adamw"  # adamw | sgd (SGD with Nesterov momentum)
+    momentum: float = 0.9  # SGD momentum
+    ema: float = 0.0  # momentum of an exponential moving average of the weights (0: off; e.g. 0.999)
+    mixup: float = 0.0  # Beta(a, a) of mixup (0: off); mixes inputs and targets
+    cutmix: float = 0.0  # Beta(a, a) of CutMix on image inputs (0: off); with mixup, half the batches each
+    jit_compile: str = "auto"  # auto (XLA unless the model is recurrent) | on | off
+    time_budget: float = 0.0  # seconds for the whole schedule (0: use epochs); sizes epochs to fit
     seed: int = 0
     verbose: int = 1
 
@@ -90,3 +97,30 @@ class TrainConfig(Config):
             raise ConfigError(f"monitor must be val_uar, val_accuracy or val_loss, not {self.monitor!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be positive")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ConfigError(f"optimizer must be 'adamw' or 'sgd', not {self.optimizer!r}")
+        if self.jit_compile not in ("auto", "on", "off"):
+            raise ConfigError(f"jit_compile must be auto, on or off, not {self.jit_compile!r}")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"ema must be in [0, 1), not {self.ema}")
+        if self.mixup < 0 or self.cutmix < 0 or self.time_budget < 0:
+            raise ConfigError("mixup, cutmix and time_budget must be >= 0")
+
+
+def parse_duration(text: str | float) -> float:
+    """``"90m"``, ``"1.5h"``, ``"45s"`` or a number of seconds -> seconds."""
+    s = str(text).strip().lower()
+    units = {"s": 1, "m": 60, "min": 60, "h": 3600}
+    for suffix in ("min", "h", "m", "s"):
+        if s.endswith(suffix):
+            s, scale = s[: -len(suffix)], units[suffix]
+            break
+    else:
+        scale = 1
+    try:
+        value = float(s) * scale
+    except ValueError:
+        raise ConfigError(f"not a duration: {text!r} (e.g. 90m, 1.5h, 600)") from None
+    if value <= 0:
+        raise ConfigError(f"a time budget must be positive, not {text!r}")
+    return value

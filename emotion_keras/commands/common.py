@@ -72,6 +72,14 @@ def add_train_args(p, classes: bool = False) -> None:
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
     g.add_argument("--no-class-weights", action="store_true")
+    g.add_argument("--optimizer", choices=("adamw", "sgd"), help="adamw (default) or sgd (Nesterov momentum)")
+    g.add_argument("--ema", type=float, metavar="MOMENTUM", help="average the weights (e.g. 0.999; 0: off)")
+    g.add_argument("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(alpha, alpha) (0: off)")
+    g.add_argument("--cutmix", type=float, metavar="ALPHA", help="CutMix with Beta(alpha, alpha) (0: off)")
+    g.add_argument("--time-budget", metavar="DURATION",
+                   help="fit the whole schedule into this wall time (e.g. 90m, 1.5h): measures the step "
+                        "time and sets the epochs; resumable")
+    g.add_argument("--jit-compile", choices=("auto", "on", "off"), help="XLA for the train step (default auto)")
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--verbose", type=int, default=None, help="Keras progress: 0 silent, 1 bar, 2 lines")
     if classes:
@@ -90,11 +98,18 @@ def add_run_args(p, task: str) -> None:
 
 def train_config_from_args(args) -> TrainConfig:
     """``--train-config`` with the single flags of :func:`add_train_args` laid over it."""
+    from emotion_keras.config import parse_duration
+
     base = json_arg(getattr(args, "train_config", None), "--train-config")
+    budget = getattr(args, "time_budget", None)
     return TrainConfig.from_dict(
         base, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         early_stopping=args.patience, seed=args.seed, verbose=args.verbose,
-        class_weights=False if args.no_class_weights else None, label_smoothing=args.label_smoothing)
+        class_weights=False if args.no_class_weights else None, label_smoothing=args.label_smoothing,
+        optimizer=getattr(args, "optimizer", None), ema=getattr(args, "ema", None),
+        mixup=getattr(args, "mixup", None), cutmix=getattr(args, "cutmix", None),
+        jit_compile=getattr(args, "jit_compile", None),
+        time_budget=parse_duration(budget) if budget else None)
 
 
 def classes_arg(args) -> list[str] | None:

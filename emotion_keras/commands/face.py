@@ -28,15 +28,17 @@ from emotion_keras.commands.common import write_comparison as _write_table
 from emotion_keras.config import ConfigError, TrainConfig
 from emotion_keras.data.cache import atomic_write_json, cache_key
 from emotion_keras.data.faces import corpus_licence, read_faces
+from emotion_keras.data.ferplus import soft_targets
 from emotion_keras.data.records import Record, group_split, subjects_of
 from emotion_keras.errors import InputError
 from emotion_keras.models.face import BACKBONES
 from emotion_keras.models.io import input_spec
 from emotion_keras.preprocess.faces import FaceArrays, FacePrepConfig, prepare_faces
 
-DATASET_NAMES = {"fer2013": "FER2013", "ckplus": "CK+48", "rafdb": "RAF-DB", "jaffe": "JAFFE",
+DATASET_NAMES = {"fer2013": "FER2013", "ferplus": "FER+", "ckplus": "CK+48", "rafdb": "RAF-DB", "jaffe": "JAFFE",
                  "wild_faces": "wild faces (muxspace facial_expressions)"}
-SPLIT_NAMES = {"fer2013": {"train": "Training", "validation": "PublicTest", "test": "PrivateTest"}}
+SPLIT_NAMES = {"fer2013": {"train": "Training", "validation": "PublicTest", "test": "PrivateTest"},
+               "ferplus": {"train": "FER2013Train", "validation": "FER2013Valid", "test": "FER2013Test"}}
 
 
 # ---------------------------------------------------------------- splits
@@ -294,7 +296,9 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
     steps = train.epochs * int(np.ceil(len(tr) / train.batch_size))
     bn_momentum = adapt_batchnorm(net, steps)
     x_tr, x_va = select_inputs(net, tr), select_inputs(net, va)
-    result = trainlib.fit(net, x_tr, tr.targets(classes), x_va, va.targets(classes), classes, train, run_dir)
+    soft = soft_targets(split.train, tr.names, classes)  # FER+ votes, where the corpus has them
+    y_tr = soft if soft is not None else tr.targets(classes)
+    result = trainlib.fit(net, x_tr, y_tr, x_va, va.targets(classes), classes, train, run_dir)
 
     val_metrics = {**result["validation"], "protocol": split.protocol}
     name = name or run_dir.name
@@ -311,7 +315,8 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
         "metrics": {"validation": val_metrics},
         "training": {"seconds": result["train_seconds"], "samples_per_second": result["samples_per_second"],
                      "epochs_run": result["epochs_run"], "dtype_policy": policy,
-                     "batchnorm_momentum": bn_momentum},
+                     "batchnorm_momentum": bn_momentum, "targets": "vote distributions" if soft is not None
+                     else "class labels", **({"budget": result["budget"]} if result.get("budget") else {})},
         "history": history_dict(run_dir, result["history"]),
     }
     return save_trained(net, card, val_metrics, out, run_dir, result)
@@ -319,16 +324,42 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
 
 # ---------------------------------------------------------------- evaluation
 
-def predict_arrays(model, arrays: FaceArrays, tta_flip: bool = False, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities for preprocessed faces; ``tta_flip`` averages with the mirrored image."""
+TTA_MODES = ("none", "flip", "ten_crop")
+
+
+def tta_views(images: np.ndarray, mode: str, crop: int = 0) -> list[np.ndarray]:
+    """The test-time views of ``(N, H, W, C)`` faces: ``flip`` adds the mirror image; ``ten_crop``
+    the four corner and the centre crops of side ``crop`` (the model centre-crops its input, so a
+    corner crop is the input shifted by the crop margin) and their mirrors. Without a crop in the
+    model, the shift is 1/12 of the side with edge pixels repeated."""
+    if mode not in TTA_MODES:
+        raise ConfigError(f"TTA must be one of {', '.join(TTA_MODES)}, not {mode!r}")
+    views = [images]
+    if mode == "ten_crop":
+        side = images.shape[1]
+        d = (side - crop) // 2 if crop and crop < side else max(1, side // 12)
+        pad = np.pad(images, ((0, 0), (d, d), (d, d), (0, 0)), mode="edge")
+        for dy, dx in ((0, 0), (0, 2 * d), (2 * d, 0), (2 * d, 2 * d)):
+            views.append(np.ascontiguousarray(pad[:, dy:dy + side, dx:dx + side]))
+    if mode in ("flip", "ten_crop"):
+        views += [np.ascontiguousarray(v[:, :, ::-1]) for v in views]
+    return views
+
+
+def predict_arrays(model, arrays: FaceArrays, tta: str | bool = "none", batch_size: int = 256,
+                   crop: int = 0) -> np.ndarray:
+    """Class probabilities for preprocessed faces, averaged over the :func:`tta_views`
+    (``True`` means ``flip``, as ``--tta-flip`` did)."""
     from emotion_keras.models.io import model_feed
 
-    x = select_inputs(model, arrays)
-    probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), np.float32)
-    if tta_flip:
-        flipped = model_feed(model, {**arrays.inputs(), "image": np.ascontiguousarray(arrays.images[:, :, ::-1])})
-        probs = (probs + np.asarray(model.predict(flipped, batch_size=batch_size, verbose=0), np.float32)) / 2
-    return probs
+    mode = "flip" if tta is True else "none" if tta is False else tta
+    select_inputs(model, arrays)  # the model's inputs exist in the arrays
+    probs = None
+    for view in tta_views(arrays.images, mode, crop):
+        p = np.asarray(model.predict(model_feed(model, {**arrays.inputs(), "image": view}),
+                                     batch_size=batch_size, verbose=0), np.float32)
+        probs = p if probs is None else probs + p
+    return probs / len(tta_views(arrays.images[:1], mode, crop))
 
 
 def eval_records(records: list[Record], split: str | None) -> tuple[list[Record], str]:
@@ -348,9 +379,10 @@ def eval_records(records: list[Record], split: str | None) -> tuple[list[Record]
 
 def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tta_flip: bool = False,
                   out: str | Path | None = None, limit: int | None = None, seed: int = 0,
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True, tta: str | None = None) -> dict[str, Any]:
     """Accuracy, UAR, macro-F1 and confusion of a saved face model on a corpus; writes
-    ``evaluation.json`` and ``evaluation_confusion.png`` into ``out`` (default: the model dir)."""
+    ``evaluation.json`` and ``evaluation_confusion.png`` into ``out`` (default: the model dir).
+    ``tta`` is ``none``, ``flip`` or ``ten_crop`` (``tta_flip`` is the older spelling of ``flip``)."""
     from emotion_keras.evaluate import metrics
     from emotion_keras.labels import to_indices
     from emotion_keras.models import store
@@ -370,7 +402,9 @@ def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tt
         raise InputError(data, "no faces to evaluate (none found, or no label among the model's classes)")
     start = time.perf_counter()
     # One batch shape for small sets (a partial last batch costs JAX a second compilation).
-    probs = predict_arrays(model, arrays, tta_flip=tta_flip, batch_size=min(256, len(arrays)))
+    tta = tta or ("flip" if tta_flip else "none")
+    crop = int((card.get("model_config") or {}).get("crop") or 0)
+    probs = predict_arrays(model, arrays, tta=tta, batch_size=min(256, len(arrays)), crop=crop)
     seconds = time.perf_counter() - start
     m = metrics(to_indices(arrays.labels, classes), probs, classes)
     ds = _ds_name(records)
@@ -378,11 +412,11 @@ def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tt
                 f"({len(arrays):,} faces" + (f" of {len(records):,} images; {len(arrays.no_face)} without a "
                                             f"detected face left out" if arrays.no_face else "")
                 + "".join(f"; {n} {lab} image(s) left out: not a class of the model" for lab, n in dropped.items())
-                + ")" + (", horizontal-flip TTA" if tta_flip else "")
+                + ")" + {"none": "", "flip": ", horizontal-flip TTA", "ten_crop": ", ten-crop TTA"}[tta]
                 + f"; model {card.get('name', model_dir.name)} trained on "
                 + f"{(card.get('data') or {}).get('corpus', '?')}")
     report = {"task": "face", "name": card.get("name", model_dir.name), "model_dir": str(model_dir),
-              "data": str(data), "split": split_used, "tta_flip": tta_flip, "backend": active_backend(),
+              "data": str(data), "split": split_used, "tta": tta, "tta_flip": tta != "none", "backend": active_backend(),
               "no_face": arrays.no_face, "unreadable": [f for f, _ in arrays.failed],
               "predict_seconds": round(seconds, 3), **m, "protocol": protocol}
     return write_evaluation(report, Path(out) if out else model_dir)
@@ -520,7 +554,9 @@ def register(subparsers) -> None:
     ep.add_argument("--model", default=None, help="model directory (default saved_models/face)")
     _add_data_args(ep, split=False)
     ep.add_argument("--split", help="corpus split to evaluate (default: test, else validation, else all)")
-    ep.add_argument("--tta-flip", action="store_true", help="average with horizontally flipped faces")
+    ep.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation: none (default), flip, "
+                                                   "ten_crop (corner + centre crops and their mirrors)")
+    ep.add_argument("--tta-flip", action="store_true", help="same as --tta flip")
     ep.add_argument("--limit", type=int, help="evaluate a stratified subset of N images")
     ep.add_argument("--out", help="report folder (default: the model directory)")
     ep.add_argument("--json", action="store_true", help="print the full report as JSON")
@@ -607,7 +643,8 @@ def cmd_evaluate(args) -> int:
     from emotion_keras.models.store import default_model_dir
 
     report = evaluate_face(args.model or default_model_dir("face"), args.data, split=args.split,
-                           tta_flip=args.tta_flip, out=args.out, limit=args.limit, progress=not args.json)
+                           tta_flip=args.tta_flip, out=args.out, limit=args.limit, progress=not args.json,
+                           tta=args.tta)
     print_evaluation(report, args.json)
     return 0
 

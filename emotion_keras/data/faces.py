@@ -20,6 +20,9 @@ import numpy as np
 
 from emotion_keras.data.files import (IMAGE_EXTENSIONS, has_extension, list_files, require_dir, require_file,
                                       split_spec)
+from emotion_keras.data.ferplus import LICENCE as FERPLUS_LICENCE
+from emotion_keras.data.ferplus import SPLIT_FOLDERS as FERPLUS_FOLDERS
+from emotion_keras.data.ferplus import read_ferplus, read_ferplus_probability
 from emotion_keras.data.records import Record
 from emotion_keras.errors import InputError
 from emotion_keras.labels import (FER2013_CODES, JAFFE_CODES, RAFDB_CODES, LabelError, canonical,
@@ -39,6 +42,7 @@ LICENCES = {
     "ckplus": "CK+ (Lucey et al. 2010): research use only, by agreement with the authors",
     "rafdb": "RAF-DB (Li et al. 2017): research use only, by agreement with the authors",
     "jaffe": "JAFFE (Lyons et al. 1998): research use only, by agreement with the authors",
+    "ferplus": FERPLUS_LICENCE,
 }
 
 
@@ -285,6 +289,8 @@ def read_csv(path: str | Path, dataset: str | None = None, cropped: bool = False
 
 READERS = {
     "fer2013": read_fer2013, "fer": read_fer2013,
+    "ferplus": read_ferplus, "fer+": read_ferplus,
+    "ferplus-probability": read_ferplus_probability, "ferplus-prob": read_ferplus_probability,
     "ckplus": read_ckplus, "ck+": read_ckplus, "ckplus48": read_ckplus,
     "rafdb": read_rafdb, "raf-db": read_rafdb,
     "jaffe": read_jaffe,
@@ -311,6 +317,9 @@ def detect_kind(path: Path) -> str:
         return "fer2013" if "pixels" in header else "csv"
     if (path / "fer2013.csv").is_file():
         return "fer2013"
+    if any((path / name / "label.csv").is_file() for name in FERPLUS_FOLDERS) or (
+            path.name in FERPLUS_FOLDERS and (path / "label.csv").is_file()):
+        return "ferplus"
     if any((path / c).is_file() for c in ("EmoLabel/list_patition_label.txt", "list_patition_label.txt",
                                           "basic/EmoLabel/list_patition_label.txt")):
         return "rafdb"

@@ -58,6 +58,8 @@ class FaceModelConfig(Config):
     brightness: float = 0.2
     contrast: float = 0.2
     erase: float = 0.0             # probability of random erasing per image
+    crop: int = 0                  # centre crop side in px (e.g. 40 of 48; 0: none); with max_shift
+                                   # this is multi-crop training, and ten-crop TTA shifts the input
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
@@ -75,6 +77,8 @@ class FaceModelConfig(Config):
                               f"not {self.attention_after}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.crop and not 16 <= self.crop <= self.input_size:
+            raise ConfigError(f"crop must be between 16 px and input_size ({self.input_size}), not {self.crop}")
         if self.geometry_dim < 0:
             raise ConfigError("geometry_dim must be >= 0 (0 means the preprocessing default)")
 
@@ -108,6 +112,8 @@ def build_face_model(config: FaceModelConfig, classes):
                          max_rotation=config.max_rotation, zoom=config.zoom,
                          brightness=config.brightness, contrast=config.contrast, erase=config.erase,
                          dtype="float32", name="augment")(x)
+    if config.crop and config.crop < config.input_size:
+        x = L.CenterCrop(config.crop, config.crop, name="crop")(x)
     x = L.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(x)  # [-1, 1]
 
     def attention(t):

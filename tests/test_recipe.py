@@ -1,0 +1,117 @@
+"""The FER training recipe pieces: soft targets through fit, mixup/CutMix batches, SGD + EMA, crops
+with ten-crop TTA, XLA by default, and the time budget that sizes epochs and survives a resume."""
+
+import json
+
+import numpy as np
+import pytest
+
+from emotion_keras.batches import MixedBatches, mix_batch
+from emotion_keras.config import ConfigError, TrainConfig, parse_duration
+from emotion_keras.train import as_distributions, fit, hard_labels
+
+
+def _images(n=96, seed=0):
+    """Three classes told apart by where a bright square sits."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.integers(0, 40, (n, 48, 48, 1)).astype("float32")
+    for i, c in enumerate(y):
+        x[i, 4 + 14 * c: 18 + 14 * c, 10:38] = 230
+    return x, y
+
+
+def test_targets_and_durations():
+    assert as_distributions(np.array([2, 0]), 3).tolist() == [[0, 0, 1], [1, 0, 0]]
+    with pytest.raises(ValueError, match="sum to 1"):
+        as_distributions(np.array([[0.5, 0.2, 0.1]]), 3)
+    assert hard_labels(np.array([[0.2, 0.8], [0.9, 0.1]])).tolist() == [1, 0]
+    assert parse_duration("90m") == 5400 and parse_duration("1.5h") == 5400 and parse_duration(30) == 30
+    with pytest.raises(ConfigError, match="not a duration"):
+        parse_duration("soon")
+    with pytest.raises(ConfigError, match="optimizer"):
+        TrainConfig(optimizer="rmsprop")
+
+
+def test_mixup_and_cutmix_keep_targets_consistent():
+    rng = np.random.default_rng(0)
+    x = np.stack([np.full((8, 8, 1), v, np.float32) for v in (0, 100, 200, 250)])
+    y = np.eye(4, dtype=np.float32)
+    xm, ym = mix_batch(x, y, rng, mixup=0.4)
+    assert np.allclose(ym.sum(1), 1) and xm.shape == x.shape
+    # mixup: each image is the same blend of two images as its target is of two labels
+    lam = ym.max(1)
+    assert np.allclose(xm.mean((1, 2, 3)), (ym * np.array([0, 100, 200, 250])).sum(1), atol=1e-3)
+    xc, yc = mix_batch({"image": x}, y, np.random.default_rng(3), cutmix=1.0)
+    pasted = (xc["image"] != x).any(-1).mean((1, 2))  # share of each image replaced
+    assert np.allclose(yc.sum(1), 1) and lam.shape == (4,)
+    assert np.allclose(1 - yc[np.arange(4), np.arange(4)], pasted, atol=1e-6)
+    batches = MixedBatches(x, y, 3, mixup=0.2)
+    assert len(batches) == 1 and batches[0][0].shape == (3, 8, 8, 1)  # remainder dropped: one shape
+
+
+def test_recipe_trains_with_soft_targets_crop_sgd_ema_mixup(tmp_path):
+    import keras
+
+    from emotion_keras.commands.face import predict_arrays, tta_views
+    from emotion_keras.models.face import FaceModelConfig, build_face_model
+    from emotion_keras.preprocess.faces import FaceArrays
+
+    x, y = _images(192)
+    xv, yv = _images(60, 1)
+    soft = np.full((len(y), 3), 0.05, np.float32)
+    soft[np.arange(len(y)), y] = 0.9
+    cfg = FaceModelConfig(width=4, depth=2, attention=False, attention_after=1, crop=40, max_shift=0.08, max_rotation=0,
+                          zoom=0, erase=0.2, embedding_dim=16, dropout=0.0)
+    model = build_face_model(cfg, 3)
+    tc = TrainConfig(epochs=6, batch_size=32, learning_rate=0.05, optimizer="sgd", ema=0.9, mixup=0.2,
+                     class_weights=True, verbose=0, mixed_precision="off", early_stopping=0,
+                     warmup_epochs=0, label_smoothing=0.0)
+    out = fit(model, {"image": x}, soft, {"image": xv}, yv, ["a", "b", "c"], tc, tmp_path)
+    assert out["validation"]["accuracy"] > 0.6, out["validation"]
+    assert isinstance(model.optimizer, keras.optimizers.SGD) and model.optimizer.use_ema
+    assert model.jit_compile  # XLA on: no recurrent layer
+    arrays = FaceArrays(images=xv.astype(np.uint8), labels=["a"] * len(yv), subjects=[None] * len(yv),
+                        names=[str(i) for i in range(len(yv))])
+    views = tta_views(arrays.images, "ten_crop", crop=40)
+    assert len(views) == 10
+    # a corner view shifted by the crop margin: its centre 40 px are the top-left 40 px of the face
+    assert np.array_equal(views[1][:, 4:44, 4:44], arrays.images[:, :40, :40])
+    p10 = predict_arrays(model, arrays, tta="ten_crop", crop=40)
+    assert p10.shape == (len(yv), 3) and np.allclose(p10.sum(1), 1, atol=1e-4)
+    assert (p10.argmax(1) == yv).mean() > 0.6
+
+
+def _tiny_model():
+    import keras
+
+    inp = keras.Input((48, 48, 1), name="image")
+    h = keras.layers.Flatten()(keras.layers.AveragePooling2D(8)(inp))
+    h = keras.layers.Dense(8, activation="relu", name="embedding")(h)
+    out = keras.layers.Dense(3, activation="softmax", name="probabilities", dtype="float32")(h)
+    return keras.Model(inp, out)
+
+
+def test_time_budget_sizes_epochs_from_measured_steps(tmp_path):
+    from emotion_keras.budget import size_epochs
+
+    x, y = _images(128)
+    model = _tiny_model()
+    before = [w.copy() for w in model.get_weights()]
+    tc = TrainConfig(batch_size=32, time_budget=120, verbose=0, mixed_precision="off")
+    plan = size_epochs(model, x, as_distributions(y, 3), x[:32], tc, 4, tmp_path)
+    assert plan["epochs"] > 1 and plan["step_seconds"] > 0
+    assert plan["epochs"] * plan["epoch_seconds"] <= 120
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # timing left no trace
+    assert json.loads((tmp_path / "budget.json").read_text())["epochs"] == plan["epochs"]
+
+
+def test_time_budget_resume_keeps_the_planned_schedule(tmp_path):
+    x, y = _images(128)
+    tc = TrainConfig(batch_size=32, time_budget=600, verbose=0, mixed_precision="off", early_stopping=0)
+    # a killed run left its plan: the rerun follows it instead of measuring again
+    (tmp_path / "budget.json").write_text(json.dumps({"budget_seconds": 600, "batch_size": 32, "epochs": 2,
+                                                      "used_seconds": 100.0}))
+    res = fit(_tiny_model(), x, y, x[:32], y[:32], ["a", "b", "c"], tc, tmp_path)
+    assert res["epochs_run"] == 2 and res["train_config"]["epochs"] == 2
+    assert json.loads((tmp_path / "budget.json").read_text())["used_seconds"] > 100.0
