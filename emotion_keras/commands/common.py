@@ -189,7 +189,7 @@ def skip_finished_run(run_dir: Path, force: bool) -> bool:
               "pass --force to train again, or choose another --run-dir", file=sys.stderr)
         return True
     if force:
-        for f in ("history.csv", "best.weights.h5", "train_result.json"):
+        for f in ("history.csv", "best.weights.h5", "train_result.json", "budget.json"):
             (run_dir / f).unlink(missing_ok=True)
     return False
 
