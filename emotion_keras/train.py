@@ -94,7 +94,8 @@ def hard_labels(y) -> np.ndarray:
 class UARCallback:
     """Scores the validation set once per epoch: ``val_loss``, ``val_accuracy``, ``val_uar`` and
     ``val_macro_f1`` into the epoch logs, so early stopping and checkpoints can monitor them (one
-    prediction pass instead of Keras' validation plus ours)."""
+    prediction pass instead of Keras' validation plus ours), and the epoch's wall time
+    (``epoch_seconds``, for accuracy-against-time curves)."""
 
     def __new__(cls, x_val, y_val, classes, batch_size):
         import keras
@@ -103,10 +104,14 @@ class UARCallback:
         y_dist = as_distributions(y_val, len(classes))
 
         class _UAR(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.started = time.perf_counter()
+
             def on_epoch_end(self, epoch, logs=None):
                 probs = self.model.predict(x_val, batch_size=batch_size, verbose=0)
                 m = metrics(y_idx, probs, classes)
                 if logs is not None:
+                    logs["epoch_seconds"] = round(time.perf_counter() - getattr(self, "started", time.perf_counter()), 2)
                     p = np.clip(np.asarray(probs, np.float64), 1e-7, 1.0)
                     logs["val_loss"] = float(-(y_dist * np.log(p)).sum(axis=1).mean())
                     logs["val_accuracy"] = m["accuracy"]

@@ -1,0 +1,81 @@
+"""Validation accuracy against training time of one run -> docs/benchmarks/face_curve.{md,png}.
+
+Reads a run directory's ``history.csv`` (``epoch_seconds`` per epoch, written by ``train.fit``) or,
+for runs made before that column existed, the epoch times Keras printed with ``--verbose 2``
+(``441/441 - 758s - ...``) from ``--log``. The curve is what a CPU budget buys: it shows where the
+accuracy stands after each epoch and how much time a target would need at that slope.
+
+    python benchmarks/face_curve.py --run-dir runs/face/NAME [--log train.log] [--label "..."]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def curve(run_dir: Path, log: Path | None = None) -> list[dict]:
+    from emotion_keras.train import read_history
+
+    rows = read_history(run_dir)
+    seconds = [r.get("epoch_seconds") for r in rows]
+    if log is not None and not all(seconds):
+        printed = [float(s) for s in re.findall(r"^\d+/\d+ - (\d+)s - ", log.read_text(), re.M)]
+        seconds = printed[:len(rows)]
+    if len(seconds) < len(rows) or not all(seconds):
+        raise SystemExit(f"{run_dir}: no epoch times (history.csv has no epoch_seconds; pass --log)")
+    total, out = 0.0, []
+    for r, s in zip(rows, seconds):
+        total += s
+        out.append({"epoch": int(r["epoch"]) + 1, "minutes": round(total / 60, 1),
+                    "val_accuracy": r.get("val_accuracy"), "val_uar": r.get("val_uar"),
+                    "accuracy": r.get("accuracy")})
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run-dir", type=Path, required=True)
+    ap.add_argument("--log", type=Path)
+    ap.add_argument("--label", default="")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "face_curve")
+    args = ap.parse_args()
+    rows = curve(args.run_dir, args.log)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from emotion_keras.data.cache import atomic_write_text
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    ax.plot([r["minutes"] for r in rows], [r["val_accuracy"] for r in rows], "o-", label="validation accuracy")
+    ax.plot([r["minutes"] for r in rows], [r["accuracy"] for r in rows], "s--", alpha=0.6, label="training accuracy")
+    ax.set_xlabel("training wall time (minutes)")
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(args.label or args.run_dir.name, fontsize=9)
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out.with_suffix(".png"))
+    lines = [f"# Accuracy against training time: {args.label or args.run_dir.name}", "",
+             f"From `{args.run_dir.name}` by `benchmarks/face_curve.py` (epoch wall times on the machine "
+             "that trained it; see the run's card for its protocol).", "",
+             f"![curve]({args.out.with_suffix('.png').name})", "",
+             "| epoch | minutes | validation accuracy | validation UAR | training accuracy |",
+             "|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['epoch']} | {r['minutes']} | {r['val_accuracy']:.4f} | {r['val_uar']:.4f} | {r['accuracy']:.4f} |"
+              for r in rows]
+    atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
