@@ -30,7 +30,7 @@ def size_epochs(model, x_train, y_train, x_val, config, steps_per_epoch: int, ru
     Reuses ``run_dir/budget.json`` when it was made for the same budget and batch size (resume).
     The model's weights are restored after the timing steps.
     """
-    from emotion_keras.train import _len, compile_model
+    from emotion_keras.train import _len, compile_model, resolve_jit
 
     path = Path(run_dir) / "budget.json"
     if path.exists():
@@ -39,7 +39,9 @@ def size_epochs(model, x_train, y_train, x_val, config, steps_per_epoch: int, ru
             return saved
     t0 = time.perf_counter()
     initial = [np.array(w) for w in model.get_weights()]
-    compile_model(model, config.replace(epochs=1), steps_per_epoch)
+    # Time the step the planned (long) schedule will run: XLA unless the model is recurrent.
+    jit = "on" if resolve_jit(model, config) else "off"
+    compile_model(model, config.replace(epochs=1, jit_compile=jit), steps_per_epoch)
     n, bs = _len(x_train), min(config.batch_size, _len(x_train))
     rng = np.random.default_rng(config.seed)
     batches = [np.sort(rng.choice(n, bs, replace=False)) for _ in range(measure_steps + 1)]

@@ -53,7 +53,7 @@ def test_mixup_and_cutmix_keep_targets_consistent():
 def test_recipe_trains_with_soft_targets_crop_sgd_ema_mixup(tmp_path):
     import keras
 
-    from emotion_keras.commands.face import predict_arrays, tta_views
+    from emotion_keras.commands.face import adapt_batchnorm, predict_arrays, tta_views
     from emotion_keras.models.face import FaceModelConfig, build_face_model
     from emotion_keras.preprocess.faces import FaceArrays
 
@@ -64,13 +64,14 @@ def test_recipe_trains_with_soft_targets_crop_sgd_ema_mixup(tmp_path):
     cfg = FaceModelConfig(width=4, depth=2, attention=False, attention_after=1, crop=40, max_shift=0.08, max_rotation=0,
                           zoom=0, erase=0.2, embedding_dim=16, dropout=0.0)
     model = build_face_model(cfg, 3)
+    adapt_batchnorm(model, 36)  # as train_face does: 36 steps cannot move BatchNorm's 0.99 averages
     tc = TrainConfig(epochs=6, batch_size=32, learning_rate=0.05, optimizer="sgd", ema=0.9, mixup=0.2,
                      class_weights=True, verbose=0, mixed_precision="off", early_stopping=0,
-                     warmup_epochs=0, label_smoothing=0.0)
+                     warmup_epochs=0, label_smoothing=0.0, jit_compile="on")
     out = fit(model, {"image": x}, soft, {"image": xv}, yv, ["a", "b", "c"], tc, tmp_path)
     assert out["validation"]["accuracy"] > 0.6, out["validation"]
     assert isinstance(model.optimizer, keras.optimizers.SGD) and model.optimizer.use_ema
-    assert model.jit_compile  # XLA on: no recurrent layer
+    assert model.jit_compile  # XLA asked for, and the model has no recurrent layer
     arrays = FaceArrays(images=xv.astype(np.uint8), labels=["a"] * len(yv), subjects=[None] * len(yv),
                         names=[str(i) for i in range(len(yv))])
     views = tta_views(arrays.images, "ten_crop", crop=40)
@@ -80,6 +81,20 @@ def test_recipe_trains_with_soft_targets_crop_sgd_ema_mixup(tmp_path):
     p10 = predict_arrays(model, arrays, tta="ten_crop", crop=40)
     assert p10.shape == (len(yv), 3) and np.allclose(p10.sum(1), 1, atol=1e-4)
     assert (p10.argmax(1) == yv).mean() > 0.6
+
+
+def test_xla_by_default_only_where_it_pays():
+    import keras
+
+    from emotion_keras.train import XLA_MIN_STEPS, resolve_jit
+
+    cnn = _tiny_model()
+    inp = keras.Input((10, 4), name="features")
+    rnn = keras.Model(inp, keras.layers.Dense(3, name="probabilities")(keras.layers.GRU(4)(inp)))
+    auto = TrainConfig()
+    assert resolve_jit(cnn, auto, XLA_MIN_STEPS) and not resolve_jit(cnn, auto, XLA_MIN_STEPS - 1)
+    assert not resolve_jit(rnn, auto, 10_000) and resolve_jit(rnn, TrainConfig(jit_compile="on"), 10)
+    assert not resolve_jit(cnn, TrainConfig(jit_compile="off"), 10_000)
 
 
 def _tiny_model():

@@ -1,0 +1,70 @@
+"""A face model on every labelled set here -> docs/benchmarks/face_eval.md (+ one report folder each).
+
+Protocol: ``face evaluate`` (the library function behind it) on
+
+* FER+ ``FER2013Valid`` with majority labels (the FER+ paper's protocol; the validation set of models
+  trained on FER+ Train),
+* FER2013 PublicTest with the original labels (the same faces as FER2013Valid),
+* CK+48, all 981 images (contempt is not a class of a 7-class model and is left out): cross-corpus,
+* ``wild_faces``, 370 web photos through detection and alignment: cross-corpus,
+
+each with the TTA given (default ten-crop, which falls back to shifted views for models without a
+crop). The held-out test splits (FER2013 PrivateTest, FER+ Test) are not here: they are measured
+independently.
+
+    python benchmarks/face_eval.py [--model saved_models/face] [--tta ten_crop] [--data ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEFAULT_DATA = Path(os.environ.get("EMOTION_KERAS_DATA", ROOT.parent / "shared" / "data"))
+
+SETS = [("ferplus_valid", "ferplus", "validation", "FER+ FER2013Valid, majority labels"),
+        ("fer2013_publictest", "fer2013", "validation", "FER2013 PublicTest, original labels"),
+        ("ckplus48", "ckplus48", "all", "CK+48 (cross-corpus)"),
+        ("wild_faces", "wild_faces", "all", "wild_faces web photos (cross-corpus)")]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, default=ROOT / "saved_models" / "face")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--tta", default="ten_crop", choices=("none", "flip", "ten_crop"))
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "face_eval")
+    args = ap.parse_args()
+
+    from emotion_keras.backend import active_backend
+    from emotion_keras.commands.face import evaluate_face
+    from emotion_keras.data.cache import atomic_write_text
+    from emotion_keras.models.store import read_card
+
+    card = read_card(args.model)
+    lines = [f"# {card.get('name', args.model.name)} on every labelled face set here", "",
+             f"Measured {time.strftime('%Y-%m-%d')} by `benchmarks/face_eval.py --tta {args.tta}` "
+             f"(protocol in its docstring), backend {active_backend()}. Model: {card.get('name')} "
+             f"({card.get('parameters', 0):,} parameters), trained on {(card.get('data') or {}).get('corpus')}.", "",
+             "| set | faces | accuracy | UAR | macro-F1 | protocol |", "|---|---:|---:|---:|---:|---|"]
+    for key, folder, split, label in SETS:
+        path = args.data / folder
+        if not path.exists():
+            lines.append(f"| {label} | | | | | not found at {path} |")
+            continue
+        spec = f"{'ckplus' if folder == 'ckplus48' else 'csv' if folder == 'wild_faces' else folder}:{path}"
+        rep = evaluate_face(args.model, spec, split=split, out=args.out / key, tta=args.tta, progress=False)
+        lines.append(f"| {label} | {rep['n']:,} | "
+                     f"{rep['accuracy']:.3f} | {rep['uar']:.3f} | {rep['macro_f1']:.3f} | {rep['protocol']} |")
+        print(lines[-1], flush=True)
+    atomic_write_text(args.out.parent / "face_eval.md", "\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
