@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from emotion_keras.calibration import apply_temperature, temperature_of
 from emotion_keras.errors import InputError
-from emotion_keras.models.io import input_names, model_feed
 from emotion_keras.preprocess.faces import (SMALL_SIDE, FacePrepConfig, crop_inputs, detect_faces,
                                             face_inputs, make_detector)
 
@@ -47,19 +47,24 @@ class FaceEmotionRecognizer:
 
     ``model_dir`` defaults to ``saved_models/face``; ``detector`` is any object with
     ``detect(rgb) -> list[Face]`` (default: the package's MTCNN, built on first use).
+    ``runtime="onnx"`` runs the folder's exported ``model.onnx`` with onnxruntime instead of Keras
+    (no TensorFlow/JAX import; no heatmaps). Probabilities are calibrated by the card's temperature.
     """
 
     task = "face"
 
-    def __init__(self, model_dir: str | Path | None = None, detector=None):
+    def __init__(self, model_dir: str | Path | None = None, detector=None, runtime: str = "keras"):
         from emotion_keras.models import store
+        from emotion_keras.runtime import load_net
 
         self.model_dir = Path(model_dir) if model_dir else store.default_model_dir("face")
-        self.model, self.card = store.load(self.model_dir)
+        self.runtime = runtime
+        self.net, self.card, self.model = load_net(self.model_dir, runtime)
         self.classes: list[str] = list(self.card["classes"])
+        self.temperature = temperature_of(self.card)
         self.prep = FacePrepConfig.from_dict(self.card.get("preprocessing") or {})
         self._detector = detector
-        self._input_names = input_names(self.model)
+        self._input_names = self.net.input_names
 
     @property
     def detector(self):
@@ -74,9 +79,8 @@ class FaceEmotionRecognizer:
         x: dict[str, np.ndarray] = {"image": images}
         if "geometry" in self._input_names:
             x["geometry"] = geometry if geometry is not None else \
-                np.zeros((len(images), int(self.model.get_layer("geometry").output.shape[-1])), np.float32)
-        probs = self.model.predict_on_batch(model_feed(self.model, x))
-        return np.asarray(probs, dtype=np.float32)
+                np.zeros((len(images), int(self.net.input_shapes["geometry"][-1])), np.float32)
+        return apply_temperature(self.net.probabilities(x), self.temperature)
 
     def classify_crops(self, crops) -> np.ndarray:
         """Probabilities for already-cropped faces (arrays of any size), without detection."""
@@ -124,6 +128,9 @@ class FaceEmotionRecognizer:
 
     def _heatmaps(self, images: np.ndarray, geometry: np.ndarray | None) -> list[np.ndarray]:
         from emotion_keras import explain
+
+        if self.model is None:
+            raise InputError(self.model_dir, "heatmaps need the Keras model (runtime 'keras'), not ONNX")
 
         x: dict[str, np.ndarray] = {"image": images}
         if geometry is not None and "geometry" in self._input_names:
