@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -63,13 +64,58 @@ def sample_inputs(net, n: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
     return out
 
 
-def _fix_onnx(path: Path) -> None:
-    """Rewrite ops tf2onnx emits but ONNX lacks: ``Erfc(x)`` (from exact GELU) as ``1 - Erf(x)``."""
+_CAPTURE = re.compile(r"(?:^|/)([A-Za-z0-9_]+?)(?:_\d+)?/(Sub/y|Sqrt/x):0$")
+
+
+def _bake_captures(m, net) -> bool:
+    """Turn graph inputs that are really captured constants into initializers.
+
+    A ``Normalization`` layer keeps its adapted mean and variance as plain tensors, which tf2onnx
+    leaves as extra graph inputs (``<layer>/Sub/y:0``, ``<layer>/Sqrt/x:0``); their values are the
+    layer's ``mean`` and ``variance``. Anything else unexplained is an error, not a silent guess.
+    """
+    from onnx import numpy_helper
+
+    from emotion_keras.models.io import input_names
+
+    wanted = set(input_names(net))
+    layers = {layer.name: layer for layer in _all_layers(net)}
+    keep, changed = [], False
+    for inp in m.graph.input:
+        if inp.name in wanted:
+            keep.append(inp)
+            continue
+        match = _CAPTURE.search(inp.name)
+        layer = layers.get(match.group(1)) if match else None
+        value = None if layer is None else getattr(layer, "mean" if match.group(2) == "Sub/y" else "variance", None)
+        if value is None:
+            raise RuntimeError(f"ONNX export left an unexplained graph input {inp.name!r}")
+        shape = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+        m.graph.initializer.append(numpy_helper.from_array(
+            np.asarray(value, np.float32).reshape(shape), inp.name))
+        changed = True
+    if changed:
+        del m.graph.input[:]
+        m.graph.input.extend(keep)
+    return changed
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+def _fix_onnx(path: Path, net) -> None:
+    """Make tf2onnx's output a valid, self-contained ONNX model: captured constants baked in, and
+    ``Erfc(x)`` (from exact GELU; not an ONNX op) rewritten as ``1 - Erf(x)``."""
     import onnx
     from onnx import helper, numpy_helper
 
     m = onnx.load(str(path))
-    nodes, changed = [], False
+    changed = _bake_captures(m, net)
+    nodes = []
     for node in m.graph.node:
         if node.op_type != "Erfc":
             nodes.append(node)
@@ -126,8 +172,8 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
                  check: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Export the model in ``model_dir`` as ``fmt``; returns the export record written on the card.
 
-    ``out``: a file (a folder for ``saved_model``) or an existing folder to put ``model.<ext>`` in;
-    default: the model directory. ``card.json`` beside it is the model's card plus this record.
+    ``out``: a folder to put ``model.onnx``/``model.tflite``/``saved_model/`` in (created), or a file
+    ending ``.onnx``/``.tflite``; default: the model directory. ``card.json`` beside it is the model's card plus this record.
     """
     import keras
 
@@ -143,9 +189,9 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
     model_dir = Path(model_dir)
     model, card = store.load(model_dir)
     net, roles = export_net(model, card)
-    out = Path(out) if out else model_dir / FORMATS[fmt]
-    if out.is_dir() and fmt != "saved_model" or (out.is_dir() and (out / store.CARD_FILE).exists()):
-        out = out / FORMATS[fmt]
+    out = Path(out) if out else model_dir
+    if out.suffix.lower() != Path(FORMATS[fmt]).suffix or fmt == "saved_model":
+        out = out / FORMATS[fmt]  # a folder: the file goes in it, beside the card
     out.parent.mkdir(parents=True, exist_ok=True)
     x = check if check is not None else sample_inputs(net)
     expected = keras_outputs(net, x, roles)  # also builds the model's call graph, which export needs
@@ -153,7 +199,7 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
     try:
         net.export(str(tmp), format=KERAS_FORMAT[fmt], verbose=False)
         if fmt == "onnx":
-            _fix_onnx(tmp)
+            _fix_onnx(tmp, net)
         if out.is_dir():
             shutil.rmtree(out)
         os.replace(tmp, out)
