@@ -143,15 +143,20 @@ def run_exported(path: str | Path, fmt: str, x: dict[str, np.ndarray], roles: li
     if fmt == "tflite":
         from ai_edge_litert.interpreter import Interpreter
 
-        runner = Interpreter(model_path=str(path)).get_signature_runner()
-        out = runner(**{k: v for k, v in x.items()})
-        keys = sorted(out, key=lambda k: int(k.rsplit("_", 1)[-1]) if k[-1].isdigit() else k)
-        return {r: np.asarray(out[k]) for r, k in zip(roles, keys)}
+        interpreter = Interpreter(model_path=str(path))
+        runner = interpreter.get_signature_runner()
+        static = all(int(d["shape_signature"][0]) == 1 for d in interpreter.get_input_details())
+        rows = [{k: v[i:i + 1] for k, v in x.items()} for i in range(len(next(iter(x.values()))))] \
+            if static else [x]  # a batch-1 export (recurrent models) runs sample by sample
+        outs = [runner(**row) for row in rows]
+        keys = sorted(outs[0], key=lambda k: int(k.rsplit("_", 1)[-1]) if k[-1].isdigit() else k)
+        return {r: np.concatenate([np.asarray(o[k]) for o in outs]) for r, k in zip(roles, keys)}
     if fmt == "saved_model":
         import tensorflow as tf
 
-        serve = tf.saved_model.load(str(path)).serve
-        spec = serve.structured_input_signature[0][0]
+        loaded = tf.saved_model.load(str(path))  # kept alive while serve runs: it owns the variables
+        serve = loaded.serve
+        spec = serve.concrete_functions[0].structured_input_signature[0][0]
         args = {k: x[k] for k in spec} if isinstance(spec, dict) else \
             [x[s.name] for s in spec] if isinstance(spec, (list, tuple)) else x[spec.name]
         out = serve(args)
@@ -166,6 +171,30 @@ def keras_outputs(net, x: dict[str, np.ndarray], roles: list[str]) -> dict[str, 
     out = net.predict_on_batch(model_feed(net, x))
     out = out if isinstance(out, (list, tuple)) else [out]
     return {r: np.asarray(o, np.float32) for r, o in zip(roles, out)}
+
+
+def _export(net, path: Path, fmt: str) -> int | None:
+    """``net.export``; returns the fixed batch size (None: any). LiteRT gets builtin ops only, so the
+    file runs in the plain LiteRT interpreter (no Flex delegate); a recurrent layer's loop lowers to
+    builtins only with static shapes, so such models are exported with batch 1."""
+    if fmt != "tflite":
+        net.export(str(path), format=KERAS_FORMAT[fmt], verbose=False)
+        return None
+    import tensorflow as tf
+
+    from emotion_keras.models.io import input_names
+
+    builtins = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}
+    recurrent = ("GRU", "LSTM", "RNN", "Bidirectional", "SimpleRNN")
+    if not any(type(layer).__name__ in recurrent for layer in _all_layers(net)):
+        net.export(str(path), format="litert", verbose=False, target_spec=builtins)
+        return None
+    specs = [tf.TensorSpec((1, *[int(d) for d in t.shape[1:]]), tf.float32, name=n)
+             for n, t in zip(input_names(net), net.inputs)]
+    signature = [dict(zip(input_names(net), specs))] if isinstance(net.input, dict) else \
+        [specs[0] if len(specs) == 1 else specs]
+    net.export(str(path), format="litert", verbose=False, target_spec=builtins, input_signature=signature)
+    return 1
 
 
 def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
@@ -195,9 +224,9 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
     out.parent.mkdir(parents=True, exist_ok=True)
     x = check if check is not None else sample_inputs(net)
     expected = keras_outputs(net, x, roles)  # also builds the model's call graph, which export needs
-    tmp = out.parent / f".{out.name}.tmp{os.getpid()}"
+    tmp = out.parent / f".tmp{os.getpid()}.{out.name}"  # LiteRT insists on the .tflite suffix
     try:
-        net.export(str(tmp), format=KERAS_FORMAT[fmt], verbose=False)
+        batch = _export(net, tmp, fmt)
         if fmt == "onnx":
             _fix_onnx(tmp, net)
         if out.is_dir():
@@ -210,7 +239,7 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
             tmp.unlink()
     got = run_exported(out, fmt, x, roles)
     diff = max(float(np.max(np.abs(got[r] - expected[r]))) for r in roles)
-    record = {"format": fmt, "file": out.name, "outputs": roles, "inputs": card.get("inputs"),
+    record = {"format": fmt, "file": out.name, "outputs": roles, "inputs": card.get("inputs"), "batch": batch,
               "source_model": str(model_dir), "source_sha256": _sha256(model_dir / store.MODEL_FILE),
               "parity_max_abs_diff": diff, "parity_inputs": f"{len(next(iter(x.values())))} seeded samples",
               "backend": backend, "versions": store.versions(),
