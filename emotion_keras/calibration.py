@@ -106,6 +106,23 @@ def ece(probs, y, bins: int = BINS) -> float:
     return reliability(probs, y, bins)["ece"]
 
 
+def ece_noise_floor(probs, draws: int = 200, bins: int = BINS, seed: int = 0) -> float:
+    """The ECE a *perfectly* calibrated model with these confidences would still show on this many
+    samples: the mean ECE when each label is drawn from the probabilities themselves. A measured ECE
+    near it is as good as a validation set of this size can tell apart."""
+    p = np.asarray(probs, np.float64)
+    if not len(p):
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    cum = np.cumsum(p / p.sum(-1, keepdims=True), -1)
+    values = []
+    for _ in range(draws):
+        u = rng.random((len(p), 1))
+        y = np.minimum((u > cum).sum(-1), p.shape[-1] - 1)
+        values.append(ece(p, y, bins))
+    return float(np.mean(values))
+
+
 def temperature_of(card: dict[str, Any] | None) -> float:
     """The card's fitted temperature (1.0, i.e. none, for an uncalibrated model)."""
     cal = (card or {}).get("calibration") or {}
@@ -123,6 +140,7 @@ def calibration_entry(probs, y, protocol: str, groups=None, date: str | None = N
         raw, cal = pool(raw, groups), pool(cal, groups)
     return {"method": "temperature", "temperature": round(t, 5), "fitted_on": protocol, "n": int(len(y)),
             "bins": BINS, "ece_before": round(ece(raw, y), 5), "ece_after": round(ece(cal, y), 5),
+            "ece_noise_floor": round(ece_noise_floor(cal), 5),
             "nll_before": round(nll(raw, y), 5), "nll_after": round(nll(cal, y), 5),
             "date": date or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
@@ -132,7 +150,8 @@ def report_section(raw, calibrated, y, temperature: float) -> dict[str, Any]:
     give (calibrated by the card's temperature), the uncalibrated ECE, and the reliability bins."""
     rel = reliability(calibrated, y)
     return {"temperature": temperature, "ece": rel["ece"], "ece_uncalibrated": ece(raw, y),
-            "nll": nll(calibrated, y), "reliability": rel["bins"]}
+            "ece_noise_floor": ece_noise_floor(calibrated, draws=50), "nll": nll(calibrated, y),
+            "reliability": rel["bins"]}
 
 
 def plot_reliability(bins: list[dict[str, Any]], path: Path, title: str = "",

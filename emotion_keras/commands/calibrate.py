@@ -28,6 +28,9 @@ def calibrate_model(model_dir: str | Path, data: str | None = None, split: str |
     model_dir = Path(model_dir)
     card = store.read_card(model_dir)
     task, info = card.get("task"), card.get("data") or {}
+    if task not in ("face", "speech"):
+        raise ConfigError(f"{model_dir}: a {task} model; calibrate the face and speech models (the "
+                          "multimodal recogniser applies their temperatures before fusing)")
     data = data or info.get("spec")
     if not data:
         raise ConfigError(f"{model_dir}: the card names no corpus (data.spec); pass --data SPEC")
@@ -43,7 +46,7 @@ def calibrate_model(model_dir: str | Path, data: str | None = None, split: str |
         probs, y = predict_arrays(model, got["arrays"]), got["y"]
         protocol = (f"{_ds_name(got['records'])} {_split_name(got['records'], got['split'])} "
                     f"({len(y):,} faces" + (f", stratified subset of {limit}" if limit else "") + ")")
-    elif task == "speech":
+    else:
         from emotion_keras.commands.speech import (_ds_name, _speaker_list, _speaker_word, corpus_clips,
                                                    window_probabilities)
 
@@ -55,9 +58,6 @@ def calibrate_model(model_dir: str | Path, data: str | None = None, split: str |
         probs, y, groups = window_probabilities(model, ws.x), ws.clip_targets(card["classes"]), ws.clip
         protocol = (f"{_ds_name(records)} {_speaker_word(records)} {_speaker_list(speakers.split(','))} "
                     f"({len(y):,} clips, clip level: windows calibrated, then averaged)")
-    else:
-        raise ConfigError(f"{model_dir}: a {task} model; calibrate the face and speech models (the "
-                          "multimodal recogniser applies their temperatures before fusing)")
     entry = calibration_fields(protocol, probs, y, groups)
     cal = apply_temperature(probs, entry["temperature"])
     bins = reliability(pool(cal, groups) if groups is not None else cal, y)["bins"]
@@ -88,5 +88,6 @@ def cmd_calibrate(args) -> int:
     else:
         print(f"{args.model}: temperature {entry['temperature']:.4g} fitted on {entry['fitted_on']}\n"
               f"  ECE {entry['ece_before']:.4f} -> {entry['ece_after']:.4f}, NLL {entry['nll_before']:.4f} -> "
-              f"{entry['nll_after']:.4f}", file=sys.stdout)
+              f"{entry['nll_after']:.4f}; a perfectly calibrated model would show ECE ~{entry['ece_noise_floor']:.4f} "
+              f"on this many samples", file=sys.stdout)
     return 0
