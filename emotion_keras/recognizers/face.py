@@ -161,7 +161,7 @@ class FaceEmotionRecognizer:
         with ThreadPoolExecutor(max(1, int(workers))) as pool:
             while chunk := list(islice(paths, batch_size)):
                 done = list(pool.map(prepare, chunk))
-                stacks = [p[2] for _, _, p in done if not isinstance(p, Exception) and p[1] is not None]
+                stacks = [p for _, _, p in done if not isinstance(p, Exception) and p[1] is not None]
                 probs = None
                 if stacks:
                     geo = None

@@ -183,6 +183,7 @@ class MultimodalEmotionRecognizer:
             self.late_weight = 0.5
             self.use_head = False
         self.tracker = tracker
+        self.frame_batch = 32  # sampled frames per face-model call, across windows (1: window by window)
 
     # ------------------------------------------------------------------ per modality
 
@@ -276,19 +277,41 @@ class MultimodalEmotionRecognizer:
         return {c: round(float(v), 4) for c, v in zip(classes, p)}
 
     def _windows(self, path: Path, config: V.VideoConfig, info: V.MediaInfo, warnings: list[str]):
-        """Per window: ``(window, face results, face track, speech result)``, frames classified once."""
+        """Per window: ``(window, face results, face track, speech result)``, frames classified once.
+
+        Windows are read ahead until ``frame_batch`` new frames are waiting, and those frames (from
+        several windows) go through the face model in one call; at most that many frames and their
+        windows are held, so memory stays bounded for any length of video.
+        """
         self.tracker = None  # a new file: forget the previous face
         frame_results: dict[float, dict | None] = {}
-        for win in V.iter_windows(path, config, info, warnings):
-            new = [f for f in win.frames if f.time not in frame_results]
+        pending: list = []  # (window, its frames not classified yet)
+        waiting = 0
+
+        def drain():
+            new = [f for _, fs in pending for f in fs]
             for f, r in zip(new, self._faces(new)):
                 frame_results[f.time] = r
-            faces = [frame_results[f.time] for f in win.frames if frame_results.get(f.time) is not None]
-            track = [[round(f.time, 3), *frame_results[f.time]["box"]] for f in win.frames
-                     if frame_results.get(f.time) is not None]
-            for t in [t for t in frame_results if t < win.start + config.hop]:
-                del frame_results[t]  # older frames are never needed again (bounded memory)
-            yield win, faces, track, self._speech(win.audio, win.sample_rate)
+            for win, _ in pending:
+                faces = [frame_results[f.time] for f in win.frames if frame_results.get(f.time) is not None]
+                track = [[round(f.time, 3), *frame_results[f.time]["box"]] for f in win.frames
+                         if frame_results.get(f.time) is not None]
+                for t in [t for t in frame_results if t < win.start + config.hop]:
+                    del frame_results[t]  # older frames are never needed again (bounded memory)
+                yield win, faces, track, self._speech(win.audio, win.sample_rate)
+            pending.clear()
+
+        queued: set[float] = set()
+        for win in V.iter_windows(path, config, info, warnings):
+            new = [f for f in win.frames if f.time not in frame_results and f.time not in queued]
+            queued.update(f.time for f in new)
+            pending.append((win, new))
+            waiting += len(new)
+            if waiting >= self.frame_batch:
+                yield from drain()
+                queued.clear()
+                waiting = 0
+        yield from drain()
 
     def embed(self, path: str | Path, window: float = 2.5, hop: float = 1.0, fps: float = 5.0,
               max_side: int = 1280):
