@@ -4,7 +4,8 @@ Altair's default colour scheme assigns colours in the order emotions first appea
 data, so "sad" could be blue in the timeline and orange in the bars beside it; and an axis too short
 for its labels silently drops every second one. Here each canonical emotion has a fixed colour, every
 chart uses :func:`scale` (the same domain and range wherever an emotion appears), and bar charts get
-enough height per bar for all their labels (:func:`bars`).
+enough height per bar for all their labels (:func:`bars`: a height step per bar, which Streamlit's
+container fitting cannot shrink).
 """
 
 from __future__ import annotations
@@ -85,4 +86,5 @@ def bars(df, emotions: Sequence[str], top: str | None = None, row: str | None = 
         enc["opacity"] = alt.condition(alt.datum.emotion == top, alt.value(1.0), alt.value(0.55))
     if row is not None:
         enc["row"] = alt.Row(f"{row}:N", sort=list(row_sort or []), title=None)
-    return alt.Chart(df).mark_bar().encode(**enc).properties(height=ROW_PX * len(order))
+    # the height as a step per bar: Streamlit refits a fixed height to its container, squeezing bars
+    return alt.Chart(df).mark_bar().encode(**enc).properties(height=alt.Step(ROW_PX))

@@ -74,7 +74,6 @@ if got is not None and common.load_or_explain("face") is not None:
                             f"({f['probabilities'][f['emotion']]:.0%})")
                 cols = st.columns([2, 1])
                 probs = pd.DataFrame(common.probs_long(f["probabilities"]))
-                cols[0].altair_chart(palette.bars(probs, result["classes"], top=f["emotion"]),
-                                     width="stretch")
+                cols[0].altair_chart(palette.bars(probs, result["classes"], top=f["emotion"]))
                 if f.get("heatmap") is not None and f.get("crop") is not None:
                     cols[1].image(overlay(f["crop"], f["heatmap"]), caption="attention heatmap")

@@ -170,7 +170,7 @@ with tabs[4]:
                 y=alt.Y("emotion:N", sort=classes, title=None, axis=alt.Axis(labelOverlap=False, labelLimit=0)),
                 color=palette.encoding(classes, legend=False),
                 tooltip=["emotion", alt.Tooltip("recall", format=".3f")]).properties(
-                    height=palette.ROW_PX * len(classes)), width="stretch")
+                    height=alt.Step(palette.ROW_PX)), width="stretch")
 
 # --- backend and timing -----------------------------------------------------------------------------
 with tabs[5]:

@@ -106,8 +106,7 @@ if got is not None and common.load_or_explain("speech") is not None:
                 width="stretch")
         if pooled:
             right.markdown("**Pooled**")
-            right.altair_chart(palette.bars(pd.DataFrame(common.probs_long(pooled)), classes, top=emotion),
-                               width="stretch")
+            right.altair_chart(palette.bars(pd.DataFrame(common.probs_long(pooled)), classes, top=emotion))
         if windows:
             with st.expander("Window table"):
                 st.dataframe(pd.DataFrame([{"start": w.get("start"), "end": w.get("end"),
