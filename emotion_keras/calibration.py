@@ -42,10 +42,16 @@ def pool(probs: np.ndarray, groups) -> np.ndarray:
     return np.stack([probs[groups == g].mean(0) for g in ids]) if len(ids) else probs[:0]
 
 
+def labels(y) -> np.ndarray:
+    """Class indices from indices ``(n,)`` or from (soft) target distributions ``(n, classes)``."""
+    y = np.asarray(y)
+    return (y.argmax(-1) if y.ndim == 2 else y).astype(int)
+
+
 def nll(probs, y) -> float:
     """Mean negative log-likelihood of the true classes."""
     p = np.asarray(probs, np.float64)
-    y = np.asarray(y, int)
+    y = labels(y)
     return float(-np.log(np.clip(p[np.arange(len(y)), y], _EPS, 1.0)).mean()) if len(y) else float("nan")
 
 
@@ -56,7 +62,7 @@ def fit_temperature(probs, y, groups=None, lo: float = 0.05, hi: float = 20.0) -
     (the group of each row, e.g. its clip) is given: then rows are calibrated and pooled per group.
     """
     probs = np.asarray(probs, np.float32)
-    y = np.asarray(y, int)
+    y = labels(y)
     if len(y) == 0:
         raise ValueError("no validation samples to fit a temperature on")
 
@@ -83,7 +89,7 @@ def fit_temperature(probs, y, groups=None, lo: float = 0.05, hi: float = 20.0) -
 def reliability(probs, y, bins: int = BINS) -> dict[str, Any]:
     """Per equal-width confidence bin: count, mean confidence, accuracy; and the ECE over bins."""
     p = np.asarray(probs, np.float64)
-    y = np.asarray(y, int)
+    y = labels(y)
     conf = p.max(-1) if len(p) else np.zeros(0)
     correct = (p.argmax(-1) == y) if len(p) else np.zeros(0, bool)
     edges = np.linspace(0.0, 1.0, bins + 1)

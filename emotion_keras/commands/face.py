@@ -276,7 +276,7 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
     resumes from the last finished epoch (``train.fit``).
     """
     from emotion_keras import train as trainlib
-    from emotion_keras.labels import class_list
+    from emotion_keras.labels import class_list, to_indices
     from emotion_keras.models.face import build_face_model
 
     run_dir = Path(run_dir)
@@ -317,7 +317,7 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
         "history": history_dict(run_dir, result["history"]),
     }
     return save_trained(net, card, val_metrics, out, run_dir, result,
-                        calibrate_on=(predict_arrays(net, va), va.targets(classes)))
+                        calibrate_on=(predict_arrays(net, va), to_indices(va.labels, classes)))
 
 
 # ---------------------------------------------------------------- evaluation
