@@ -146,7 +146,7 @@ class MultimodalEmotionRecognizer:
         from emotion_keras.models import store
         from emotion_keras.preprocess.faces import FacePrepConfig
         from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
-        from emotion_keras.runtime import load_net
+        from emotion_keras.runtime import KerasNet, load_net
 
         self.runtime = runtime
         self.face_dir = Path(face_dir) if face_dir else store.default_model_dir("face")
@@ -157,8 +157,7 @@ class MultimodalEmotionRecognizer:
         self.prep = FacePrepConfig.from_dict(self.face_card.get("preprocessing") or {})
         self.speech = SpeechEmotionRecognizer(self.speech_dir, runtime=runtime)
         self.speech_classes = self.speech.classes
-        self._speech_net = load_net(self.speech_dir, runtime, embedding=True)[0] if runtime == "keras" \
-            else self.speech.net
+        self._speech_net = KerasNet(self.speech.model, embedding=True) if runtime == "keras" else self.speech.net
         self._face_inputs = self._face_net.input_names
 
         fusion_dir = Path(fusion_dir) if fusion_dir else store.default_model_dir("fusion")
