@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("--backend", choices=BACKENDS)
     pre.add_argument("verb", nargs="?")
     known, _ = pre.parse_known_args(argv)
+    if known.verb == "export" and not known.backend and "keras" not in sys.modules:
+        known.backend = "tensorflow"  # exporters run on TensorFlow; the exported file runs anywhere
     set_backend(known.backend)  # before any command imports keras
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides results
 

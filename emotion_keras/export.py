@@ -3,7 +3,8 @@
 Face and speech models are exported with two outputs, ``[embedding, probabilities]``, so one file
 serves the face/speech recognisers and the fusion pipeline; fusion heads keep their one output.
 Exporting goes through Keras 3's ``model.export`` (tf2onnx for ONNX, the TFLite converter for
-LiteRT, which needs the TensorFlow backend). The exported file is written atomically and checked
+LiteRT) on the TensorFlow backend, whatever backend trained the model (``.keras`` files are
+backend-agnostic); ``emotion-keras export`` picks TensorFlow unless ``--backend`` says otherwise. The exported file is written atomically and checked
 against the Keras model on seeded inputs (``parity_max_abs_diff`` on the card's export record);
 ``tests/test_export.py`` checks parity on real faces and speech.
 
@@ -212,9 +213,9 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     backend = keras.backend.backend()
-    if fmt in ("tflite", "saved_model") and backend != "tensorflow":
-        raise ConfigError(f"{fmt} export needs the TensorFlow backend (run `emotion-keras --backend "
-                          f"tensorflow export ...`); this process runs {backend}")
+    if backend != "tensorflow":  # Keras exports ONNX on JAX through jax2onnx, not a dependency here
+        raise ConfigError(f"{fmt} export needs the TensorFlow backend (`emotion-keras --backend tensorflow "
+                          f"export ...`; the exported file then runs anywhere); this process runs {backend}")
     model_dir = Path(model_dir)
     model, card = store.load(model_dir)
     net, roles = export_net(model, card)
@@ -223,7 +224,10 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
         out = out / FORMATS[fmt]  # a folder: the file goes in it, beside the card
     out.parent.mkdir(parents=True, exist_ok=True)
     x = check if check is not None else sample_inputs(net)
-    expected = keras_outputs(net, x, roles)  # also builds the model's call graph, which export needs
+    expected = keras_outputs(net, x, roles)
+    from emotion_keras.models.io import model_feed
+
+    net(model_feed(net, {k: v[:1] for k, v in x.items()}))  # export needs a model that has been called
     tmp = out.parent / f".tmp{os.getpid()}.{out.name}"  # LiteRT insists on the .tflite suffix
     try:
         batch = _export(net, tmp, fmt)
