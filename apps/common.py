@@ -256,16 +256,16 @@ def process_once(key: str, data: bytes, suffix: str, work: Callable[[Path, Calla
     return result
 
 
-PALETTE = [(230, 57, 70), (29, 53, 87), (42, 157, 143), (244, 162, 97), (131, 56, 236), (255, 190, 11)]
-
-
 def draw_boxes(rgb, faces: list[dict], side: int = 720, scale: float = 1.0):
     """The photo scaled so its longer side is about ``side`` px, each face boxed and labelled.
 
-    ``faces``: dicts with ``box`` [x, y, w, h] (in the photo's pixels times ``scale``) and ``emotion``.
+    ``faces``: dicts with ``box`` [x, y, w, h] (in the photo's pixels times ``scale``) and ``emotion``;
+    each box is drawn in its emotion's colour (``color``: another emotion to colour it by).
     """
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
+
+    import palette
 
     img = Image.fromarray(rgb)
     k = side / max(img.size)
@@ -279,7 +279,7 @@ def draw_boxes(rgb, faces: list[dict], side: int = 720, scale: float = 1.0):
     font = ImageFont.load_default(size=max(12, round(max(img.size) / 36)))
     for i, f in enumerate(faces):
         x, y, w, h = (v * k / scale for v in f["box"])
-        color = PALETTE[i % len(PALETTE)]
+        color = palette.rgb(f.get("color") or f.get("emotion") or "")
         draw.rectangle([x, y, x + w, y + h], outline=color, width=width)
         label = f.get("label") or f"{i + 1}: {f['emotion']}"
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)

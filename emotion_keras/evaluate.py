@@ -79,10 +79,18 @@ def plot_confusion(cm, classes: list[str], path: Path, title: str = "") -> Path:
 
 
 def write_report(report: dict[str, Any], out_dir: Path, stem: str = "evaluation") -> dict[str, Path]:
-    """Write ``report`` (from :func:`metrics` plus protocol) as JSON and its confusion matrix as PNG."""
+    """Write ``report`` (from :func:`metrics` plus protocol) as JSON, its confusion matrix as PNG and,
+    when it has a ``calibration`` section, its reliability diagram (``<stem>_reliability.png``)."""
     out_dir = Path(out_dir)
     paths = {"json": atomic_write_json(out_dir / f"{stem}.json", report)}
     if "confusion_matrix" in report:
         paths["png"] = plot_confusion(report["confusion_matrix"], report["classes"],
                                       out_dir / f"{stem}_confusion.png", report.get("protocol", ""))
+    cal = report.get("calibration") or {}
+    if cal.get("reliability"):
+        from emotion_keras.calibration import plot_reliability
+
+        title = f"T = {cal.get('temperature', 1.0):.3g}; uncalibrated ECE {cal.get('ece_uncalibrated', float('nan')):.3f}"
+        paths["reliability"] = plot_reliability(cal["reliability"], out_dir / f"{stem}_reliability.png",
+                                                title, cal.get("ece"))
     return paths

@@ -349,6 +349,8 @@ def models_table(res: Results) -> list[dict[str, Any]]:
                 "backend": d.get("backend"), "parameters": d.get("parameters"),
                 "size_MB": round(d["size_bytes"] / 1e6, 2) if _finite(d.get("size_bytes")) else None,
                 "date": d.get("date"), "path": str(card.path.parent)}
+        if isinstance(d.get("calibration"), dict):
+            base.update(temperature=d["calibration"].get("temperature"), ece=d["calibration"].get("ece_after"))
         base.update(timing(d))
         splits = card_metrics(card) or [{"split": None}]
         for m in splits:
@@ -413,6 +415,55 @@ def confusions(res: Results) -> list[dict[str, Any]]:
     for path, rep in res.evaluations:
         if not _on_card(res, path, rep):
             add(f"{path.parent} evaluation", rep)
+    return out
+
+
+def calibrations(res: Results) -> list[dict[str, Any]]:
+    """Every calibration: the card's fitted temperature (ECE before/after on its validation split)
+    and each evaluation report's ECE, with the reliability diagram beside it when there is one."""
+    out = []
+    for card in res.cards:
+        cal = card.data.get("calibration")
+        if isinstance(cal, dict):
+            png = card.path.parent / "calibration_reliability.png"
+            out.append({"label": f"{card.task}/{card.name} [{card.source}] calibration",
+                        "temperature": cal.get("temperature"), "ece": cal.get("ece_after"),
+                        "ece_uncalibrated": cal.get("ece_before"), "ece_noise_floor": cal.get("ece_noise_floor"),
+                        "n": cal.get("n"), "protocol": cal.get("fitted_on"),
+                        "figure": str(png) if png.exists() else None})
+    for path, rep in res.evaluations:
+        cal = rep.get("calibration")
+        if isinstance(cal, dict):
+            png = path.with_name(f"{path.stem}_reliability.png")
+            out.append({"label": f"{path.parent} {path.stem}", "temperature": cal.get("temperature"),
+                        "ece": cal.get("ece"), "ece_uncalibrated": cal.get("ece_uncalibrated"),
+                        "ece_noise_floor": cal.get("ece_noise_floor"), "n": rep.get("n"),
+                        "protocol": rep.get("protocol"), "figure": str(png) if png.exists() else None})
+    return out
+
+
+def robustness(res: Results) -> list[dict[str, Any]]:
+    """Every robustness table (cards' ``robustness``, evaluation reports'): clean row first, then
+    one row per perturbation and strength."""
+    out = []
+
+    def add(label, section):
+        if not (isinstance(section, dict) and isinstance(section.get("rows"), list)):
+            return
+        clean = section.get("clean") or {}
+        rows = [{"perturbation": "clean", "strength": None, "unit": "", **clean}]
+        rows += [dict(r) for r in section["rows"] if isinstance(r, dict)]
+        out.append({"label": label, "protocol": section.get("protocol"), "rows": rows})
+
+    seen = set()
+    for card in res.cards:
+        for protocol, section in (card.data.get("robustness") or {}).items():
+            seen.add(protocol)
+            add(f"{card.task}/{card.name} [{card.source}]", section)
+    for path, rep in res.evaluations:
+        section = rep.get("robustness")
+        if isinstance(section, dict) and section.get("protocol") not in seen:
+            add(f"{path.parent} {path.stem}", section)
     return out
 
 

@@ -44,6 +44,9 @@ def test_train_fer2013_subset_beats_chance(shared_data, tmp_path, capsys):
     assert card["data"]["licence"] and card["preprocessing"]["size"] == 48
     assert len(card["history"]["val_uar"]) == 4 and (run / "history.csv").exists()
     assert (run / "evaluation.json").exists() and (run / "evaluation_confusion.png").exists()
+    # training fits a temperature on the validation split and reports ECE with a reliability diagram
+    assert card["calibration"]["n"] == m["n"] and card["calibration"]["temperature"] > 0
+    assert (run / "evaluation_reliability.png").exists()
     # Rerunning a finished run does not train again.
     code, out, err = _run(capsys, *args)
     assert code == 0 and "already holds a finished run" in err

@@ -47,6 +47,8 @@ def test_train_beats_chance_speaker_independent(trained):
     assert val["n"] == 32  # clips, not windows
     assert val["accuracy"] >= 0.75, val  # chance is 0.5
     assert (trained / "model" / "evaluation_confusion.png").exists()
+    assert card["calibration"]["method"] == "temperature"  # fitted on the validation clips
+    assert (trained / "model" / "evaluation_reliability.png").exists()
     assert len(card["history"]["loss"]) == 12
 
 

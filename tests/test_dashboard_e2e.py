@@ -77,12 +77,7 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
 
 
-@pytest.fixture
-def server(tmp_path):
-    """A dashboard server over a tiny face model; yields its URL and stops it whatever happens."""
-    from test_dashboard import _face_model
-
-    models = tmp_path / "models"
+def _serve(tmp_path, models: Path, make_models=None):
     port = _free_port()
     env = {**os.environ, "EMOTION_KERAS_MODELS": str(models),
            "EMOTION_KERAS_RESULTS": str(tmp_path / "results"), "PYTHONUNBUFFERED": "1"}
@@ -94,7 +89,8 @@ def server(tmp_path):
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _face_model(models / "face")  # while the server starts; it loads models only on first use
+        if make_models:
+            make_models()  # while the server starts; it loads models only on first use
         _wait_healthy(url, proc, timeout=40)
         yield url
     finally:
@@ -102,6 +98,20 @@ def server(tmp_path):
         log.close()
         ARTIFACTS.mkdir(exist_ok=True)
         shutil.copy(tmp_path / "streamlit.log", ARTIFACTS / "dashboard-e2e-server.log")
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A dashboard server over a tiny face model; yields its URL and stops it whatever happens."""
+    from test_dashboard import _face_model
+
+    yield from _serve(tmp_path, tmp_path / "models", lambda: _face_model(tmp_path / "models" / "face"))
+
+
+@pytest.fixture
+def shipped_server(tmp_path):
+    """A dashboard server over the shipped models (saved_models/)."""
+    yield from _serve(tmp_path, ROOT / "saved_models")
 
 
 @pytest.fixture
@@ -191,3 +201,25 @@ def test_dashboard_in_a_browser(browser, server, tmp_path):
     _wait_element(browser, "input[type=file]", 20).send_keys(str(wrong))
     _wait_text(browser, "files are not allowed", 20)  # the uploader refuses it before any upload
     _shot(browser, "dashboard-wrong-type")
+
+
+@pytest.mark.timeout(300)
+def test_shipped_models_face_and_video_pages(browser, shipped_server):
+    """As a new user: the sample photo and the sample clip through the shipped models. Screenshots
+    ``dashboard-face-shipped.png`` and ``dashboard-video-shipped.png`` show every emotion bar labelled
+    and each emotion in the same colour in bars, legend and face box (apps/palette.py)."""
+    browser.get(f"{shipped_server}/face")
+    _wait_text(browser, "Upload a photo", 30)
+    _wait_element(browser, "input[type=file]", 20).send_keys(str(ROOT / "samples" / "face.jpg"))
+    _wait_text(browser, "face found", 90)
+    _wait_element(browser, ".vega-embed canvas, .vega-embed svg", 20)
+    time.sleep(1.5)  # let vega finish drawing
+    _shot(browser, "dashboard-face-shipped")
+
+    browser.get(f"{shipped_server}/video")
+    _wait_text(browser, "Upload a clip", 30)
+    _wait_element(browser, "input[type=file]", 20).send_keys(str(ROOT / "samples" / "clip.flv"))
+    _wait_text(browser, "s analysed", 120)
+    _wait_element(browser, ".vega-embed canvas, .vega-embed svg", 20)
+    time.sleep(1.5)
+    _shot(browser, "dashboard-video-shipped")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 import common
+import palette
 from emotion_keras.errors import InputError
 
 
@@ -74,12 +74,6 @@ if got is not None and common.load_or_explain("face") is not None:
                             f"({f['probabilities'][f['emotion']]:.0%})")
                 cols = st.columns([2, 1])
                 probs = pd.DataFrame(common.probs_long(f["probabilities"]))
-                cols[0].altair_chart(alt.Chart(probs).mark_bar().encode(
-                    x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
-                    y=alt.Y("emotion:N", sort=result["classes"]),
-                    color=alt.condition(alt.datum.emotion == f["emotion"], alt.value("#e63946"),
-                                        alt.value("#8d99ae")),
-                    tooltip=["emotion", alt.Tooltip("probability", format=".3f")]).properties(height=180),
-                    width="stretch")
+                cols[0].altair_chart(palette.bars(probs, result["classes"], top=f["emotion"]))
                 if f.get("heatmap") is not None and f.get("crop") is not None:
                     cols[1].image(overlay(f["crop"], f["heatmap"]), caption="attention heatmap")

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 import common
+import palette
 from emotion_keras import results
 
 
@@ -37,7 +38,7 @@ if res.empty:
     st.stop()
 
 tabs = st.tabs(["Models", "Comparisons", "Tuning", "Training curves", "Confusion & recall",
-                "Backend & timing"])
+                "Backend & timing", "Calibration & robustness"])
 
 # --- models: one row per model and split, sortable by clicking a column -----------------------------
 models = pd.DataFrame(results.models_table(res))
@@ -165,8 +166,11 @@ with tabs[4]:
         recall = pd.DataFrame([{"emotion": k, "recall": v} for k, v in pick["per_class_recall"].items()])
         if not recall.empty:
             right.altair_chart(alt.Chart(recall).mark_bar().encode(
-                x=alt.X("recall:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("emotion:N", sort=classes),
-                tooltip=["emotion", alt.Tooltip("recall", format=".3f")]), width="stretch")
+                x=alt.X("recall:Q", scale=alt.Scale(domain=[0, 1])),
+                y=alt.Y("emotion:N", sort=classes, title=None, axis=alt.Axis(labelOverlap=False, labelLimit=0)),
+                color=palette.encoding(classes, legend=False),
+                tooltip=["emotion", alt.Tooltip("recall", format=".3f")]).properties(
+                    height=alt.Step(palette.ROW_PX)), width="stretch")
 
 # --- backend and timing -----------------------------------------------------------------------------
 with tabs[5]:
@@ -183,3 +187,32 @@ with tabs[5]:
     if versions:
         st.markdown("**Library versions each model was trained with**")
         st.dataframe(pd.DataFrame(versions), hide_index=True, width="stretch")
+
+# --- calibration (ECE, reliability diagrams) and robustness tables ----------------------------------
+with tabs[6]:
+    st.subheader("Calibration")
+    st.caption("Temperature scaling fitted on each model's validation split (`emotion-keras calibrate`); "
+               "ECE: expected calibration error over 15 confidence bins, of the probabilities the "
+               "recognisers report. The noise floor is the ECE a perfectly calibrated model would still "
+               "show on that many samples.")
+    cals = results.calibrations(res)
+    if not cals:
+        st.info("No calibration yet: run `emotion-keras calibrate --model DIR`, or evaluate a model.")
+    else:
+        st.dataframe(pd.DataFrame([{k: v for k, v in c.items() if k != "figure"} for c in cals]),
+                     hide_index=True, width="stretch")
+        figures = [c for c in cals if c.get("figure")]
+        if figures:
+            labels = [c["label"] for c in figures]
+            pick = figures[labels.index(st.selectbox("Reliability diagram", labels, key="rel_pick"))]
+            st.image(pick["figure"], caption=f"reliability diagram: {pick['label']}")
+    st.subheader("Robustness")
+    tables = results.robustness(res)
+    if not tables:
+        st.info("No robustness table yet: `emotion-keras face evaluate --perturb occlusion,blur,noise,jpeg,"
+                "rotate,downscale ...` or `emotion-keras speech evaluate --perturb noise,reverb,codec,gain ...`.")
+    for t in tables:
+        st.markdown(f"**{t['label']}**")
+        if t.get("protocol"):
+            st.caption(f"Protocol: {t['protocol']}")
+        st.dataframe(pd.DataFrame(t["rows"]), hide_index=True, width="stretch")

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import common
+import palette
 
 SR = 16000
 SHOW_SECONDS = 300  # the plot shows at most the first five minutes; the analysis covers everything
@@ -100,16 +101,12 @@ if got is not None and common.load_or_explain("speech") is not None:
             left.altair_chart(alt.Chart(wdf).mark_area(interpolate="step-after").encode(
                 x=alt.X("start:Q", title="seconds"),
                 y=alt.Y("probability:Q", stack="normalize", title="probability"),
-                color=alt.Color("emotion:N", sort=classes),
+                color=palette.encoding(classes),
                 tooltip=["start", "end", "emotion", alt.Tooltip("probability", format=".3f")]),
                 width="stretch")
         if pooled:
             right.markdown("**Pooled**")
-            right.altair_chart(alt.Chart(pd.DataFrame(common.probs_long(pooled))).mark_bar().encode(
-                x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
-                y=alt.Y("emotion:N", sort=classes),
-                color=alt.condition(alt.datum.emotion == emotion, alt.value("#e63946"), alt.value("#8d99ae")),
-                tooltip=["emotion", alt.Tooltip("probability", format=".3f")]), width="stretch")
+            right.altair_chart(palette.bars(pd.DataFrame(common.probs_long(pooled)), classes, top=emotion))
         if windows:
             with st.expander("Window table"):
                 st.dataframe(pd.DataFrame([{"start": w.get("start"), "end": w.get("end"),

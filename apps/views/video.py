@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import common
+import palette
 
 MAX_FRAMES = 240  # thumbnails kept for the time slider
 THUMB_SIDE = 480
@@ -75,12 +76,12 @@ if got is not None and common.load_or_explain("video") is not None:
         if rows:
             df = pd.DataFrame(rows)
             df["centre"] = (df["time"] + df["end"]) / 2  # a window's emotion belongs to its middle
-            classes = list(dict.fromkeys(df["emotion"]))
+            classes = palette.ordered(df["emotion"])
             modalities = [m for m in common.MODALITIES if m in set(df["modality"])]
             lines = alt.Chart(df).mark_line(interpolate="monotone", point=len(set(df["time"])) < 30).encode(
                 x=alt.X("centre:Q", title="seconds (window centre)", scale=alt.Scale(domain=[0, t_max])),
                 y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1])),
-                color=alt.Color("emotion:N", sort=classes),
+                color=palette.encoding(classes),
                 tooltip=["modality", alt.Tooltip("time", title="start"), "end", "emotion",
                          alt.Tooltip("probability", format=".3f")])
             rule = alt.Chart(df).mark_rule(color="black", strokeDash=[4, 3]).encode(
@@ -102,7 +103,7 @@ if got is not None and common.load_or_explain("video") is not None:
                 fused = (here.get("fused") or {}).get("emotion")
                 label = f"face: {face.get('emotion')}" + (f" · fused: {fused}" if fused else "")
                 image = common.draw_boxes(image, [{"box": face["box"], "emotion": face.get("emotion"),
-                                                   "label": label}],
+                                                   "label": label, "color": fused or face.get("emotion")}],
                                           side=max(image.shape[:2]), scale=analysed_w / image.shape[1])
             left.image(image, caption=f"frame at {frames[i][0]:.2f} s", width="stretch")
         else:
@@ -115,7 +116,4 @@ if got is not None and common.load_or_explain("video") is not None:
             if not now.empty:
                 top = now.loc[now.groupby("modality")["probability"].idxmax()]
                 right.dataframe(top[["modality", "emotion", "probability"]], hide_index=True)
-                right.altair_chart(alt.Chart(now).mark_bar().encode(
-                    x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("emotion:N", sort=classes),
-                    color="emotion:N", row=alt.Row("modality:N", sort=modalities, title=None)
-                ).properties(height=14 * len(classes) + 10))
+                right.altair_chart(palette.bars(now, classes, row="modality", row_sort=modalities))

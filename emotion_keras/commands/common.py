@@ -152,23 +152,92 @@ def history_dict(run_dir: Path, fallback: dict[str, list[float]]) -> dict[str, l
 
 
 def save_trained(net, card: dict[str, Any], val_metrics: dict[str, Any], out: Path, run_dir: Path,
-                 fit: dict[str, Any]) -> dict[str, Any]:
+                 fit: dict[str, Any], calibrate_on: tuple | None = None) -> dict[str, Any]:
     """Save a trained model with its card and validation report; mark ``run_dir`` finished.
 
-    Returns what ``train_face`` / ``train_speech`` return: ``{"card", "metrics", "out", "fit", "model"}``
-    (the card as read back, with the fields ``store.save`` adds).
+    ``calibrate_on``: ``(probs, y)`` or ``(probs, y, groups)`` on the validation split: a temperature
+    is fitted on them and stored on the card (``calibration``), and the report gains ECE and a
+    reliability diagram. Returns what ``train_face`` / ``train_speech`` return: ``{"card", "metrics",
+    "out", "fit", "model"}`` (the card as read back, with the fields ``store.save`` adds).
     """
     from emotion_keras.evaluate import write_report
     from emotion_keras.models import store
 
     task, name = card["task"], card["name"]
+    section = {}
+    if calibrate_on is not None:
+        card = {**card, "calibration": calibration_fields(val_metrics.get("protocol", "validation"),
+                                                          *calibrate_on)}
+        section = {"calibration": calibration_report(card["calibration"], *calibrate_on)}
     store.save(net, out, card)
     card = store.read_card(out)
     write_report({"task": task, "name": name, "split": "validation", "backend": card["backend"],
-                  **val_metrics}, out)
+                  **val_metrics, **section}, out)
     atomic_write_json(run_dir / "train_result.json",
                       {"out": str(out), "metrics": val_metrics, "training": card["training"]})
     return {"card": card, "metrics": val_metrics, "out": out, "fit": fit, "model": net}
+
+
+def calibration_fields(protocol: str, probs, y, groups=None) -> dict[str, Any]:
+    """The card's ``calibration`` entry fitted on validation predictions (see emotion_keras.calibration)."""
+    from emotion_keras.calibration import calibration_entry
+
+    return calibration_entry(probs, y, f"{protocol}; temperature fitted on these same samples", groups)
+
+
+def calibration_report(entry: dict[str, Any], probs, y, groups=None) -> dict[str, Any]:
+    """The report's ``calibration`` section for validation predictions under the card's ``entry``."""
+    from emotion_keras import calibration as C
+
+    raw = probs
+    cal = C.apply_temperature(raw, entry["temperature"])
+    if groups is not None:
+        raw, cal = C.pool(raw, groups), C.pool(cal, groups)
+    return C.report_section(raw, cal, y, entry["temperature"])
+
+
+# ---------------------------------------------------------------- robustness (evaluate --perturb)
+
+def add_perturb_arg(p, kinds: str) -> None:
+    p.add_argument("--perturb", metavar="LIST",
+                   help=f"comma-separated perturbations to add a robustness table: {kinds} "
+                        "(each at three strengths; see emotion_keras/perturb.py)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the perturbations and of --limit (default 0)")
+
+
+def perturb_arg(args) -> list[str]:
+    return [k for k in (getattr(args, "perturb", None) or "").split(",") if k.strip()]
+
+
+def robustness_section(protocol: str, clean: dict[str, Any], clean_ece: float, rows: list[dict[str, Any]],
+                       seed: int, where: str) -> dict[str, Any]:
+    """The report's (and card's) ``robustness`` table: clean figures first, then one row per
+    perturbation and strength, each with its drop in accuracy from clean."""
+    base = {"accuracy": clean["accuracy"], "uar": clean["uar"], "ece": clean_ece}
+    for r in rows:
+        r["accuracy_drop"] = base["accuracy"] - r["accuracy"]
+    return {"protocol": f"{protocol}; {where}; seed {seed}", "seed": seed, "clean": base, "rows": rows}
+
+
+def record_robustness(model_dir: Path, section: dict[str, Any]) -> dict[str, Any]:
+    """Add a robustness table to a saved model's card, keyed by its protocol (one per corpus/split)."""
+    from emotion_keras.models import store
+
+    card = store.read_card(model_dir)
+    tables = {**(card.get("robustness") or {}), section["protocol"]: section}
+    return store.update_card(model_dir, robustness=tables)
+
+
+def robustness_markdown(section: dict[str, Any], title: str = "Robustness") -> str:
+    """A robustness table as Markdown (docs/benchmarks, the dashboard)."""
+    c = section["clean"]
+    lines = [f"## {title}", "", f"Protocol: {section['protocol']}.", "",
+             "| perturbation | strength | unit | accuracy | UAR | ECE | accuracy drop |",
+             "|---|---:|---|---:|---:|---:|---:|",
+             f"| clean | | | {c['accuracy']:.3f} | {c['uar']:.3f} | {c['ece']:.3f} | |"]
+    lines += [f"| {r['perturbation']} | {r['strength']:g} | {r['unit']} | {r['accuracy']:.3f} | {r['uar']:.3f} | "
+              f"{r['ece']:.3f} | {r['accuracy_drop']:+.3f} |" for r in section["rows"]]
+    return "\n".join(lines) + "\n"
 
 
 def write_evaluation(report: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -210,6 +279,12 @@ def print_evaluation(report: dict[str, Any], as_json: bool = False) -> None:
           f"macro-F1 {report['macro_f1']:.3f}")
     for c, r in report["per_class_recall"].items():
         print(f"  {c:>9s} recall {r:.3f}")
+    cal = report.get("calibration")
+    if cal:
+        print(f"  ECE {cal['ece']:.3f} (temperature {cal['temperature']:.3g}; uncalibrated "
+              f"{cal['ece_uncalibrated']:.3f})")
+    if report.get("robustness"):
+        print(robustness_markdown(report["robustness"]))
     print(f"report: {report['paths']['json']}")
 
 

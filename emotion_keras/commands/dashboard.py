@@ -7,7 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-APP = Path(__file__).resolve().parents[2] / "apps" / "dashboard.py"
+def app_path() -> Path:
+    """``apps/dashboard.py`` of this checkout, else the copy an installed wheel carries."""
+    from emotion_keras.models.store import installed_data
+
+    return (installed_data("apps") or Path(__file__).resolve().parents[2] / "apps") / "dashboard.py"
+
+
+APP = app_path()
 
 
 def register(sub) -> None:
@@ -31,8 +38,8 @@ def command(args, app: Path = APP) -> tuple[list[str], dict[str, str]]:
     from emotion_keras.errors import InputError
 
     if not app.is_file():
-        raise FileNotFoundError(f"{app}: the dashboard app is missing (it ships in the source checkout; "
-                                "install with `pip install -e .` from there)")
+        raise FileNotFoundError(f"{app}: the dashboard app is missing (a wheel installs it under "
+                                "<prefix>/share/emotion-keras/apps; reinstall the package)")
     if not 0 < args.port < 65536:
         raise InputError("--port", f"{args.port} is not a valid port number")
     env = dict(os.environ)
@@ -57,7 +64,7 @@ def command(args, app: Path = APP) -> tuple[list[str], dict[str, str]]:
 def run(args) -> int:
     cmd, env = command(args)
     print(f"emotion-keras dashboard on http://{args.host}:{args.port} "
-          f"(backend {env['KERAS_BACKEND']}; Ctrl-C to stop)", file=sys.stderr)
+          f"(backend {env['KERAS_BACKEND']}; app {APP}; Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
         return subprocess.call(cmd, env=env, cwd=str(APP.parent.parent))
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ arguments. Keras is imported inside functions, after ``--backend`` has been appl
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -20,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from emotion_keras.backend import active_backend
-from emotion_keras.commands.common import (Split, add_run_args, add_train_args, classes_arg, dataset_name,
-                                           finished_row, history_dict, json_arg, print_evaluation,
-                                           save_trained, saved_line, skip_finished_run,
-                                           train_config_from_args, write_evaluation)
+from emotion_keras.commands.common import (Split, add_perturb_arg, add_run_args, add_train_args, classes_arg,
+                                           dataset_name, finished_row, history_dict, json_arg,
+                                           perturb_arg, print_evaluation, record_robustness,
+                                           robustness_section, save_trained, saved_line,
+                                           skip_finished_run, train_config_from_args, write_evaluation)
 from emotion_keras.commands.common import write_comparison as _write_table
 from emotion_keras.config import ConfigError, TrainConfig
 from emotion_keras.data.cache import atomic_write_json, cache_key
@@ -276,7 +278,7 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
     resumes from the last finished epoch (``train.fit``).
     """
     from emotion_keras import train as trainlib
-    from emotion_keras.labels import class_list
+    from emotion_keras.labels import class_list, to_indices
     from emotion_keras.models.face import build_face_model
 
     run_dir = Path(run_dir)
@@ -309,7 +311,7 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
         "inputs": input_spec(net),
         "preprocessing": prep.to_dict(),
         "model_config": model_cfg.to_dict(),
-        "train_config": train.to_dict(),
+        "train_config": result["train_config"],  # the epochs a time budget chose
         "data": {**split.data, "train_faces": len(tr), "validation_faces": len(va),
                  "no_face": len(tr.no_face) + len(va.no_face), "unreadable": len(tr.failed) + len(va.failed)},
         "metrics": {"validation": val_metrics},
@@ -319,7 +321,8 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
                      else "class labels", **({"budget": result["budget"]} if result.get("budget") else {})},
         "history": history_dict(run_dir, result["history"]),
     }
-    return save_trained(net, card, val_metrics, out, run_dir, result)
+    return save_trained(net, card, val_metrics, out, run_dir, result,
+                        calibrate_on=(predict_arrays(net, va), to_indices(va.labels, classes)))
 
 
 # ---------------------------------------------------------------- evaluation
@@ -377,18 +380,12 @@ def eval_records(records: list[Record], split: str | None) -> tuple[list[Record]
     return chosen, split
 
 
-def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tta_flip: bool = False,
-                  out: str | Path | None = None, limit: int | None = None, seed: int = 0,
-                  progress: bool = True, tta: str | None = None) -> dict[str, Any]:
-    """Accuracy, UAR, macro-F1 and confusion of a saved face model on a corpus; writes
-    ``evaluation.json`` and ``evaluation_confusion.png`` into ``out`` (default: the model dir).
-    ``tta`` is ``none``, ``flip`` or ``ten_crop`` (``tta_flip`` is the older spelling of ``flip``)."""
-    from emotion_keras.evaluate import metrics
+def corpus_faces(model, card: dict[str, Any], data: str, split: str | None = None, limit: int | None = None,
+                 seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """A corpus split prepared for a saved model: ``{"records", "split", "arrays", "y", "dropped"}``
+    (faces whose label is not a model class are left out and counted in ``dropped``)."""
     from emotion_keras.labels import to_indices
-    from emotion_keras.models import store
 
-    model_dir = Path(model_dir)
-    model, card = store.load(model_dir)
     prep = FacePrepConfig.from_dict(card.get("preprocessing") or {})
     classes = list(card["classes"])
     records, split_used = eval_records(read_faces(data), split)
@@ -397,29 +394,88 @@ def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tt
     arrays = prepare_faces(records, prep, progress=progress)
     before = Counter(arrays.labels)
     arrays = _keep_classes(arrays, classes, "evaluation set")
-    dropped = {k: v for k, v in before.items() if k not in classes}
     if len(arrays) == 0:
         raise InputError(data, "no faces to evaluate (none found, or no label among the model's classes)")
+    return {"records": records, "split": split_used, "arrays": arrays,
+            "y": to_indices(arrays.labels, classes),
+            "dropped": {k: v for k, v in before.items() if k not in classes}}
+
+
+def robustness_faces(model, arrays: FaceArrays, y: np.ndarray, classes: list[str], kinds: list[str],
+                     tta: str = "none", seed: int = 0, temperature: float = 1.0,
+                     progress: bool = True, crop: int = 0) -> list[dict[str, Any]]:
+    """Accuracy, UAR and ECE per perturbation and strength (:mod:`emotion_keras.perturb`)."""
+    from emotion_keras import perturb
+    from emotion_keras.calibration import apply_temperature, ece
+    from emotion_keras.evaluate import metrics
+
+    rows = []
+    for kind in kinds:
+        strengths, unit = perturb.FACE[kind]
+        for strength in strengths:
+            images = perturb.perturb_faces(arrays.images, kind, strength, seed)
+            probs = apply_temperature(predict_arrays(model, dataclasses.replace(arrays, images=images), tta=tta,
+                                                     batch_size=min(256, len(arrays)), crop=crop), temperature)
+            m = metrics(y, probs, classes)
+            rows.append({"perturbation": kind, "strength": strength, "unit": unit,
+                         "accuracy": m["accuracy"], "uar": m["uar"], "ece": ece(probs, y)})
+            if progress:
+                print(f"  {kind:>9s} {strength:<6g} accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}",
+                      file=sys.stderr)
+    return rows
+
+
+def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tta_flip: bool = False,
+                  out: str | Path | None = None, limit: int | None = None, seed: int = 0,
+                  progress: bool = True, perturb: list[str] | None = None,
+                  tta: str | None = None) -> dict[str, Any]:
+    """Accuracy, UAR, macro-F1, confusion, calibration (ECE, reliability) and, with ``perturb``, the
+    robustness table of a saved face model on a corpus; writes ``evaluation.json``,
+    ``evaluation_confusion.png`` and ``evaluation_reliability.png`` into ``out`` (default: the model
+    dir, whose card then also records the robustness table). ``tta`` is ``none``, ``flip`` or
+    ``ten_crop`` (``tta_flip`` is the older spelling of ``flip``)."""
+    from emotion_keras import calibration
+    from emotion_keras.evaluate import metrics
+    from emotion_keras.models import store
+    from emotion_keras.perturb import FACE, expand
+
+    kinds = expand(perturb or [], FACE)
+    model_dir = Path(model_dir)
+    model, card = store.load(model_dir)
+    classes = list(card["classes"])
+    got = corpus_faces(model, card, data, split, limit, seed, progress)
+    records, split_used, arrays, y, dropped = (got[k] for k in ("records", "split", "arrays", "y", "dropped"))
     start = time.perf_counter()
     # One batch shape for small sets (a partial last batch costs JAX a second compilation).
     tta = tta or ("flip" if tta_flip else "none")
     crop = int((card.get("model_config") or {}).get("crop") or 0)
-    probs = predict_arrays(model, arrays, tta=tta, batch_size=min(256, len(arrays)), crop=crop)
+    raw = predict_arrays(model, arrays, tta=tta, batch_size=min(256, len(arrays)), crop=crop)
     seconds = time.perf_counter() - start
-    m = metrics(to_indices(arrays.labels, classes), probs, classes)
+    temperature = calibration.temperature_of(card)
+    probs = calibration.apply_temperature(raw, temperature)
+    m = metrics(y, probs, classes)
     ds = _ds_name(records)
     protocol = (f"{ds} {_split_name(records, split_used) if split_used != 'all' else 'all images'} "
                 f"({len(arrays):,} faces" + (f" of {len(records):,} images; {len(arrays.no_face)} without a "
                                             f"detected face left out" if arrays.no_face else "")
                 + "".join(f"; {n} {lab} image(s) left out: not a class of the model" for lab, n in dropped.items())
-                + ")" + {"none": "", "flip": ", horizontal-flip TTA", "ten_crop": ", ten-crop TTA"}[tta]
+                + ")" + (f", stratified subset of {limit} (seed {seed})" if limit else "")
+                + {"none": "", "flip": ", horizontal-flip TTA", "ten_crop": ", ten-crop TTA"}[tta]
                 + f"; model {card.get('name', model_dir.name)} trained on "
                 + f"{(card.get('data') or {}).get('corpus', '?')}")
     report = {"task": "face", "name": card.get("name", model_dir.name), "model_dir": str(model_dir),
               "data": str(data), "split": split_used, "tta": tta, "tta_flip": tta != "none", "backend": active_backend(),
               "no_face": arrays.no_face, "unreadable": [f for f, _ in arrays.failed],
-              "predict_seconds": round(seconds, 3), **m, "protocol": protocol}
-    return write_evaluation(report, Path(out) if out else model_dir)
+              "predict_seconds": round(seconds, 3), **m, "protocol": protocol,
+              "calibration": calibration.report_section(raw, probs, y, temperature)}
+    if kinds:
+        rows = robustness_faces(model, arrays, y, classes, kinds, tta, seed, temperature, progress, crop)
+        report["robustness"] = robustness_section(protocol, m, report["calibration"]["ece"], rows, seed,
+                                                  "perturbations applied to the aligned face crops")
+    report = write_evaluation(report, Path(out) if out else model_dir)
+    if "robustness" in report and (model_dir / store.CARD_FILE).exists() and out is None:
+        record_robustness(model_dir, report["robustness"])
+    return report
 
 
 # ---------------------------------------------------------------- comparison
@@ -559,6 +615,7 @@ def register(subparsers) -> None:
     ep.add_argument("--tta-flip", action="store_true", help="same as --tta flip")
     ep.add_argument("--limit", type=int, help="evaluate a stratified subset of N images")
     ep.add_argument("--out", help="report folder (default: the model directory)")
+    add_perturb_arg(ep, "occlusion (eyes, mouth, blocks), blur, noise, jpeg, rotate, downscale")
     ep.add_argument("--json", action="store_true", help="print the full report as JSON")
     ep.set_defaults(func=cmd_evaluate)
 
@@ -644,7 +701,7 @@ def cmd_evaluate(args) -> int:
 
     report = evaluate_face(args.model or default_model_dir("face"), args.data, split=args.split,
                            tta_flip=args.tta_flip, out=args.out, limit=args.limit, progress=not args.json,
-                           tta=args.tta)
+                           perturb=perturb_arg(args), seed=args.seed, tta=args.tta)
     print_evaluation(report, args.json)
     return 0
 

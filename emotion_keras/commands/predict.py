@@ -1,4 +1,10 @@
-"""``emotion-keras predict FILE...``: emotions in images, audio and video files, by extension.
+"""``emotion-keras predict FILE|DIR|GLOB...``: emotions in images, audio and video files, by extension.
+
+Folders are walked (recursively, media files only, sorted) and globs expanded (``"photos/**/*.jpg"``),
+lazily, so 10,000 files stream through in bounded memory. Consecutive images are processed in
+batches: decoded and searched for faces by two threads, their faces classified in one model call
+(``--batch-size`` images at a time). ``--runtime onnx`` runs exported ONNX models (``emotion-keras
+export``) with onnxruntime, without importing TensorFlow or JAX.
 
 Images go to :class:`~emotion_keras.recognizers.face.FaceEmotionRecognizer`, audio to the speech
 recogniser, video to the multimodal one; each recogniser is built once, on the first file that
@@ -11,7 +17,11 @@ readable table.
 
 from __future__ import annotations
 
+import glob
 import json
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +44,12 @@ def kind_of(path: str | Path) -> str | None:
 class Recognizers:
     """One recogniser per kind, built lazily; a failed build is remembered and reported per file."""
 
-    def __init__(self, face_model_dir=None, speech_model_dir=None):
+    def __init__(self, face_model_dir=None, speech_model_dir=None, fusion_model_dir=None,
+                 runtime: str = "keras"):
         self.face_model_dir = face_model_dir
         self.speech_model_dir = speech_model_dir
+        self.fusion_model_dir = fusion_model_dir
+        self.runtime = runtime
         self._made: dict[str, Any] = {}
 
     def get(self, kind: str):
@@ -54,15 +67,15 @@ class Recognizers:
         if kind == "image":
             from emotion_keras.recognizers.face import FaceEmotionRecognizer
 
-            return FaceEmotionRecognizer(self.face_model_dir)
+            return FaceEmotionRecognizer(self.face_model_dir, runtime=self.runtime)
         if kind == "audio":
             from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
 
-            return SpeechEmotionRecognizer(self.speech_model_dir) if self.speech_model_dir \
-                else SpeechEmotionRecognizer()
+            return SpeechEmotionRecognizer(self.speech_model_dir, runtime=self.runtime)
         from emotion_keras.recognizers.multimodal import MultimodalEmotionRecognizer
 
-        return MultimodalEmotionRecognizer()
+        return MultimodalEmotionRecognizer(self.fusion_model_dir, self.face_model_dir, self.speech_model_dir,
+                                           runtime=self.runtime)
 
 
 def _error_text(e: BaseException) -> str:
@@ -123,6 +136,78 @@ def predict_one(path: Path, recognizers: Recognizers, heatmap_dir: Path | None =
         return {"file": str(path), "error": _error_text(e)}
 
 
+def expand_inputs(names) -> Iterator[Path]:
+    """Each argument as paths, lazily: a folder -> its media files (recursive, sorted per folder,
+    hidden files skipped), a glob with no file of that name -> its matches (sorted); anything else
+    as given (a missing file becomes an error line later)."""
+    from emotion_keras.data.files import has_extension
+
+    media = (*IMAGE_EXTENSIONS, *AUDIO_EXTENSIONS, *VIDEO_EXTENSIONS)
+    for name in names:
+        path = Path(name).expanduser()
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for f in sorted(files):
+                    p = Path(root) / f
+                    if has_extension(p, media):
+                        yield p
+        elif not path.exists() and glob.has_magic(str(name)):
+            matches = sorted(glob.iglob(os.path.expanduser(str(name)), recursive=True))
+            if not matches:
+                yield path  # reported as "file not found"
+            yield from (Path(m) for m in matches if not Path(m).is_dir())
+        else:
+            yield path
+
+
+def predict_all(paths, recognizers: Recognizers, heatmap_dir: Path | None = None,
+                batch_size: int = 32) -> Iterator[dict[str, Any]]:
+    """One result per path, in order; runs of consecutive images go through the face recogniser's
+    batched ``predict_files`` (unless heatmaps are wanted, which are made image by image)."""
+    images: list[Path] = []
+
+    def flush():
+        if not images:
+            return
+        try:
+            rec = recognizers.get("image")
+        except Exception:
+            rec = None
+        if rec is None or heatmap_dir is not None:
+            for p in images:
+                yield predict_one(p, recognizers, heatmap_dir)
+        else:
+            yield from _batched(images, rec, batch_size)
+        images.clear()
+
+    for path in paths:
+        if kind_of(path) == "image" and path.is_file():
+            images.append(path)
+            if len(images) >= batch_size:
+                yield from flush()
+            continue
+        yield from flush()
+        yield predict_one(path, recognizers, heatmap_dir)
+    yield from flush()
+
+
+def _batched(images: list[Path], rec, batch_size: int) -> Iterator[dict[str, Any]]:
+    done = 0
+    try:
+        for result in rec.predict_files(images, batch_size=batch_size):
+            done += 1
+            yield result
+    except KeyboardInterrupt:
+        raise
+    except Exception:  # an unexpected failure in a batch: the rest of it file by file, each reported
+        for p in images[done:]:
+            try:
+                yield rec.predict_file(p)
+            except Exception as e:
+                yield {"file": str(p), "error": _error_text(e)}
+
+
 def summarise(result: dict[str, Any]) -> str:
     """One readable cell for the table."""
     if "error" in result:
@@ -171,25 +256,34 @@ def register(subparsers) -> None:
         metavar="FILE", json_help="one JSON object per file per line")
     p.add_argument("--model-dir", help="face model directory (default saved_models/face)")
     p.add_argument("--speech-model-dir", help="speech model directory (default saved_models/speech)")
+    p.add_argument("--fusion-model-dir", help="fusion model directory (default saved_models/fusion)")
     p.add_argument("--heatmap-dir", help="write a heatmap overlay PNG per face here")
+    p.add_argument("--runtime", choices=("keras", "onnx"), default="keras",
+                   help="keras (default) or onnx: the model folders' exported model.onnx, run by "
+                        "onnxruntime without TensorFlow or JAX (see `emotion-keras export`)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     p.set_defaults(func=cmd_predict)
 
 
 def cmd_predict(args) -> int:
-    recognizers = Recognizers(args.model_dir, args.speech_model_dir)
+    recognizers = Recognizers(args.model_dir, args.speech_model_dir, args.fusion_model_dir, args.runtime)
     heatmap_dir = Path(args.heatmap_dir) if args.heatmap_dir else None
-    failed = 0
+    failed = total = 0
     rows = []
-    for name in args.files:
-        result = _jsonable(predict_one(Path(name), recognizers, heatmap_dir))
+    for result in predict_all(expand_inputs(args.files), recognizers, heatmap_dir, max(1, args.batch_size)):
+        result = _jsonable(result)
+        total += 1
         failed += "error" in result
         if args.json:
             print(json.dumps(result), flush=True)
         else:
             rows.append((result["file"], summarise(result)))
-    if not args.json:
+    if not args.json and rows:
         width = min(60, max(len(f) for f, _ in rows))
         print(f"{'file':<{width}}  result")
         for f, s in rows:
             print(f"{f:<{width}}  {s}")
-    return batch_exit(failed, len(args.files))
+    if not total:
+        print("emotion-keras: no input files", file=sys.stderr)
+        return 1
+    return batch_exit(failed, total)

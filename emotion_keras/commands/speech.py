@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 
 from emotion_keras.backend import active_backend
-from emotion_keras.commands.common import (Split, add_run_args, add_train_args, classes_arg, dataset_name,
-                                           finished_row, history_dict, json_arg, print_evaluation,
-                                           save_trained, saved_line, skip_finished_run,
-                                           train_config_from_args, write_evaluation)
+from emotion_keras.commands.common import (Split, add_perturb_arg, add_run_args, add_train_args, classes_arg,
+                                           dataset_name, finished_row, history_dict, json_arg,
+                                           perturb_arg, print_evaluation, record_robustness,
+                                           robustness_section, save_trained, saved_line,
+                                           skip_finished_run, train_config_from_args, write_evaluation)
 from emotion_keras.commands.common import write_comparison as _write_table
 from emotion_keras.config import ConfigError, TrainConfig
 from emotion_keras.data.cache import atomic_write_json, atomic_write_text, cache_key
@@ -199,16 +200,18 @@ class WindowSet:
         ok = np.asarray([self.records[i].label in classes for i in self.clip], bool)
         return WindowSet(self.x[ok], self.clip[ok], self.records, self.failed)
 
+    def clip_targets(self, classes: list[str]) -> np.ndarray:
+        """The class index of each clip that has windows, in clip order (as ``calibration.pool``)."""
+        index = {c: i for i, c in enumerate(classes)}
+        return np.asarray([index[self.records[i].label] for i in np.unique(self.clip)], np.int32)
+
     def clip_metrics(self, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
         """Metrics over clips: each clip's window probabilities averaged."""
+        from emotion_keras.calibration import pool
         from emotion_keras.evaluate import metrics
 
-        ids = np.unique(self.clip)
-        pooled = np.stack([probs[self.clip == i].mean(0) for i in ids]) if len(ids) else \
-            np.zeros((0, len(classes)))
-        index = {c: i for i, c in enumerate(classes)}
-        y = np.asarray([index[self.records[i].label] for i in ids], np.int32)
-        return {**metrics(y, pooled, classes), "windows": int(len(self.clip))}
+        pooled = pool(np.asarray(probs), self.clip) if len(self.clip) else np.zeros((0, len(classes)))
+        return {**metrics(self.clip_targets(classes), pooled, classes), "windows": int(len(self.clip))}
 
 
 def window_set(records: list[Record], config: SpeechFeatureConfig, progress: bool = True,
@@ -282,7 +285,8 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
                                                  for k in ("accuracy", "uar", "macro_f1")}},
         "history": history_dict(run_dir, result["history"]),
     }
-    return save_trained(net, card, val_metrics, out, run_dir, result)
+    return save_trained(net, card, val_metrics, out, run_dir, result,
+                        calibrate_on=(probs, va.clip_targets(classes), va.clip))
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -336,16 +340,10 @@ def crossvalidate_speech(records: list[Record], k: int, features: SpeechFeatureC
 
 # ---------------------------------------------------------------- evaluation
 
-def evaluate_speech(model_dir: str | Path, data: str, speakers: str | None = None,
-                    out: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Clip-level metrics of a saved model on ``data`` (optionally some speakers only).
-
-    The protocol says whether the evaluated speakers were in the model's training data (from its card).
-    """
-    from emotion_keras.models import store
-
-    model_dir = Path(model_dir)
-    net, card = store.load(model_dir)
+def corpus_clips(card: dict[str, Any], data: str, speakers: str | None = None,
+                 progress: bool = True) -> tuple[list[Record], WindowSet]:
+    """The clips of ``data`` (optionally some speakers) with the model's classes, and their cached
+    feature windows as the card's preprocessing makes them."""
     classes = list(card["classes"])
     config = SpeechFeatureConfig.from_dict(card.get("preprocessing") or {})
     records = read_records(data, limit_speakers=speakers)
@@ -359,7 +357,77 @@ def evaluate_speech(model_dir: str | Path, data: str, speakers: str | None = Non
     ws = window_set(records, config, progress)
     if len(ws.x) == 0:
         raise InputError(data, "no usable clips")
-    probs = net.predict({"features": ws.x.astype(np.float32)}, batch_size=64, verbose=0)
+    return records, ws
+
+
+def window_probabilities(net, x: np.ndarray) -> np.ndarray:
+    return np.asarray(net.predict({"features": np.asarray(x, np.float32)}, batch_size=64, verbose=0), np.float32)
+
+
+def robustness_speech(net, card: dict[str, Any], ws: WindowSet, kinds: list[str], seed: int = 0,
+                      temperature: float = 1.0, progress: bool = True) -> list[dict[str, Any]]:
+    """Clip-level accuracy, UAR and ECE per waveform perturbation and strength. Clips are decoded
+    once; features are recomputed from each perturbed waveform (not cached)."""
+    from emotion_keras import perturb
+    from emotion_keras.calibration import apply_temperature, ece, pool
+    from emotion_keras.evaluate import metrics
+    from emotion_keras.preprocess import audio
+
+    classes = list(card["classes"])
+    config = SpeechFeatureConfig.from_dict(card.get("preprocessing") or {})
+    basis = audio.mel_basis(config.sr, config.n_fft, config.n_mels, config.fmin, config.fmax)
+    clips = [int(i) for i in np.unique(ws.clip)]
+    waves = {i: audio.load_audio(ws.records[i].path, config.sr) for i in clips}
+    rows = []
+    for kind in kinds:
+        strengths, unit = perturb.SPEECH[kind]
+        for strength in strengths:
+            feats, owner, silent = [], [], set()
+            for k, i in enumerate(clips):
+                wave = perturb.perturb_audio(waves[i], config.sr, kind, strength, seed + k)
+                try:
+                    f, _ = audio.waveform_windows(wave, config, ws.records[i].name, basis)
+                except InputError:  # e.g. made silent by -20 dB gain: counted as a uniform guess
+                    silent.add(k)
+                    continue
+                feats.append(f)
+                owner += [k] * len(f)
+            pooled = np.full((len(clips), len(classes)), 1.0 / len(classes), np.float32)
+            if feats:
+                p = apply_temperature(window_probabilities(net, np.concatenate(feats)), temperature)
+                pooled[np.unique(owner)] = pool(p, owner)
+            probs_a = pooled
+            y_a = np.asarray([classes.index(ws.records[i].label) for i in clips])
+            m = metrics(y_a, probs_a, classes)
+            rows.append({"perturbation": kind, "strength": strength, "unit": unit,
+                         "accuracy": m["accuracy"], "uar": m["uar"], "ece": ece(probs_a, y_a),
+                         "unusable_clips": len(silent)})
+            if progress:
+                print(f"  {kind:>7s} {strength:<6g} accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}",
+                      file=sys.stderr)
+    return rows
+
+
+def evaluate_speech(model_dir: str | Path, data: str, speakers: str | None = None,
+                    out: str | Path | None = None, progress: bool = True, perturb: list[str] | None = None,
+                    seed: int = 0) -> dict[str, Any]:
+    """Clip-level metrics, calibration (ECE, reliability) and, with ``perturb``, the robustness table
+    of a saved model on ``data`` (optionally some speakers only).
+
+    The protocol says whether the evaluated speakers were in the model's training data (from its card).
+    """
+    from emotion_keras import calibration
+    from emotion_keras.models import store
+    from emotion_keras.perturb import SPEECH, expand
+
+    kinds = expand(perturb or [], SPEECH)
+    model_dir = Path(model_dir)
+    net, card = store.load(model_dir)
+    classes = list(card["classes"])
+    records, ws = corpus_clips(card, data, speakers, progress)
+    raw = window_probabilities(net, ws.x)
+    temperature = calibration.temperature_of(card)
+    probs = calibration.apply_temperature(raw, temperature)
     m = ws.clip_metrics(probs, classes)
     seen = set(card.get("data", {}).get("train_speakers", []))
     evaluated = subjects_of(records)
@@ -373,10 +441,20 @@ def evaluate_speech(model_dir: str | Path, data: str, speakers: str | None = Non
         note = "speaker-independent: none of these speakers were in the training data"
     protocol = (f"{_ds_name(records)} {_speaker_word(records)} {_speaker_list(evaluated)} "
                 f"({m['n']:,} clips); {note}; clip-level scores")
+    y = ws.clip_targets(classes)
     report = {"task": "speech", "name": card.get("name"), "model": str(model_dir), "data": str(data),
               "backend": active_backend(), **m, "protocol": protocol,
-              "unreadable": [{"file": f, "error": e} for f, e in ws.failed]}
-    return write_evaluation(report, Path(out) if out else model_dir)
+              "unreadable": [{"file": f, "error": e} for f, e in ws.failed],
+              "calibration": calibration.report_section(calibration.pool(raw, ws.clip),
+                                                        calibration.pool(probs, ws.clip), y, temperature)}
+    if kinds:
+        rows = robustness_speech(net, card, ws, kinds, seed, temperature, progress)
+        report["robustness"] = robustness_section(protocol, m, report["calibration"]["ece"], rows, seed,
+                                                  "perturbations applied to the 16 kHz waveform before features")
+    report = write_evaluation(report, Path(out) if out else model_dir)
+    if "robustness" in report and (model_dir / store.CARD_FILE).exists() and out is None:
+        record_robustness(model_dir, report["robustness"])
+    return report
 
 
 # ---------------------------------------------------------------- comparison
@@ -532,6 +610,7 @@ def register(subparsers) -> None:
     ep.add_argument("--model", default=None, help="model directory (default saved_models/speech)")
     _add_data_args(ep, split=False)
     ep.add_argument("--out", help="report folder (default: the model directory)")
+    add_perturb_arg(ep, "noise, reverb, codec, gain")
     ep.add_argument("--json", action="store_true", help="print the full report as JSON")
     ep.set_defaults(func=cmd_evaluate)
 
@@ -608,7 +687,7 @@ def cmd_evaluate(args) -> int:
     from emotion_keras.models.store import default_model_dir
 
     report = evaluate_speech(args.model or default_model_dir("speech"), args.data, speakers=args.speakers,
-                             out=args.out, progress=not args.json)
+                             out=args.out, progress=not args.json, perturb=perturb_arg(args), seed=args.seed)
     print_evaluation(report, args.json)
     return 0
 

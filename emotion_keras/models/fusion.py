@@ -34,6 +34,7 @@ import numpy as np
 from keras import ops
 
 from emotion_keras.config import Config, ConfigError
+from emotion_keras.models.io import pad_frames  # noqa: F401  (its home is models.io: no keras)
 
 POOLINGS = ("mean", "attention", "gru", "lstm")
 
@@ -269,22 +270,6 @@ def inputs_for(config: FusionConfig, arrays: dict[str, np.ndarray]) -> dict[str,
     if missing:
         raise ConfigError(f"fusion inputs missing: {missing}")
     return {k: np.asarray(arrays[k], np.float32) for k in keys}
-
-
-def pad_frames(seqs: Sequence[np.ndarray], max_frames: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stack variable-length frame-embedding sequences into ``(n, max_frames, dim)`` plus a 0/1 mask.
-
-    Longer sequences are subsampled evenly (keeping their time span), shorter ones zero-padded.
-    """
-    out = np.zeros((len(seqs), max_frames, dim), np.float32)
-    mask = np.zeros((len(seqs), max_frames), np.float32)
-    for i, s in enumerate(seqs):
-        s = np.asarray(s, np.float32).reshape(-1, dim) if s is not None else np.zeros((0, dim), np.float32)
-        if len(s) > max_frames:
-            s = s[np.linspace(0, len(s) - 1, max_frames).round().astype(int)]
-        out[i, :len(s)] = s
-        mask[i, :len(s)] = 1.0
-    return out, mask
 
 
 # ------------------------------------------------------------------------------------ late fusion

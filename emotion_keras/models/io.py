@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 
 def input_names(model) -> list[str]:
     """The model's input names, in declaration order."""
@@ -34,3 +36,19 @@ def model_feed(model, available: dict[str, Any]):
     if isinstance(struct, (list, tuple)):
         return [available[n] for n in names]
     return available[names[0]]
+
+
+def pad_frames(seqs, max_frames: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stack variable-length frame-embedding sequences into ``(n, max_frames, dim)`` plus a 0/1 mask.
+
+    Longer sequences are subsampled evenly (keeping their time span), shorter ones zero-padded.
+    """
+    out = np.zeros((len(seqs), max_frames, dim), np.float32)
+    mask = np.zeros((len(seqs), max_frames), np.float32)
+    for i, s in enumerate(seqs):
+        s = np.asarray(s, np.float32).reshape(-1, dim) if s is not None else np.zeros((0, dim), np.float32)
+        if len(s) > max_frames:
+            s = s[np.linspace(0, len(s) - 1, max_frames).round().astype(int)]
+        out[i, :len(s)] = s
+        mask[i, :len(s)] = 1.0
+    return out, mask

@@ -18,6 +18,7 @@ from typing import Any
 MODEL_FILE = "model.keras"
 CARD_FILE = "card.json"
 SAVED_MODELS = Path(__file__).resolve().parents[2] / "saved_models"
+INSTALLED_DATA = ("share", "emotion-keras")  # where a wheel puts saved_models/ and apps/ (data files)
 
 
 class ModelLoadError(RuntimeError):
@@ -38,10 +39,28 @@ def versions() -> dict[str, str]:
     return out
 
 
+def installed_data(name: str) -> Path | None:
+    """``name`` (``saved_models``, ``apps``) beside the package: the source checkout's folder, else
+    the copy a wheel installed under ``<prefix>/share/emotion-keras/`` (venv, system or user)."""
+    import site
+    import sys
+
+    checkout = Path(__file__).resolve().parents[2] / name
+    if checkout.exists():
+        return checkout
+    prefixes = [sys.prefix, sys.base_prefix, getattr(site, "USER_BASE", None) or ""]
+    for prefix in filter(None, prefixes):
+        candidate = Path(prefix).joinpath(*INSTALLED_DATA, name)
+        if candidate.exists():
+            return candidate
+    return None
+
+
 def default_model_dir(task: str) -> Path:
-    """``saved_models/<task>`` of this checkout, overridable by ``EMOTION_KERAS_MODELS``."""
-    root = Path(os.environ.get("EMOTION_KERAS_MODELS", SAVED_MODELS))
-    return root / task
+    """``saved_models/<task>``: ``$EMOTION_KERAS_MODELS``, else this checkout's, else the wheel's."""
+    if os.environ.get("EMOTION_KERAS_MODELS"):
+        return Path(os.environ["EMOTION_KERAS_MODELS"]) / task
+    return (installed_data("saved_models") or SAVED_MODELS) / task
 
 
 def save(model, directory: str | Path, card: dict[str, Any]) -> Path:
@@ -74,6 +93,16 @@ def save(model, directory: str | Path, card: dict[str, Any]) -> Path:
     }
     atomic_write_json(directory / CARD_FILE, card)
     return directory
+
+
+def update_card(directory: str | Path, **fields: Any) -> dict[str, Any]:
+    """Set top-level ``fields`` on a saved model's card (atomically) and return the new card; the
+    model file is untouched (calibration, robustness and export records are added this way)."""
+    from emotion_keras.data.cache import atomic_write_json
+
+    card = {**read_card(directory), **fields}
+    atomic_write_json(Path(directory) / CARD_FILE, card)
+    return card
 
 
 def read_card(directory: str | Path) -> dict[str, Any]:

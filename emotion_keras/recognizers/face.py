@@ -13,13 +13,14 @@ whole image as its box; ``"never"`` treats every image so.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from emotion_keras.calibration import apply_temperature, temperature_of
 from emotion_keras.errors import InputError
-from emotion_keras.models.io import input_names, model_feed
 from emotion_keras.preprocess.faces import (SMALL_SIDE, FacePrepConfig, crop_inputs, detect_faces,
                                             face_inputs, make_detector)
 
@@ -47,19 +48,24 @@ class FaceEmotionRecognizer:
 
     ``model_dir`` defaults to ``saved_models/face``; ``detector`` is any object with
     ``detect(rgb) -> list[Face]`` (default: the package's MTCNN, built on first use).
+    ``runtime="onnx"`` runs the folder's exported ``model.onnx`` with onnxruntime instead of Keras
+    (no TensorFlow/JAX import; no heatmaps). Probabilities are calibrated by the card's temperature.
     """
 
     task = "face"
 
-    def __init__(self, model_dir: str | Path | None = None, detector=None):
+    def __init__(self, model_dir: str | Path | None = None, detector=None, runtime: str = "keras"):
         from emotion_keras.models import store
+        from emotion_keras.runtime import load_net
 
         self.model_dir = Path(model_dir) if model_dir else store.default_model_dir("face")
-        self.model, self.card = store.load(self.model_dir)
+        self.runtime = runtime
+        self.net, self.card, self.model = load_net(self.model_dir, runtime)
         self.classes: list[str] = list(self.card["classes"])
+        self.temperature = temperature_of(self.card)
         self.prep = FacePrepConfig.from_dict(self.card.get("preprocessing") or {})
         self._detector = detector
-        self._input_names = input_names(self.model)
+        self._input_names = self.net.input_names
 
     @property
     def detector(self):
@@ -70,13 +76,17 @@ class FaceEmotionRecognizer:
     # ------------------------------------------------------------ core
 
     def _run(self, images: np.ndarray, geometry: np.ndarray | None) -> np.ndarray:
-        """Class probabilities for a batch of prepared faces, in one model call."""
+        """Class probabilities for a batch of prepared faces, in one model call (padded to a power of
+        two, so the compiled predict function sees few distinct shapes)."""
+        n = len(images)
         x: dict[str, np.ndarray] = {"image": images}
         if "geometry" in self._input_names:
             x["geometry"] = geometry if geometry is not None else \
-                np.zeros((len(images), int(self.model.get_layer("geometry").output.shape[-1])), np.float32)
-        probs = self.model.predict_on_batch(model_feed(self.model, x))
-        return np.asarray(probs, dtype=np.float32)
+                np.zeros((n, int(self.net.input_shapes["geometry"][-1])), np.float32)
+        size = 1 << max(0, (n - 1).bit_length())
+        if size > n:
+            x = {k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)]) for k, v in x.items()}
+        return apply_temperature(self.net.probabilities(x)[:n], self.temperature)
 
     def classify_crops(self, crops) -> np.ndarray:
         """Probabilities for already-cropped faces (arrays of any size), without detection."""
@@ -85,28 +95,25 @@ class FaceEmotionRecognizer:
         batch = np.concatenate([crop_inputs(_as_rgb(c), self.prep)[0] for c in crops])
         return self._run(batch, None)  # crops carry no landmarks: geometry zeros, as in training
 
-    def predict(self, image, heatmaps: bool = False) -> list[dict[str, Any]]:
-        """Every face in an RGB uint8 image: ``box`` [x, y, w, h], ``confidence``, ``keypoints``,
-        ``emotion``, ``probabilities`` {label: p}; with ``heatmaps=True`` also ``heatmap`` (an
-        (H, W) float array in [0, 1] over the face crop, and ``crop``, the crop it explains)."""
-        rgb = _as_rgb(image)
+    def _prepare(self, rgb: np.ndarray):
+        """Detect and align (or take the whole crop): ``(faces, images, geometry, cropped)``;
+        ``images`` is None when no face was found."""
         small = max(rgb.shape[:2]) <= SMALL_SIDE
         cropped = self.prep.detect == "never" or (self.prep.detect == "auto" and small)
         if cropped:  # the same rule that decided, at training time, which images were crops
-            faces: list = []
             images, geometry = crop_inputs(rgb, self.prep)
-        else:
-            faces = detect_faces(rgb, self.prep, self.detector)
-            if not faces:
-                return []
-            images, geometry = face_inputs(rgb, faces, self.prep)
-        probs = self._run(images, geometry)
-        maps = self._heatmaps(images, geometry) if heatmaps else None
+            return [], images, geometry, True
+        faces = detect_faces(rgb, self.prep, self.detector)
+        if not faces:
+            return [], None, None, False
+        images, geometry = face_inputs(rgb, faces, self.prep)
+        return faces, images, geometry, False
+
+    def _entries(self, shape, faces, probs: np.ndarray, cropped: bool) -> list[dict[str, Any]]:
         out = []
-        for i in range(len(images)):
-            p = probs[i]
+        for i, p in enumerate(probs):
             if cropped:
-                h, w = rgb.shape[:2]
+                h, w = shape[:2]
                 entry: dict[str, Any] = {"box": [0, 0, int(w), int(h)], "confidence": None,
                                          "keypoints": {}, "cropped": True}
             else:
@@ -116,14 +123,69 @@ class FaceEmotionRecognizer:
                          "keypoints": {k: [int(round(x)), int(round(y))] for k, (x, y) in f.keypoints.items()}}
             entry["emotion"] = self.classes[int(np.argmax(p))]
             entry["probabilities"] = {c: round(float(v), 4) for c, v in zip(self.classes, p)}
-            if maps is not None:
-                entry["heatmap"] = maps[i]
-                entry["crop"] = images[i]
             out.append(entry)
         return out
 
+    def predict(self, image, heatmaps: bool = False) -> list[dict[str, Any]]:
+        """Every face in an RGB uint8 image: ``box`` [x, y, w, h], ``confidence``, ``keypoints``,
+        ``emotion``, ``probabilities`` {label: p}; with ``heatmaps=True`` also ``heatmap`` (an
+        (H, W) float array in [0, 1] over the face crop, and ``crop``, the crop it explains)."""
+        rgb = _as_rgb(image)
+        faces, images, geometry, cropped = self._prepare(rgb)
+        if images is None:
+            return []
+        out = self._entries(rgb.shape, faces, self._run(images, geometry), cropped)
+        if heatmaps:
+            for entry, m, crop in zip(out, self._heatmaps(images, geometry), images):
+                entry["heatmap"], entry["crop"] = m, crop
+        return out
+
+    def predict_files(self, paths, batch_size: int = 32, workers: int = 2) -> Iterator[dict[str, Any]]:
+        """``predict_file`` over many images, one result per path in input order, bad files as
+        ``{"file", "error"}``. Images are decoded and searched for faces by ``workers`` threads, and
+        the faces of up to ``batch_size`` images go through the model in one call; only one batch
+        of images is held at a time, so memory stays bounded however many paths stream in."""
+        from concurrent.futures import ThreadPoolExecutor
+        from itertools import islice
+
+        from emotion_keras.preprocess.images import load_image
+
+        def prepare(path):
+            try:
+                rgb = load_image(path)
+                return path, rgb.shape, self._prepare(rgb)
+            except InputError as e:
+                return path, None, e
+
+        paths = iter(paths)
+        with ThreadPoolExecutor(max(1, int(workers))) as pool:
+            while chunk := list(islice(paths, batch_size)):
+                done = list(pool.map(prepare, chunk))
+                stacks = [p for _, _, p in done if not isinstance(p, Exception) and p[1] is not None]
+                probs = None
+                if stacks:
+                    geo = None
+                    if "geometry" in self._input_names:  # crops carry no landmarks: zeros, as in training
+                        dim = int(self.net.input_shapes["geometry"][-1])
+                        geo = np.concatenate([g if g is not None else np.zeros((len(im), dim), np.float32)
+                                              for _, im, g, _ in stacks])
+                    probs = self._run(np.concatenate([im for _, im, _, _ in stacks]), geo)
+                k = 0
+                for path, shape, got in done:
+                    if isinstance(got, Exception):
+                        yield {"file": str(path), "error": got.problem}
+                        continue
+                    faces, images, _, cropped = got
+                    n = 0 if images is None else len(images)
+                    yield {"file": str(path), "faces": self._entries(shape, faces, probs[k:k + n], cropped)
+                           if n else []}
+                    k += n
+
     def _heatmaps(self, images: np.ndarray, geometry: np.ndarray | None) -> list[np.ndarray]:
         from emotion_keras import explain
+
+        if self.model is None:
+            raise InputError(self.model_dir, "heatmaps need the Keras model (runtime 'keras'), not ONNX")
 
         x: dict[str, np.ndarray] = {"image": images}
         if geometry is not None and "geometry" in self._input_names:

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from emotion_keras.calibration import apply_temperature, temperature_of
 from emotion_keras.errors import InputError
-from emotion_keras.models.io import input_names, model_feed
 from emotion_keras.preprocess import video as V
 
 MERGE_INTO = {"calm": "neutral", "contempt": "disgust", "boredom": "neutral"}
@@ -119,42 +119,54 @@ class FaceTracker:
         return face
 
 
+def _fusion_config(card: dict[str, Any], runtime: str):
+    """The fusion card's model config; under ONNX read as saved (FusionConfig's module imports keras)."""
+    if runtime == "keras":
+        from emotion_keras.models.fusion import FusionConfig
+
+        return FusionConfig.from_dict(card.get("model_config") or {})
+    import types
+
+    return types.SimpleNamespace(**(card.get("model_config") or {}))
+
+
 class MultimodalEmotionRecognizer:
     """Face + speech emotion over time in a video (or audio) file.
 
     ``fusion_dir``/``face_dir``/``speech_dir`` default to ``saved_models/{fusion,face,speech}``.
+    ``runtime="onnx"`` runs each folder's exported ``model.onnx`` (no TensorFlow/JAX import). Face
+    and speech probabilities are calibrated by their cards' temperatures before fusing.
     """
 
     task = "fusion"
 
     def __init__(self, fusion_dir: str | Path | None = None, face_dir: str | Path | None = None,
                  speech_dir: str | Path | None = None, tracker: FaceTracker | None = None,
-                 method: str = "auto"):
+                 method: str = "auto", runtime: str = "keras"):
         from emotion_keras.models import store
-        from emotion_keras.models.fusion import embedding_and_probabilities
         from emotion_keras.preprocess.faces import FacePrepConfig
         from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
+        from emotion_keras.runtime import KerasNet, load_net
 
+        self.runtime = runtime
         self.face_dir = Path(face_dir) if face_dir else store.default_model_dir("face")
         self.speech_dir = Path(speech_dir) if speech_dir else store.default_model_dir("speech")
-        self.face_model, self.face_card = store.load(self.face_dir)
+        self._face_net, self.face_card, self.face_model = load_net(self.face_dir, runtime, embedding=True)
         self.face_classes = list(self.face_card["classes"])
+        self.face_temperature = temperature_of(self.face_card)
         self.prep = FacePrepConfig.from_dict(self.face_card.get("preprocessing") or {})
-        self.speech = SpeechEmotionRecognizer(self.speech_dir)
+        self.speech = SpeechEmotionRecognizer(self.speech_dir, runtime=runtime)
         self.speech_classes = self.speech.classes
-        self._face_net = embedding_and_probabilities(self.face_model)
-        self._speech_net = embedding_and_probabilities(self.speech.model)
-        self._face_inputs = input_names(self.face_model)
+        self._speech_net = KerasNet(self.speech.model, embedding=True) if runtime == "keras" else self.speech.net
+        self._face_inputs = self._face_net.input_names
 
         fusion_dir = Path(fusion_dir) if fusion_dir else store.default_model_dir("fusion")
         self.fusion_dir = fusion_dir
         self.fusion = None
         self.fusion_card: dict[str, Any] = {}
         if (fusion_dir / store.CARD_FILE).exists():
-            from emotion_keras.models.fusion import FusionConfig
-
-            self.fusion, self.fusion_card = store.load(fusion_dir)
-            self.fusion_config = FusionConfig.from_dict(self.fusion_card.get("model_config") or {})
+            self.fusion, self.fusion_card, _ = load_net(fusion_dir, runtime)
+            self.fusion_config = _fusion_config(self.fusion_card, runtime)
             self.classes = list(self.fusion_card["classes"])
             self.late_weight = float(self.fusion_card.get("late_fusion_face_weight", 0.5))
             if method not in ("auto", "head", "late"):
@@ -170,6 +182,7 @@ class MultimodalEmotionRecognizer:
             self.late_weight = 0.5
             self.use_head = False
         self.tracker = tracker
+        self.frame_batch = 32  # sampled frames per face-model call, across windows (1: window by window)
 
     # ------------------------------------------------------------------ per modality
 
@@ -195,14 +208,13 @@ class MultimodalEmotionRecognizer:
             return out
         x = {"image": np.stack(crops)}
         if "geometry" in self._face_inputs:
-            dim = int(self.face_model.get_layer("geometry").output.shape[-1])
+            dim = int(self._face_net.input_shapes["geometry"][-1])
             x["geometry"] = np.stack(geoms) if geoms else np.zeros((len(crops), dim), np.float32)
         n = len(crops)
         size = 1 << (n - 1).bit_length()  # few distinct batch shapes: no retracing per window
         x = {k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)]) for k, v in x.items()}
-        feed = model_feed(self._face_net, x)
-        emb, probs = self._face_net.predict_on_batch(feed)
-        emb, probs = np.asarray(emb, np.float32)[:n], np.asarray(probs, np.float32)[:n]
+        emb, probs = self._face_net.embed(x)
+        emb, probs = emb[:n], apply_temperature(probs[:n], self.face_temperature)
         j = 0
         for i, face in enumerate(found):
             if face is not None:
@@ -229,9 +241,9 @@ class MultimodalEmotionRecognizer:
         size = 1 << (n - 1).bit_length()
         if size > n:
             feats = np.concatenate([feats, np.zeros((size - n, *feats.shape[1:]), feats.dtype)])
-        emb, probs = self._speech_net.predict_on_batch({"features": feats.astype(np.float32)})
-        return {"embedding": np.asarray(emb, np.float32)[:n].mean(0),
-                "probs": np.asarray(probs, np.float32)[:n].mean(0)}
+        emb, probs = self._speech_net.embed({"features": feats.astype(np.float32)})
+        return {"embedding": emb[:n].mean(0),
+                "probs": apply_temperature(probs[:n], self.speech.temperature).mean(0)}
 
     def _fuse(self, faces: list[dict], speech: dict | None) -> tuple[np.ndarray | None, str]:
         face_p = project(np.mean([f["probs"] for f in faces], 0), self.face_classes, self.classes) \
@@ -245,7 +257,7 @@ class MultimodalEmotionRecognizer:
             return face_p, "face only"
         if self.fusion is None or not self.use_head:
             return self.late_weight * face_p + (1 - self.late_weight) * speech_p, "late fusion"
-        from emotion_keras.models.fusion import pad_frames
+        from emotion_keras.models.io import pad_frames
 
         cfg = self.fusion_config
         x = {}
@@ -255,9 +267,8 @@ class MultimodalEmotionRecognizer:
             x.update(face_frames=frames, face_mask=mask)
         if "speech" in cfg.modalities:
             x["speech"] = speech["embedding"][None]
-        names = input_names(self.fusion)
-        p = self.fusion.predict_on_batch({k: x[k] for k in names})
-        return np.asarray(p, np.float32)[0], "fusion"
+        p = self.fusion.probabilities({k: x[k] for k in self.fusion.input_names})
+        return apply_temperature(p, temperature_of(self.fusion_card))[0], "fusion"
 
     # ------------------------------------------------------------------ public API
 
@@ -265,19 +276,41 @@ class MultimodalEmotionRecognizer:
         return {c: round(float(v), 4) for c, v in zip(classes, p)}
 
     def _windows(self, path: Path, config: V.VideoConfig, info: V.MediaInfo, warnings: list[str]):
-        """Per window: ``(window, face results, face track, speech result)``, frames classified once."""
+        """Per window: ``(window, face results, face track, speech result)``, frames classified once.
+
+        Windows are read ahead until ``frame_batch`` new frames are waiting, and those frames (from
+        several windows) go through the face model in one call; at most that many frames and their
+        windows are held, so memory stays bounded for any length of video.
+        """
         self.tracker = None  # a new file: forget the previous face
         frame_results: dict[float, dict | None] = {}
-        for win in V.iter_windows(path, config, info, warnings):
-            new = [f for f in win.frames if f.time not in frame_results]
+        pending: list = []  # (window, its frames not classified yet)
+        waiting = 0
+
+        def drain():
+            new = [f for _, fs in pending for f in fs]
             for f, r in zip(new, self._faces(new)):
                 frame_results[f.time] = r
-            faces = [frame_results[f.time] for f in win.frames if frame_results.get(f.time) is not None]
-            track = [[round(f.time, 3), *frame_results[f.time]["box"]] for f in win.frames
-                     if frame_results.get(f.time) is not None]
-            for t in [t for t in frame_results if t < win.start + config.hop]:
-                del frame_results[t]  # older frames are never needed again (bounded memory)
-            yield win, faces, track, self._speech(win.audio, win.sample_rate)
+            for win, _ in pending:
+                faces = [frame_results[f.time] for f in win.frames if frame_results.get(f.time) is not None]
+                track = [[round(f.time, 3), *frame_results[f.time]["box"]] for f in win.frames
+                         if frame_results.get(f.time) is not None]
+                for t in [t for t in frame_results if t < win.start + config.hop]:
+                    del frame_results[t]  # older frames are never needed again (bounded memory)
+                yield win, faces, track, self._speech(win.audio, win.sample_rate)
+            pending.clear()
+
+        queued: set[float] = set()
+        for win in V.iter_windows(path, config, info, warnings):
+            new = [f for f in win.frames if f.time not in frame_results and f.time not in queued]
+            queued.update(f.time for f in new)
+            pending.append((win, new))
+            waiting += len(new)
+            if waiting >= self.frame_batch:
+                yield from drain()
+                queued.clear()
+                waiting = 0
+        yield from drain()
 
     def embed(self, path: str | Path, window: float = 2.5, hop: float = 1.0, fps: float = 5.0,
               max_side: int = 1280):

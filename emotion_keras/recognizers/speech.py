@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from emotion_keras.calibration import apply_temperature, temperature_of
 from emotion_keras.errors import InputError
 from emotion_keras.models import store
 from emotion_keras.preprocess import audio
@@ -31,20 +32,26 @@ class SpeechEmotionRecognizer:
 
     ``stream_seconds``: files longer than this are streamed (bounded memory, no trimming).
     ``batch_size``: windows per model call (a 10-minute file is 400 windows).
+    ``runtime="onnx"``: run the folder's exported ``model.onnx`` with onnxruntime (no TensorFlow/JAX).
+    Window probabilities are calibrated by the card's temperature before they are pooled.
     """
 
     task = "speech"
 
     def __init__(self, model_dir: str | Path | None = None, stream_seconds: float = 600.0,
-                 batch_size: int = 64):
+                 batch_size: int = 64, runtime: str = "keras"):
+        from emotion_keras.runtime import load_net
+
         self.model_dir = Path(model_dir) if model_dir else store.default_model_dir("speech")
-        self.model, self.card = store.load(self.model_dir)
+        self.runtime = runtime
+        self.net, self.card, self.model = load_net(self.model_dir, runtime)
         if self.card.get("task") not in (None, "speech"):
             raise store.ModelLoadError(f"{self.model_dir}: a {self.card.get('task')} model, not a speech "
                                        "model")
         self.classes: list[str] = list(self.card["classes"])
+        self.temperature = temperature_of(self.card)
         self.config = audio.SpeechFeatureConfig.from_dict(self.card.get("preprocessing") or {})
-        expected = tuple(int(d) for d in self.model.inputs[0].shape[1:])
+        expected = tuple(int(d) for d in self.net.input_shapes[self.net.input_names[0]])
         if expected != self.config.input_shape:
             raise store.ModelLoadError(
                 f"{self.model_dir}: the model takes {expected} features but its card's preprocessing "
@@ -70,9 +77,9 @@ class SpeechEmotionRecognizer:
             size = min(self.batch_size, 1 << (n - 1).bit_length())
             if size > n:
                 chunk = np.concatenate([chunk, np.zeros((size - n, *chunk.shape[1:]), np.float32)])
-            probs = self.model.predict_on_batch({"features": chunk})
-            out.append(np.asarray(probs, np.float32)[:n])
-        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+            out.append(self.net.probabilities({"features": chunk})[:n])
+        probs = np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+        return apply_temperature(probs, self.temperature)
 
     def warmup(self) -> None:
         """Compile the predict function for the common batch sizes (1, 2, 4)."""
