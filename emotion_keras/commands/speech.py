@@ -187,6 +187,38 @@ class WindowSet:
     clip: np.ndarray  # (windows,) index into ``records``
     records: list[Record]
     failed: list[tuple[str, str]]
+    prosody: np.ndarray | None = None  # (windows, prosody.DIM) float32 when the features include it
+
+    def inputs(self) -> dict[str, np.ndarray]:
+        """The model's named inputs (float32)."""
+        x = {"features": self.x.astype(np.float32)}
+        if self.prosody is not None:
+            x["prosody"] = self.prosody.astype(np.float32)
+        return x
+
+    def _subset(self, ok: np.ndarray) -> WindowSet:
+        return WindowSet(self.x[ok], self.clip[ok], self.records, self.failed,
+                         None if self.prosody is None else self.prosody[ok])
+
+    def concat(self, other: WindowSet) -> WindowSet:
+        """Windows of both sets (same ``records``: e.g. a set and its augmented copies)."""
+        return WindowSet(np.concatenate([self.x, other.x]), np.concatenate([self.clip, other.clip]),
+                         self.records, self.failed,
+                         None if self.prosody is None else np.concatenate([self.prosody, other.prosody]))
+
+    def normalised(self, mode: str, per: str) -> WindowSet:
+        """Speaker normalisation (``mode`` 'speaker') with statistics per ``per``: 'speaker' (training
+        speakers) or 'clip' (one file, as at inference); 'none' returns the set unchanged."""
+        from emotion_keras.preprocess.speaker_norm import normalise_groups
+
+        if mode == "none" or len(self.clip) == 0:
+            return self
+        if per == "speaker":
+            groups = np.asarray([str(self.records[i].subject) for i in self.clip])
+        else:
+            groups = self.clip
+        return WindowSet(normalise_groups(self.x, groups), self.clip, self.records, self.failed,
+                         None if self.prosody is None else normalise_groups(self.prosody, groups))
 
     def clip_labels(self) -> list[str]:
         return [r.label for r in self.records]
@@ -197,7 +229,7 @@ class WindowSet:
 
     def keep(self, classes: list[str]) -> WindowSet:
         ok = np.asarray([self.records[i].label in classes for i in self.clip], bool)
-        return WindowSet(self.x[ok], self.clip[ok], self.records, self.failed)
+        return self._subset(ok)
 
     def clip_metrics(self, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
         """Metrics over clips: each clip's window probabilities averaged."""
@@ -212,15 +244,30 @@ class WindowSet:
 
 
 def window_set(records: list[Record], config: SpeechFeatureConfig, progress: bool = True,
-               workers: int | None = None) -> WindowSet:
-    """Cached features of ``records``; unreadable clips are listed (and printed), not fatal."""
-    arrays = speech_features(records, config, workers=workers, progress=progress)
+               workers: int | None = None, augment=None) -> WindowSet:
+    """Cached features of ``records`` (or of ``augment.copies`` augmented versions of them);
+    unreadable clips are listed (and printed), not fatal."""
+    arrays = speech_features(records, config, workers=workers, progress=progress, augment=augment)
     failed = [(records[int(i)].name, str(e)) for i, e in zip(arrays["failed"], arrays["errors"])]
     for name, err in failed[:10]:
         print(f"skipped {err}", file=sys.stderr)
     if len(failed) > 10:
         print(f"... and {len(failed) - 10} more unreadable clips", file=sys.stderr)
-    return WindowSet(arrays["x"], arrays["clip"], list(records), failed)
+    return WindowSet(arrays["x"], arrays["clip"], list(records), failed, arrays.get("prosody"))
+
+
+def training_windows(records: list[Record], config: SpeechFeatureConfig, augment=None,
+                     progress: bool = True) -> WindowSet:
+    """Training windows: the clips, their augmented copies (cached), speaker-normalised per speaker."""
+    ws = window_set(records, config, progress)
+    if augment is not None and augment.copies > 0:
+        ws = ws.concat(window_set(records, config, progress, augment=augment))
+    return ws.normalised(config.speaker_norm, "speaker")
+
+
+def scoring_windows(records: list[Record], config: SpeechFeatureConfig, progress: bool = True) -> WindowSet:
+    """Windows of clips to score: normalised per file, as the recogniser does at inference."""
+    return window_set(records, config, progress).normalised(config.speaker_norm, "clip")
 
 
 # ---------------------------------------------------------------- training
@@ -233,9 +280,15 @@ def _model_config(model: dict[str, Any]):
 
 def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, Any], train: TrainConfig,
                  run_dir: str | Path, out: str | Path | None = None, name: str | None = None,
-                 classes: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
+                 classes: list[str] | None = None, progress: bool = True, augment=None,
+                 test: list[Record] | None = None, test_protocol: str | None = None,
+                 select_epoch: bool = True) -> dict[str, Any]:
     """Features, build, fit on windows, score the validation clips, save model + card.
 
+    ``augment``: an :class:`~emotion_keras.preprocess.augment_audio.AudioAugmentConfig` (training
+    clips get its cached copies). ``test``: clips scored with the chosen model and nothing chosen on
+    them (the outer fold of a cross-validation), reported as ``metrics["test"]``. ``select_epoch``
+    False keeps the last epoch (a fixed schedule) instead of the best one on the validation clips.
     Returns ``{"card", "metrics", "out", "fit", "model"}``. Rerunning with the same ``run_dir`` after
     a kill resumes from the last finished epoch (``train.fit``).
     """
@@ -245,8 +298,8 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
 
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir
-    tr = window_set(split.train, features, progress)
-    va = window_set(split.val, features, progress)
+    tr = training_windows(split.train, features, augment, progress)
+    va = scoring_windows(split.val, features, progress)
     if len(tr.x) == 0 or len(va.x) == 0:
         raise InputError(split.data.get("spec", "?"),
                          f"no usable clips ({len(tr.x)} train windows, {len(va.x)} validation windows)")
@@ -254,15 +307,30 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
     tr, va = tr.keep(classes), va.keep(classes)
 
     policy = trainlib.configure_precision(train)
+    if features.prosody != "none":
+        from emotion_keras.preprocess.prosody import DIM
+
+        model = {**model, "prosody_dim": DIM}
     model_cfg = _model_config(model)
     net = build_speech_model(model_cfg, classes, features.input_shape)
-    x_tr = {"features": tr.x.astype(np.float32)}
-    x_va = {"features": va.x.astype(np.float32)}
-    result = trainlib.fit(net, x_tr, tr.targets(classes), x_va, va.targets(classes), classes, train, run_dir)
+    x_tr, x_va = tr.inputs(), va.inputs()
+    last = _LastWeights() if not select_epoch else None
+    result = trainlib.fit(net, x_tr, tr.targets(classes), x_va, va.targets(classes), classes, train, run_dir,
+                          extra_callbacks=[last.callback()] if last else None)
+    if last is not None and last.weights is not None:
+        net.set_weights(last.weights)
     probs = net.predict(x_va, batch_size=train.batch_size, verbose=0)
-    # fit restores the best epoch by ``train.monitor`` on this same validation set: say so
-    protocol = f"{split.protocol}; epoch chosen by {train.monitor} on the validation speakers"
+    if select_epoch:  # fit restores the best epoch by ``train.monitor`` on this same validation set: say so
+        protocol = f"{split.protocol}; epoch chosen by {train.monitor} on the validation speakers"
+    else:
+        protocol = f"{split.protocol}; fixed schedule of {train.epochs} epochs, last epoch kept (nothing chosen on these clips)"
     val_metrics = {**va.clip_metrics(probs, classes), "protocol": protocol}
+    all_metrics = {"validation": val_metrics}
+    if test:
+        te = scoring_windows(test, features, progress).keep(classes)
+        te_probs = net.predict(te.inputs(), batch_size=train.batch_size, verbose=0)
+        all_metrics["test"] = {**te.clip_metrics(te_probs, classes),
+                               "protocol": test_protocol or "held-out test clips; nothing chosen on them"}
 
     name = name or run_dir.name
     card = {
@@ -275,14 +343,38 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
         "train_config": train.to_dict(),
         "data": {**split.data, "train_windows": int(len(tr.x)), "validation_windows": int(len(va.x)),
                  "unreadable": [f for f, _ in tr.failed + va.failed]},
-        "metrics": {"validation": val_metrics},
+        "metrics": all_metrics,
+        "augmentation": augment.to_dict() if augment is not None else None,
         "training": {"seconds": result["train_seconds"], "windows_per_second": result["samples_per_second"],
                      "epochs_run": result["epochs_run"], "dtype_policy": policy,
                      "window_level_validation": {k: result["validation"][k]
                                                  for k in ("accuracy", "uar", "macro_f1")}},
         "history": history_dict(run_dir, result["history"]),
     }
-    return save_trained(net, card, val_metrics, out, run_dir, result)
+    res = save_trained(net, card, val_metrics, out, run_dir, result)
+    if "test" in all_metrics:
+        atomic_write_json(run_dir / "test_result.json", {"metrics": all_metrics["test"],
+                                                         "validation": val_metrics})
+        res["test"] = all_metrics["test"]
+    return res
+
+
+class _LastWeights:
+    """Keeps the last epoch's weights (``fit`` restores the best epoch's at the end)."""
+
+    def __init__(self):
+        self.weights = None
+
+    def callback(self):
+        import keras
+
+        owner = self
+
+        class _Keep(keras.callbacks.Callback):
+            def on_train_end(self, logs=None):
+                owner.weights = self.model.get_weights()
+
+        return _Keep()
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -290,12 +382,30 @@ def _summary(values: list[float]) -> dict[str, float]:
     return {"mean": round(float(a.mean()), 4), "std": round(float(a.std()), 4)}
 
 
+def inner_split(split: Split, fold: int, folds: list[Split]) -> Split:
+    """The inner validation of outer fold ``fold`` (0-based): the next fold's speakers, taken out of
+    its training speakers, so epochs are chosen without looking at the speakers the fold reports."""
+    inner = set(folds[(fold + 1) % len(folds)].data["validation_speakers"])
+    train = [r for r in split.train if r.subject not in inner]
+    val = [r for r in split.train if r.subject in inner]
+    word, ds = _speaker_word(split.train), _ds_name(split.train)
+    protocol = (f"{ds} inner validation on {word} {_speaker_list(inner)} ({len(val):,} clips), trained on "
+                f"{_speaker_list(subjects_of(train))} ({len(train):,} clips)")
+    return Split(train, val, protocol, {**split.data, "train_speakers": subjects_of(train),
+                                        "inner_validation_speakers": sorted(inner, key=lambda s: (len(s), s)),
+                                        "train_clips": len(train), "validation_clips": len(val)})
+
+
 def crossvalidate_speech(records: list[Record], k: int, features: SpeechFeatureConfig,
                          model: dict[str, Any], train: TrainConfig, run_dir: str | Path,
-                         classes: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
+                         classes: list[str] | None = None, progress: bool = True, augment=None,
+                         inner: bool = True) -> dict[str, Any]:
     """Speaker-grouped k-fold CV: one model per fold in ``run_dir/fold<i>``; writes ``cv.json``/``cv.md``.
 
-    Folds already finished (their ``train_result.json`` exists) are read back, not retrained.
+    With ``inner`` (the default) each fold trains on k-2 speaker groups, chooses its epoch on the next
+    group (:func:`inner_split`) and reports the held-out group it never looked at; without it, the
+    epoch is chosen on the reported group (optimistic; kept for comparison with older figures).
+    Folds already finished are read back, not retrained.
     """
     from emotion_keras.labels import class_list
 
@@ -305,23 +415,33 @@ def crossvalidate_speech(records: list[Record], k: int, features: SpeechFeatureC
     rows = []
     for i, split in enumerate(folds, 1):
         fold_dir = run_dir / f"fold{i}"
-        done = fold_dir / "train_result.json"
+        done = fold_dir / ("test_result.json" if inner else "train_result.json")
         if done.exists():
             m = json.loads(done.read_text())["metrics"]
         else:
             print(f"[fold {i}/{k}] {split.protocol}", file=sys.stderr)
-            m = train_speech(split, features, model, train, fold_dir, classes=classes,
-                             progress=progress)["metrics"]
+            if inner:
+                res = train_speech(inner_split(split, i - 1, folds), features, model, train, fold_dir,
+                                   classes=classes, progress=progress, augment=augment, test=split.val,
+                                   test_protocol=split.protocol)
+                m = res["test"]
+            else:
+                m = train_speech(split, features, model, train, fold_dir, classes=classes,
+                                 progress=progress, augment=augment)["metrics"]
         rows.append({"fold": i, "validation_speakers": split.data["validation_speakers"],
                      **{key: round(m[key], 4) for key in ("accuracy", "uar", "macro_f1")}, "n": m["n"]})
+    chosen = ("each fold's epoch chosen by {m} on inner validation speakers (the next fold's group, "
+              "out of its training speakers), never on the speakers it reports" if inner else
+              "each fold's epoch chosen by {m} on its held-out speakers").format(m=train.monitor)
     protocol = (f"{_ds_name(records)} speaker-grouped {k}-fold cross-validation ({_speaker_word(records)} "
                 + "; ".join(_speaker_list(r["validation_speakers"]) for r in rows)
-                + f" held out in turn; {len(records):,} clips); each fold's epoch chosen by {train.monitor} on "
-                "its held-out speakers; clip-level scores, mean ± std over folds")
+                + f" held out in turn; {len(records):,} clips); {chosen}; speaker normalisation "
+                f"{features.speaker_norm!r} (statistics of training speakers; held-out clips per file); "
+                "clip-level scores, mean ± std over folds")
     report = {"task": "speech", "protocol": protocol, "classes": classes,
               **{key: _summary([r[key] for r in rows]) for key in ("accuracy", "uar", "macro_f1")},
               "folds": rows, "preprocessing": features.to_dict(), "model_config": model,
-              "train_config": train.to_dict()}
+              "train_config": train.to_dict(), "augmentation": augment.to_dict() if augment else None}
     atomic_write_json(run_dir / "cv.json", report)
     lines = ["# Speech cross-validation", "", f"Protocol: {protocol}.", "",
              "| fold | held-out speakers | clips | accuracy | UAR | macro-F1 |", "|---|---|---:|---:|---:|---:|"]
@@ -356,10 +476,12 @@ def evaluate_speech(model_dir: str | Path, data: str, speakers: str | None = Non
               file=sys.stderr)
     if not records:
         raise InputError(data, f"no clips with the model's classes {classes}")
-    ws = window_set(records, config, progress)
+    ws = scoring_windows(records, config, progress)
     if len(ws.x) == 0:
         raise InputError(data, "no usable clips")
-    probs = net.predict({"features": ws.x.astype(np.float32)}, batch_size=64, verbose=0)
+    from emotion_keras.models.io import model_feed
+
+    probs = net.predict(model_feed(net, ws.inputs()), batch_size=64, verbose=0)
     m = ws.clip_metrics(probs, classes)
     seen = set(card.get("data", {}).get("train_speakers", []))
     evaluated = subjects_of(records)

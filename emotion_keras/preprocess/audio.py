@@ -56,6 +56,7 @@ class SpeechFeatureConfig(Config):
     prosody: str = "none"  # none | praat: a second model input "prosody" per window (prosody.py)
     vad: str = "webrtc"  # webrtc | energy | none: skip windows without speech in multi-window audio
     vad_min_speech: float = 0.1  # fraction of 30 ms frames that must be speech
+    vad_min_seconds: float = 10.0  # only recordings longer than this are VAD-filtered (not utterances)
 
     def __post_init__(self):
         if self.feature not in ("logmel", "mfcc"):
@@ -448,9 +449,10 @@ def waveform_segments(y: np.ndarray, config: SpeechFeatureConfig, path: str | Pa
         prepare(y, config, path)
     segs, spans = [], []
     bounds = window_bounds(len(y), config)
+    long = len(bounds) > 1 and len(y) > config.vad_min_seconds * config.sr
     for s, e in bounds:
         seg = y[s:e]
-        if not _keep_window(seg, config, len(bounds) > 1):
+        if not _keep_window(seg, config, long):
             continue
         segs.append(seg)
         spans.append(((offset + s) / config.sr, (offset + e) / config.sr))
@@ -501,7 +503,7 @@ def stream_windows(path: str | Path, config: SpeechFeatureConfig, batch: int = 3
     any_window = False
     any_sound = False
     last_end = 0
-    several = True  # set once the length is known: a recording of one window is never VAD-filtered
+    several = False  # a short recording (all of it seen in the first block) is never VAD-filtered
 
     def emit(seg, s):
         nonlocal any_window, any_sound, last_end
@@ -520,6 +522,7 @@ def stream_windows(path: str | Path, config: SpeechFeatureConfig, batch: int = 3
     for block in stream_audio(path, config.sr, block_seconds):
         buf = np.concatenate([buf, block])
         total += len(block)
+        several = total > w and total > config.vad_min_seconds * config.sr
         while next_start + w <= buf_start + len(buf) and total > next_start + w:
             # a window strictly inside the audio so far: the final one is handled below
             emit(buf[next_start - buf_start:next_start - buf_start + w], next_start)
@@ -535,7 +538,7 @@ def stream_windows(path: str | Path, config: SpeechFeatureConfig, batch: int = 3
                                f"{config.min_seconds:.2f} s of audio is needed)")
     # the last window: the whole clip when it fits in one window, else aligned to the end
     start = max(0, total - w)
-    several = total > w
+    several = total > w and total > config.vad_min_seconds * config.sr
     if total <= w or last_end < total:
         emit(buf[start - buf_start:], start)
     if feats:

@@ -1,8 +1,8 @@
 """Voice activity: does a window of a long recording hold speech, or only silence, music or noise?
 
-WebRTC's VAD (``webrtcvad-wheels``, a GMM over 30 ms frames of 16-bit PCM) when installed, else an
-energy detector (frames within ``energy_db`` of the recording's loudest frames and above an absolute
-floor). Only used to skip windows of recordings longer than one window, so a single short clip is
+WebRTC's VAD (``webrtcvad-wheels``, a GMM over 30 ms frames of 16-bit PCM; frames must also be above
+-55 dBFS) when installed, else an energy detector (30 ms frames above -45 dBFS RMS: louder than room
+noise, quieter than speech close to a microphone). Only used to skip windows of recordings longer than one window, so a single short clip is
 never discarded because the detector missed its speech.
 """
 
@@ -23,7 +23,7 @@ def _webrtc():
 
 
 def speech_fraction(y: np.ndarray, sr: int, mode: str = "webrtc", aggressiveness: int = 2,
-                    floor_dbfs: float = -55.0) -> float:
+                    floor_dbfs: float | None = None) -> float:
     """Fraction of 30 ms frames of ``y`` (float mono at ``sr``) that hold speech."""
     if mode == "none":
         return 1.0
@@ -33,7 +33,10 @@ def speech_fraction(y: np.ndarray, sr: int, mode: str = "webrtc", aggressiveness
         return 0.0
     y = np.asarray(y[:frames * n], np.float32)
     vad_mod = _webrtc() if mode == "webrtc" else None
-    if vad_mod is not None and sr in (8000, 16000, 32000, 48000):
+    webrtc = vad_mod is not None and sr in (8000, 16000, 32000, 48000)
+    if floor_dbfs is None:
+        floor_dbfs = -55.0 if webrtc else -45.0
+    if webrtc:
         vad = vad_mod.Vad(int(aggressiveness))
         pcm = (np.clip(y, -1.0, 1.0) * 32767).astype("<i2").reshape(frames, n)
         energy_ok = _energy_frames(pcm.astype(np.float32) / 32767, floor_dbfs)

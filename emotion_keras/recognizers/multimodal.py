@@ -212,7 +212,6 @@ class MultimodalEmotionRecognizer:
 
     def _speech(self, audio: np.ndarray | None, sr: int) -> dict | None:
         """Speech embedding and probabilities of one window's audio (None: no audio, silence, too short)."""
-
         if audio is None or audio.size == 0:
             return None
         cfg = self.speech.config
