@@ -206,13 +206,33 @@ class WindowSet:
                          self.records, self.failed,
                          None if self.prosody is None else np.concatenate([self.prosody, other.prosody]))
 
-    def normalised(self, mode: str, per: str) -> WindowSet:
-        """Speaker normalisation (``mode`` 'speaker') with statistics per ``per``: 'speaker' (training
-        speakers) or 'clip' (one file, as at inference); 'none' returns the set unchanged."""
-        from emotion_keras.preprocess.speaker_norm import normalise_groups
+    def speaker_prior(self) -> dict[str, dict]:
+        """The typical speaker's statistics per input (for per-file normalisation at inference)."""
+        from emotion_keras.preprocess.speaker_norm import speaker_prior
+
+        groups = np.asarray([str(self.records[i].subject) for i in self.clip])
+        out = {"features": speaker_prior(self.x, groups)}
+        if self.prosody is not None:
+            out["prosody"] = speaker_prior(self.prosody, groups)
+        return out
+
+    def normalised(self, mode: str, per: str, prior: dict | None = None) -> WindowSet:
+        """Speaker normalisation (``mode`` 'speaker') with statistics per ``per``: 'speaker' (each
+        speaker's own) or 'clip' (one file's, shrunk towards ``prior`` as the recogniser does);
+        'none' returns the set unchanged."""
+        from emotion_keras.preprocess.speaker_norm import normalise_file, normalise_groups
 
         if mode == "none" or len(self.clip) == 0:
             return self
+        if per == "clip" and prior:
+            x = np.empty(self.x.shape, np.float32)
+            pr = None if self.prosody is None else np.empty(self.prosody.shape, np.float32)
+            for c in np.unique(self.clip):
+                idx = np.flatnonzero(self.clip == c)
+                x[idx] = normalise_file(self.x[idx], prior.get("features"))
+                if pr is not None:
+                    pr[idx] = normalise_file(self.prosody[idx], prior.get("prosody"))
+            return WindowSet(x, self.clip, self.records, self.failed, pr)
         if per == "speaker":
             groups = np.asarray([str(self.records[i].subject) for i in self.clip])
         else:
@@ -265,9 +285,12 @@ def training_windows(records: list[Record], config: SpeechFeatureConfig, augment
     return ws.normalised(config.speaker_norm, "speaker")
 
 
-def scoring_windows(records: list[Record], config: SpeechFeatureConfig, progress: bool = True) -> WindowSet:
-    """Windows of clips to score: normalised per file, as the recogniser does at inference."""
-    return window_set(records, config, progress).normalised(config.speaker_norm, "clip")
+def scoring_windows(records: list[Record], config: SpeechFeatureConfig, progress: bool = True,
+                    per: str = "speaker", prior: dict | None = None) -> WindowSet:
+    """Windows of clips to score. With speaker normalisation, ``per="speaker"`` standardises each
+    (held-out) speaker with the statistics of their own clips, labels unused: the enrolment setting,
+    where several utterances of a speaker are seen; ``per="clip"`` uses one file's statistics only."""
+    return window_set(records, config, progress).normalised(config.speaker_norm, per, prior)
 
 
 # ---------------------------------------------------------------- training
@@ -300,6 +323,7 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
     out = Path(out) if out else run_dir
     tr = training_windows(split.train, features, augment, progress)
     va = scoring_windows(split.val, features, progress)
+    prior = window_set(split.train, features, False).speaker_prior() if features.speaker_norm != "none" else None
     if len(tr.x) == 0 or len(va.x) == 0:
         raise InputError(split.data.get("spec", "?"),
                          f"no usable clips ({len(tr.x)} train windows, {len(va.x)} validation windows)")
@@ -331,6 +355,12 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
         te_probs = net.predict(te.inputs(), batch_size=train.batch_size, verbose=0)
         all_metrics["test"] = {**te.clip_metrics(te_probs, classes),
                                "protocol": test_protocol or "held-out test clips; nothing chosen on them"}
+        if features.speaker_norm != "none":  # the single-clip case: one file's statistics only
+            tc = scoring_windows(test, features, progress, per="clip", prior=prior).keep(classes)
+            all_metrics["test_per_file"] = {
+                **tc.clip_metrics(net.predict(tc.inputs(), batch_size=train.batch_size, verbose=0), classes),
+                "protocol": (test_protocol or "held-out test clips") + "; each clip normalised on its own, "
+                            "as the recogniser does (its statistics shrunk towards the typical training speaker's)"}
 
     name = name or run_dir.name
     card = {
@@ -345,6 +375,7 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
                  "unreadable": [f for f, _ in tr.failed + va.failed]},
         "metrics": all_metrics,
         "augmentation": augment.to_dict() if augment is not None else None,
+        "speaker_norm_prior": prior,
         "training": {"seconds": result["train_seconds"], "windows_per_second": result["samples_per_second"],
                      "epochs_run": result["epochs_run"], "dtype_policy": policy,
                      "window_level_validation": {k: result["validation"][k]
@@ -354,6 +385,7 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
     res = save_trained(net, card, val_metrics, out, run_dir, result)
     if "test" in all_metrics:
         atomic_write_json(run_dir / "test_result.json", {"metrics": all_metrics["test"],
+                                                         "per_file": all_metrics.get("test_per_file"),
                                                          "validation": val_metrics})
         res["test"] = all_metrics["test"]
     return res
@@ -391,9 +423,12 @@ def inner_split(split: Split, fold: int, folds: list[Split]) -> Split:
     word, ds = _speaker_word(split.train), _ds_name(split.train)
     protocol = (f"{ds} inner validation on {word} {_speaker_list(inner)} ({len(val):,} clips), trained on "
                 f"{_speaker_list(subjects_of(train))} ({len(train):,} clips)")
+    inner_ids = sorted(inner, key=lambda s: (len(s), s))
     return Split(train, val, protocol, {**split.data, "train_speakers": subjects_of(train),
-                                        "inner_validation_speakers": sorted(inner, key=lambda s: (len(s), s)),
-                                        "train_clips": len(train), "validation_clips": len(val)})
+                                        "validation_speakers": inner_ids, "inner_validation_speakers": inner_ids,
+                                        "test_speakers": split.data["validation_speakers"],
+                                        "train_clips": len(train), "validation_clips": len(val),
+                                        "test_clips": len(split.val)})
 
 
 def crossvalidate_speech(records: list[Record], k: int, features: SpeechFeatureConfig,
@@ -416,32 +451,39 @@ def crossvalidate_speech(records: list[Record], k: int, features: SpeechFeatureC
     for i, split in enumerate(folds, 1):
         fold_dir = run_dir / f"fold{i}"
         done = fold_dir / ("test_result.json" if inner else "train_result.json")
+        per_file = None
         if done.exists():
-            m = json.loads(done.read_text())["metrics"]
+            saved = json.loads(done.read_text())
+            m, per_file = saved["metrics"], saved.get("per_file")
         else:
             print(f"[fold {i}/{k}] {split.protocol}", file=sys.stderr)
             if inner:
                 res = train_speech(inner_split(split, i - 1, folds), features, model, train, fold_dir,
                                    classes=classes, progress=progress, augment=augment, test=split.val,
                                    test_protocol=split.protocol)
-                m = res["test"]
+                m, per_file = res["test"], res["card"]["metrics"].get("test_per_file")
             else:
                 m = train_speech(split, features, model, train, fold_dir, classes=classes,
                                  progress=progress, augment=augment)["metrics"]
         rows.append({"fold": i, "validation_speakers": split.data["validation_speakers"],
-                     **{key: round(m[key], 4) for key in ("accuracy", "uar", "macro_f1")}, "n": m["n"]})
+                     **{key: round(m[key], 4) for key in ("accuracy", "uar", "macro_f1")}, "n": m["n"],
+                     **({"per_file": {key: round(per_file[key], 4) for key in ("accuracy", "uar")}}
+                        if per_file else {})})
     chosen = ("each fold's epoch chosen by {m} on inner validation speakers (the next fold's group, "
               "out of its training speakers), never on the speakers it reports" if inner else
               "each fold's epoch chosen by {m} on its held-out speakers").format(m=train.monitor)
     protocol = (f"{_ds_name(records)} speaker-grouped {k}-fold cross-validation ({_speaker_word(records)} "
                 + "; ".join(_speaker_list(r["validation_speakers"]) for r in rows)
                 + f" held out in turn; {len(records):,} clips); {chosen}; speaker normalisation "
-                f"{features.speaker_norm!r} (statistics of training speakers; held-out clips per file); "
+                f"{features.speaker_norm!r} (training speakers with their own statistics; inner-validation "
+                "and held-out speakers each with the statistics of their own unlabelled clips); "
                 "clip-level scores, mean ± std over folds")
     report = {"task": "speech", "protocol": protocol, "classes": classes,
               **{key: _summary([r[key] for r in rows]) for key in ("accuracy", "uar", "macro_f1")},
               "folds": rows, "preprocessing": features.to_dict(), "model_config": model,
               "train_config": train.to_dict(), "augmentation": augment.to_dict() if augment else None}
+    if all("per_file" in r for r in rows):  # speaker-normalised models scored one clip at a time
+        report["per_file"] = {key: _summary([r["per_file"][key] for r in rows]) for key in ("accuracy", "uar")}
     atomic_write_json(run_dir / "cv.json", report)
     lines = ["# Speech cross-validation", "", f"Protocol: {protocol}.", "",
              "| fold | held-out speakers | clips | accuracy | UAR | macro-F1 |", "|---|---|---:|---:|---:|---:|"]
@@ -581,7 +623,16 @@ def feature_config_from_args(args) -> SpeechFeatureConfig:
     base = json_arg(getattr(args, "feature_config", None), "--feature-config")
     return SpeechFeatureConfig.from_dict(
         base, feature=getattr(args, "feature", None), n_mels=getattr(args, "n_mels", None),
-        window_seconds=getattr(args, "window_seconds", None), hop_seconds=getattr(args, "hop_seconds", None))
+        window_seconds=getattr(args, "window_seconds", None), hop_seconds=getattr(args, "hop_seconds", None),
+        speaker_norm=getattr(args, "speaker_norm", None), prosody=getattr(args, "prosody", None))
+
+
+def augment_config_from_args(args):
+    """``--augment-copies N`` -> an AudioAugmentConfig (None: no waveform augmentation)."""
+    from emotion_keras.preprocess.augment_audio import AudioAugmentConfig
+
+    copies = getattr(args, "augment_copies", None)
+    return AudioAugmentConfig(copies=copies) if copies else None
 
 
 def model_config_dict_from_args(args) -> dict[str, Any]:
@@ -617,6 +668,10 @@ def _add_feature_args(p):
     g.add_argument("--n-mels", type=int, help="mel bands (default 64)")
     g.add_argument("--window-seconds", type=float, help="window length (default 3.0)")
     g.add_argument("--hop-seconds", type=float, help="hop between windows of long clips (default 1.5)")
+    g.add_argument("--speaker-norm", choices=("none", "speaker"),
+                   help="speaker: standardise per training speaker (per file at inference); default none")
+    g.add_argument("--prosody", choices=("none", "praat"),
+                   help="praat: prosody (F0, voicing, intensity, jitter, shimmer, HNR) as a second input")
     g.add_argument("--workers", type=int, help="feature processes (default: all cores)")
 
 
@@ -647,6 +702,10 @@ def register(subparsers) -> None:
     _add_feature_args(tp)
     _add_model_args(tp)
     add_train_args(tp)
+    tp.add_argument("--augment-copies", type=int, metavar="N",
+                    help="N augmented copies per training clip (speed, pitch, noise, reverb, gain; cached)")
+    tp.add_argument("--no-inner", action="store_true",
+                    help="with --folds: choose epochs on the reported fold (older, optimistic protocol)")
     add_run_args(tp, "speech")
     tp.set_defaults(func=cmd_train)
 
@@ -709,8 +768,10 @@ def cmd_train(args) -> int:
     classes = classes_arg(args)
     if args.folds:
         records = read_records(args.data, classes, not args.no_calm, args.speakers)
-        run_dir = _default_run_dir(args, (args.data, args.folds, features.to_dict(), model, train.to_dict()))
-        report = crossvalidate_speech(records, args.folds, features, model, train, run_dir, classes)
+        run_dir = _default_run_dir(args, (args.data, args.folds, features.to_dict(), model, train.to_dict(),
+                                          args.augment_copies, args.no_inner))
+        report = crossvalidate_speech(records, args.folds, features, model, train, run_dir, classes,
+                                      augment=augment_config_from_args(args), inner=not args.no_inner)
         print(f"{report['protocol']}\n  accuracy {report['accuracy']['mean']:.3f} ± "
               f"{report['accuracy']['std']:.3f}  UAR {report['uar']['mean']:.3f} ± {report['uar']['std']:.3f}"
               f"  macro-F1 {report['macro_f1']['mean']:.3f} ± {report['macro_f1']['std']:.3f}\n"
@@ -721,7 +782,8 @@ def cmd_train(args) -> int:
     if skip_finished_run(run_dir, args.force):
         return 0
     print(f"run directory: {run_dir}\nprotocol: {split.protocol}", file=sys.stderr)
-    res = train_speech(split, features, model, train, run_dir, out=args.out, name=args.name, classes=classes)
+    res = train_speech(split, features, model, train, run_dir, out=args.out, name=args.name, classes=classes,
+                       augment=augment_config_from_args(args))
     print(saved_line(res))
     return 0
 

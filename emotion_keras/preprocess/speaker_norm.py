@@ -5,8 +5,14 @@ Features are standardised per feature dimension with statistics of one *group* o
 * at training time a group is a speaker (statistics over all of that speaker's training windows), so
   a speaker's voice (pitch range, timbre, recording chain) is subtracted but the differences between
   their emotions are kept;
-* at inference (and on held-out speakers) a group is one file: the recogniser never knows who is
-  speaking, and a long recording is mostly one speaker anyway. Streams use running statistics.
+* a held-out speaker in cross-validation is standardised with the statistics of their own clips
+  (labels unused): the enrolment setting;
+* at inference a group is one file: the recogniser never knows who is speaking, and a long recording
+  is mostly one speaker anyway. A 3 s clip is too short to estimate a voice from (its own mean is
+  mostly its emotion), so file statistics are shrunk towards the *typical training speaker's*
+  statistics (the ``prior`` on the model card) with a weight of ``PRIOR_FRAMES`` frames: a short clip
+  is normalised almost as an average speaker, a long recording almost by itself. Streams use running
+  statistics with the same prior.
 
 Padding frames (all zero, after :func:`emotion_keras.preprocess.audio.window_feature`) are neither
 counted nor changed. Plain numpy: used by training, evaluation and the recogniser alike.
@@ -18,6 +24,7 @@ import numpy as np
 
 MODES = ("none", "speaker")  # 'speaker': per-speaker at training, per-file at inference
 EPS = 1e-3
+PRIOR_FRAMES = 3000.0  # one minute of 20 ms frames
 
 
 def valid_frames(x: np.ndarray) -> np.ndarray:
@@ -63,18 +70,39 @@ def normalise_groups(x: np.ndarray, groups) -> np.ndarray:
     return out
 
 
-def normalise_file(x: np.ndarray) -> np.ndarray:
-    """All windows of one file as one group (what the recogniser does at inference)."""
-    return normalise_groups(x, np.zeros(len(x), int))
+def speaker_prior(x: np.ndarray, groups) -> dict[str, list[float]]:
+    """The typical speaker: mean over groups of their per-feature means and variances (JSON-able)."""
+    groups = np.asarray(groups)
+    means, vars_ = [], []
+    for g in np.unique(groups):
+        s, ss, n = frame_stats(x[groups == g])
+        m = s / max(n, 1.0)
+        means.append(m)
+        vars_.append(np.maximum(ss / max(n, 1.0) - m ** 2, 0.0))
+    return {"mean": np.mean(means, 0).round(6).tolist(), "var": np.mean(vars_, 0).round(6).tolist()}
+
+
+def _with_prior(s, ss, n, prior, weight):
+    if not prior:
+        return s, ss, n
+    m0, v0 = np.asarray(prior["mean"], np.float64), np.asarray(prior["var"], np.float64)
+    return s + weight * m0, ss + weight * (v0 + m0 ** 2), n + weight
+
+
+def normalise_file(x: np.ndarray, prior: dict | None = None, weight: float = PRIOR_FRAMES) -> np.ndarray:
+    """All windows of one file as one group (inference), its statistics shrunk towards ``prior``."""
+    return standardise(x, *_mean_std(*_with_prior(*frame_stats(x), prior, weight)))
 
 
 class RunningNormaliser:
     """Per-file normalisation of a stream: statistics over every window seen so far, this batch
-    included, so a long recording's first minute is normalised as well as it can be at that point."""
+    included (shrunk towards ``prior``), so a long recording's first minute is normalised as well
+    as it can be at that point."""
 
-    def __init__(self):
+    def __init__(self, prior: dict | None = None, weight: float = PRIOR_FRAMES):
         self.s = self.ss = None
         self.n = 0.0
+        self.prior, self.weight = prior, weight
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         s, ss, n = frame_stats(x)
@@ -83,4 +111,4 @@ class RunningNormaliser:
         else:
             self.s, self.ss = self.s + s, self.ss + ss
         self.n += n
-        return standardise(x, *_mean_std(self.s, self.ss, self.n))
+        return standardise(x, *_mean_std(*_with_prior(self.s, self.ss, self.n, self.prior, self.weight)))

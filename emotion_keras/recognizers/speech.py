@@ -72,9 +72,11 @@ class SpeechEmotionRecognizer:
         (``running``: one :class:`~emotion_keras.preprocess.speaker_norm.RunningNormaliser` per input)."""
         if self.config.speaker_norm == "none":
             return inputs
+        prior = self.card.get("speaker_norm_prior") or {}
         if running is not None:
-            return {k: running.setdefault(k, speaker_norm.RunningNormaliser())(v) for k, v in inputs.items()}
-        return {k: speaker_norm.normalise_file(v) for k, v in inputs.items()}
+            return {k: running.setdefault(k, speaker_norm.RunningNormaliser(prior.get(k)))(v)
+                    for k, v in inputs.items()}
+        return {k: speaker_norm.normalise_file(v, prior.get(k)) for k, v in inputs.items()}
 
     def waveform_inputs(self, y: np.ndarray, path: str | Path = "<waveform>") -> tuple[dict, np.ndarray]:
         """Normalised model inputs and spans of a waveform at ``config.sr`` (InputError: no speech)."""
