@@ -62,3 +62,17 @@ def test_config_validates_modes():
     for bad in ({"speaker_norm": "global"}, {"prosody": "opensmile"}, {"vad": "silero"}):
         with pytest.raises(ConfigError):
             SpeechFeatureConfig(**bad)
+
+
+def test_prior_shrinks_short_files_towards_the_typical_speaker():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([_windows(rng, 20, 0.0, 1.0), _windows(rng, 20, 4.0, 1.0)])
+    prior = sn.speaker_prior(x, ["a"] * 20 + ["b"] * 20)
+    assert np.allclose(prior["mean"], 2.0, atol=0.1) and np.allclose(prior["var"], 1.0, atol=0.15)
+    clip = _windows(rng, 1, 3.0, 1.0)  # 10 frames: mostly the prior
+    short = sn.normalise_file(clip, prior)
+    assert short.mean() == pytest.approx(1.0, abs=0.3)  # (3 - 2) / 1: its offset kept, as an emotion
+    long = sn.normalise_file(np.repeat(clip, 2000, axis=0), prior)  # 20,000 frames: mostly itself
+    assert abs(long.mean()) < 0.2
+    run = sn.RunningNormaliser(prior)
+    assert np.allclose(run(clip), short, atol=1e-5)
