@@ -43,6 +43,9 @@ ROWS = {
     "mfcc+speaker+augment": ({"feature": "mfcc", "speaker_norm": "speaker"}, {}, {"copies": 1}),
     "mfcc+speaker+prosody": ({"feature": "mfcc", "speaker_norm": "speaker", "prosody": "praat"}, {}, None),
     "logmel+speaker": ({"feature": "logmel", "speaker_norm": "speaker"}, {}, None),
+    "logmel": ({"feature": "logmel"}, {}, None),
+    "mfcc+prosody": ({"feature": "mfcc", "prosody": "praat"}, {}, None),
+    "mfcc+augment": ({"feature": "mfcc"}, {}, {"copies": 1}),
 }
 
 
