@@ -5,7 +5,7 @@ The configuration is a row of ``docs/benchmarks/speech_cv.json`` (``--row``, def
 best mean 5-fold UAR). Its epoch count is the median of the epochs its 5 folds chose on their inner
 validation speakers, so nothing about the final model is chosen on data it is scored on. It trains on
 all 20 RAVDESS actors for that fixed schedule (last epoch kept), then is scored, as a cross-corpus
-check that chose nothing, on the CREMA-D clips in ``../shared/data/cremad_av`` (the 6 classes CREMA-D
+check that chose nothing, on the CREMA-D clips in ``../shared/data/cremad_av/resampled`` (the 6 classes CREMA-D
 shares with RAVDESS; 12 clips of 2 actors: indicative only). The card carries the 5-fold figure with
 its protocol as ``metrics.cv5`` and the CREMA-D figure as ``metrics.validation``.
 
@@ -69,7 +69,7 @@ def main(argv=None):
     classes = cv.get("classes") or ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "calm"]
     ravdess = read_records(f"ravdess:{DATA / 'ravdess_speech'}")
     classes = sorted({r.label for r in ravdess}, key=lambda c: [*classes, c].index(c))
-    cremad = [r for r in read_records(f"cremad:{DATA / 'cremad_av' / 'data'}") if r.label in classes]
+    cremad = [r for r in read_records(f"cremad:{DATA / 'cremad_av' / 'resampled'}") if r.label in classes]
     shared = sorted({r.label for r in cremad})
     protocol = (f"cross-corpus: CREMA-D actors {', '.join(subjects_of(cremad))} ({len(cremad)} clips, the classes "
                 f"it shares with RAVDESS: {', '.join(shared)}; English, other speakers and recording set-up); "
