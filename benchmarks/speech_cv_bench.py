@@ -68,6 +68,37 @@ def run_row(name, records, epochs, out_root, backend):
             "backend": backend}
 
 
+def partial_row(name, out_root, backend):
+    """A row from the folds finished so far (``--report-only``): marked partial when under 5."""
+    import numpy as np
+
+    feats, model, aug = ROWS[name]
+    folds = []
+    for i in range(1, 6):
+        path = out_root / name / f"fold{i}" / "test_result.json"
+        if path.exists():
+            d = json.loads(path.read_text())
+            folds.append({"fold": i, **{k: round(d["metrics"][k], 4) for k in ("accuracy", "uar", "macro_f1")},
+                          "n": d["metrics"]["n"], **({"per_file": {k: round(d["per_file"][k], 4)
+                                                                  for k in ("accuracy", "uar")}}
+                                                     if d.get("per_file") else {})})
+    if not folds:
+        return None
+
+    def summ(vals):
+        return {"mean": round(float(np.mean(vals)), 4), "std": round(float(np.std(vals)), 4)}
+
+    row = {"name": name if len(folds) == 5 else f"{name} (partial: folds {', '.join(str(f['fold']) for f in folds)})",
+           "features": feats.get("feature"), "speaker_norm": feats.get("speaker_norm", "none"),
+           "prosody": feats.get("prosody", "none"), "augmentation": aug or {}, "model": {**BASE_MODEL, **model},
+           **{k: summ([f[k] for f in folds]) for k in ("accuracy", "uar", "macro_f1")}, "folds": folds,
+           "backend": backend, "protocol": "as above" + ("" if len(folds) == 5 else
+                                                        f"; only {len(folds)} of 5 folds finished in the time")}
+    if all("per_file" in f for f in folds):
+        row["per_file"] = {k: summ([f["per_file"][k] for f in folds]) for k in ("accuracy", "uar")}
+    return row
+
+
 def egemaps_row(records):
     """eGeMAPS v02 functionals + logistic regression on the same 5 folds (inner folds unused: the
     regression has no epochs; C fixed at 1). Skipped when opensmile is not installed."""
@@ -146,6 +177,8 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--runs", default=str(ROOT / "runs" / "speech" / "cv_bench"))
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"))
+    ap.add_argument("--report-only", action="store_true",
+                    help="train nothing: tabulate the folds finished so far (partial rows marked)")
     args = ap.parse_args(argv)
     import keras
 
@@ -166,6 +199,11 @@ def main(argv=None):
         if name == "egemaps":
             row = egemaps_row(records)
             rows[row["name"]] = row
+        elif args.report_only:
+            row = None if name in rows else partial_row(name, Path(args.runs), keras.backend.backend())
+            if row is not None:  # finished rows keep their full record
+                rows = {k: v for k, v in rows.items() if not k.startswith(name + " (partial")}
+                rows[row["name"]] = row
         else:
             rows[name] = run_row(name, records, args.epochs, Path(args.runs), keras.backend.backend())
             print(f"  accuracy {rows[name]['accuracy']}  uar {rows[name]['uar']}", file=sys.stderr, flush=True)
