@@ -69,9 +69,7 @@ def bench_features(data: Path, quick: bool) -> dict:
 # ---------------------------------------------------------------- 2. inference (subprocess)
 
 def worker_infer(data: Path, model_dir: Path, quick: bool) -> dict:
-    import numpy as np
-
-    from emotion_keras.preprocess.audio import audio_duration, file_windows
+    from emotion_keras.preprocess.audio import audio_duration, load_audio
     from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
 
     rec = SpeechEmotionRecognizer(model_dir)
@@ -86,17 +84,17 @@ def worker_infer(data: Path, model_dir: Path, quick: bool) -> dict:
     for f in files:
         rec.predict_file(f)
     total = time.perf_counter() - t0
-    feats = [file_windows(f, rec.config, rec._basis)[0] for f in files]
+    feats = [rec.waveform_inputs(load_audio(f, rec.config.sr), f)[0] for f in files]  # all model inputs
     t0 = time.perf_counter()
     for x in feats:
-        rec.predict_features(x)
+        rec.predict_inputs(x)
     model_only = time.perf_counter() - t0
-    one = np.zeros((1, *rec.config.input_shape), np.float32)
+    one = {k: v[:1] for k, v in feats[0].items()}
     t0 = time.perf_counter()
     for _ in range(20):
-        rec.predict_features(one)
+        rec.predict_inputs(one)
     per_window_ms = (time.perf_counter() - t0) / 20 * 1000
-    return {"files": len(files), "audio_seconds": round(audio_s, 1), "windows": int(sum(len(x) for x in feats)),
+    return {"files": len(files), "audio_seconds": round(audio_s, 1), "windows": int(sum(len(x["features"]) for x in feats)),
             "seconds": round(total, 3), "rtf": round(total / audio_s, 4),
             "model_only_seconds": round(model_only, 3), "rtf_model_only": round(model_only / audio_s, 4),
             "ms_per_window_batch1": round(per_window_ms, 1), "load_before": load,

@@ -103,3 +103,31 @@ def test_protocol_helpers(ravdess):
     folds = kfold_splits(records, 5)
     assert "actors 1-4" in folds[0].protocol and "actors 17-20" in folds[4].protocol
     assert main(["speech", "train", "--data", str(ravdess), "--val-speakers", "99", "--epochs", "1"]) == 2
+
+
+def test_crossvalidation_chooses_epochs_on_inner_speakers(ravdess, tmp_path, capsys):
+    """3 folds over actors 1-3: each fold reports its held-out actor, chose its epoch on the next
+    fold's actor (never the reported one), and normalised per training speaker."""
+    from emotion_keras.commands.speech import inner_split
+
+    records = read_records(f"ravdess:{ravdess}", ["angry", "sad"], limit_speakers="1,2,3,4,5")
+    folds = kfold_splits(records, 5)
+    for i, split in enumerate(folds):
+        inner = inner_split(split, i, folds)
+        held = set(split.data["validation_speakers"])
+        assert set(inner.data["inner_validation_speakers"]) == set(folds[(i + 1) % 5].data["validation_speakers"])
+        assert not held & {r.subject for r in inner.train + inner.val}
+    run = tmp_path / "cv"
+    code = main(["speech", "train", "--data", f"ravdess:{ravdess}", "--speakers", "1,2,3",
+                 "--classes", "angry,sad", "--folds", "3", "--feature-config", FEATURES,
+                 "--speaker-norm", "speaker", "--model-config", MODEL, "--epochs", "1", "--batch-size", "16",
+                 "--patience", "0", "--verbose", "0", "--run-dir", str(run)])
+    assert code == 0
+    report = json.loads((run / "cv.json").read_text())
+    assert "inner validation" in report["protocol"] and "never on the speakers it reports" in report["protocol"]
+    assert report["preprocessing"]["speaker_norm"] == "speaker"
+    assert [f["validation_speakers"] for f in report["folds"]] == [["01"], ["02"], ["03"]]
+    fold = json.loads((run / "fold1" / "test_result.json").read_text())
+    assert fold["metrics"]["n"] == 16 and "actors 1 " in fold["metrics"]["protocol"]
+    card = json.loads((run / "fold1" / "card.json").read_text())
+    assert card["data"]["validation_speakers"] == ["02"] and card["data"]["train_speakers"] == ["03"]

@@ -64,3 +64,20 @@ def test_bad_configs():
     with pytest.raises(ConfigError, match="2 classes"):
         build_speech_model(SpeechModelConfig(), 1, SHAPE)
     assert SpeechModelConfig.from_dict(SpeechModelConfig(rnn="lstm").to_dict()).rnn == "lstm"
+
+
+def test_prosody_second_input_saves_and_loads(tmp_path):
+    from emotion_keras.models import store
+    from emotion_keras.models.io import input_names, model_feed
+
+    cfg = SpeechModelConfig(architecture="cnn1d", filters=4, conv_blocks=2, embedding_dim=8, prosody_dim=14)
+    model = build_speech_model(cfg, 3, (40, 12))
+    assert input_names(model) == ["features", "prosody"]
+    x = {"features": np.random.default_rng(0).normal(size=(2, 40, 12)).astype("float32"),
+         "prosody": np.random.default_rng(1).normal(0, 1, size=(2, 14)).astype("float32")}
+    p = np.asarray(model.predict(model_feed(model, x), verbose=0))
+    store.save(model, tmp_path / "m", {"task": "speech", "name": "p", "classes": ["a", "b", "c"]})
+    again, _ = store.load(tmp_path / "m")
+    assert np.allclose(np.asarray(again.predict(model_feed(again, x), verbose=0)), p, atol=1e-5)
+    x["prosody"] += 3.0  # the prosody input is used
+    assert not np.allclose(np.asarray(model.predict(model_feed(model, x), verbose=0)), p, atol=1e-4)

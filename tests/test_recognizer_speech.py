@@ -134,3 +134,34 @@ def test_shipped_model(shared_data):
     root = corpus(shared_data, "ravdess_speech")
     result = rec.predict_file(root / "Actor_20" / "03-01-05-02-01-01-20.flac")
     assert result["emotion"] in card["classes"] and len(result["probabilities"]) == len(card["classes"])
+
+
+def test_speaker_normalised_prosody_model_and_vad(tmp_path):
+    """A card with speaker_norm 'speaker' and prosody: per-file normalised features and prosody go
+    in; a long recording's noise-only stretch is left out of the windows (VAD)."""
+    pytest.importorskip("parselmouth")
+    from emotion_keras.models import store
+    from emotion_keras.models.speech import SpeechModelConfig, build_speech_model
+    from emotion_keras.preprocess.prosody import DIM
+    from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
+
+    feats = FEATURES.replace(speaker_norm="speaker", prosody="praat", vad_min_seconds=5.0)
+    cfg = SpeechModelConfig(architecture="cnn1d", filters=4, conv_blocks=2, embedding_dim=8, prosody_dim=DIM)
+    model = build_speech_model(cfg, CLASSES, feats.input_shape)
+    out = tmp_path / "model"
+    store.save(model, out, {"task": "speech", "name": "tiny-prosody", "classes": CLASSES,
+                            "inputs": {"features": list(feats.input_shape), "prosody": [DIM]},
+                            "preprocessing": feats.to_dict(), "model_config": cfg.to_dict()})
+    rec = SpeechEmotionRecognizer(out)
+    x, _ = rec.waveform_inputs(tone(2.0))
+    assert set(x) == {"features", "prosody"} and x["prosody"].shape[1] == DIM
+    valid = x["features"][np.any(x["features"] != 0, axis=-1)]
+    assert np.allclose(valid.mean(0), 0, atol=1e-3)  # standardised over the file
+    noise = 0.003 * np.random.default_rng(0).standard_normal(4 * 16000).astype("float32")
+    path = tmp_path / "talk.wav"
+    sf.write(path, np.concatenate([tone(3.0), noise, tone(3.0)]), 16000)
+    result = rec.predict_file(path)
+    _check(result)
+    assert not any(w["start"] >= 3.0 and w["end"] <= 7.0 for w in result["windows"])
+    streamed = SpeechEmotionRecognizer(out, stream_seconds=1.0).predict_file(path)
+    _check(streamed)

@@ -226,3 +226,29 @@ def test_fusion_data_from_paired_npz_holds_out_subjects(tmp_path):
     assert data.hypermodel["base"]["face_input"] == "descriptor"
     with pytest.raises(Exception, match="no such file"):
         search.load_fusion_data(str(tmp_path / "missing.npz"))
+
+
+def test_speech_cpu_space_searches_data_choices(shared_data):
+    """The cpu space: each trial's features / speaker normalisation come from its own hyperparameters,
+    and a changed feature kind changes the model's input shape."""
+    rav = corpus(shared_data, "ravdess_speech")
+    data = search.load_speech_data(f"ravdess:{rav}", fold=4, limit=16, progress=False, space="cpu",
+                                   features={"hop_length": 320})
+    hm = search.make_hypermodel(data, space="cpu", epochs=1)
+    hp = kt.HyperParameters()
+    hp.Fixed("feature", "logmel")
+    hp.Fixed("speaker_norm", "speaker")
+    hp.Fixed("augment_copies", 0)
+    hp.Fixed("architecture", "cnn1d")
+    hp.Fixed("filters", 32)
+    model = hm.build(hp)
+    assert tuple(model.inputs[0].shape[1:]) == (149, 64)
+    described = hm.describe(hp)
+    assert described["preprocessing"]["feature"] == "logmel"
+    assert described["preprocessing"]["speaker_norm"] == "speaker"
+    hist = hm.fit(hp, model, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+                  epochs=1, verbose=0)
+    assert "val_uar" in hist.history
+    hp2 = kt.HyperParameters()
+    hp2.Fixed("feature", "mfcc")
+    assert tuple(hm.build(hp2).inputs[0].shape[1:]) == (149, 120)

@@ -8,8 +8,10 @@ and ``build`` hands it to the pipeline's builder, so a tuned model is exactly a 
 schedule, weight decay, label smoothing, batch size, class weights), and ``fit`` trains with the
 shared pieces of :mod:`emotion_keras.train` (compile, class weights, ``val_uar`` in the logs).
 
-Two spaces: ``small`` (tiny models, few choices: CPU tests and smoke searches) and ``full`` (the
-GPU-scale search of ``docs/tuning.md``).
+Three spaces: ``small`` (tiny models, few choices: CPU tests and smoke searches), ``full`` (the
+GPU-scale search of ``docs/tuning.md``) and, for speech, ``cpu``: fast architectures on a 2-core CPU,
+searched together with the *data* choices (features, speaker normalisation, prosody input, waveform
+augmentation), each trial's arrays coming from the cached feature pipeline.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 from emotion_keras.config import TrainConfig
 from emotion_keras.models.io import input_names
 
-SPACES = ("small", "full")
+SPACES = ("small", "full", "cpu")
 
 
 def known_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +83,13 @@ class TaskHyperModel(kt.HyperModel):
     def train_config(self, hp: kt.HyperParameters) -> TrainConfig:
         """Learning rate and schedule, regularisation and batch size for this trial."""
         b = self.base_train
-        if self.space == "small":
+        if self.space == "cpu":  # small data on two cores: small batches, a cosine schedule
+            lr = hp.Float("learning_rate", 5e-4, 3e-3, sampling="log")
+            batch = hp.Choice("batch_size", [32, 64])
+            wd = hp.Float("weight_decay", 1e-5, 1e-3, sampling="log")
+            ls = hp.Choice("label_smoothing", [0.0, 0.1])
+            schedule, warmup, cw = "cosine", 1, True
+        elif self.space == "small":
             lr = hp.Choice("learning_rate", [1e-3, 3e-3])
             batch = hp.Choice("batch_size", [16, 32])
             wd = hp.Choice("weight_decay", [1e-4])
@@ -268,14 +276,43 @@ class SpeechHyperModel(TaskHyperModel):
 
     task = "speech"
 
-    def __init__(self, classes, input_shape=(300, 64), **kwargs):
+    def __init__(self, classes, input_shape=(300, 64), variants=None, **kwargs):
         super().__init__(classes, **kwargs)
         self.input_shape = tuple(int(d) for d in input_shape)
+        self.variants = variants  # cpu space: a SpeechVariants giving each data choice's arrays
+
+    def data_choice(self, hp) -> dict[str, Any]:
+        """The trial's data hyperparameters (cpu space): features, normalisation, prosody, augmentation."""
+        return {"feature": hp.Choice("feature", ["mfcc", "logmel"]),
+                "speaker_norm": hp.Choice("speaker_norm", ["speaker", "none"]),
+                "prosody": hp.Choice("prosody", ["none", "praat"]),
+                "copies": hp.Choice("augment_copies", [0, 1])}
+
+    def _shape(self, hp):
+        if self.space != "cpu" or self.variants is None:
+            return self.input_shape
+        return self.variants.input_shape(self.data_choice(hp))
+
+    def describe(self, hp):
+        out = super().describe(hp)
+        if self.space == "cpu" and self.variants is not None:
+            choice = self.data_choice(hp.copy())
+            out["preprocessing"] = self.variants.feature_config(choice).to_dict()
+            out["augmentation"] = self.variants.augment_config(choice)
+        return out
+
+    def fit(self, hp, model, x, y, validation_data=None, **kwargs):
+        if self.space == "cpu" and self.variants is not None:
+            x, y, x_val, y_val = self.variants.arrays(self.data_choice(hp))
+            validation_data = (x_val, y_val)
+        return super().fit(hp, model, x, y, validation_data=validation_data, **kwargs)
 
     def model_config(self, hp):
         from emotion_keras.models.speech import SpeechModelConfig
 
-        frames, n_features = self.input_shape
+        frames, n_features = self._shape(hp)
+        if self.space == "cpu":
+            return self._cpu_config(hp)
         if self.space == "small":
             arch = hp.Choice("architecture", ["crnn", "cnn1d"])
             with hp.conditional_scope("architecture", ["crnn"]):
@@ -313,10 +350,39 @@ class SpeechHyperModel(TaskHyperModel):
             time_width=0.2 * strength, freq_width=0.2 * strength)
         return SpeechModelConfig.from_dict(known_fields(SpeechModelConfig, values))
 
+    def _cpu_config(self, hp):
+        """Fast families only (1D CNN, small Transformer: 5-15x the windows/s of the 2D CNN and
+        CRNN on two cores), their widths, dropout and SpecAugment strength."""
+        from emotion_keras.models.speech import SpeechModelConfig
+
+        choice = self.data_choice(hp)
+        arch = hp.Choice("architecture", ["cnn1d", "transformer"])
+        with hp.conditional_scope("architecture", ["cnn1d"]):
+            filters = hp.Choice("filters", [32, 64, 96])
+            blocks = hp.Int("conv_blocks", 3, 4)
+            kernel = hp.Choice("kernel_size", [3, 4])
+        with hp.conditional_scope("architecture", ["transformer"]):
+            d_model = hp.Choice("d_model", [64, 96])
+            layers = hp.Int("layers", 1, 3)
+        embedding = hp.Choice("embedding_dim", [64, 128])
+        dropout = hp.Float("dropout", 0.1, 0.5, step=0.1)
+        strength = hp.Float("augment", 0.0, 1.0, step=0.25)
+        values = dict(architecture=arch, filters=int(filters or 64), conv_blocks=int(blocks or 3),
+                      kernel_size=int(kernel or 3), d_model=int(d_model or 64), heads=4,
+                      layers=int(layers or 2), ff_dim=2 * int(d_model or 64), dropout=float(dropout),
+                      embedding_dim=int(embedding), augment=strength > 0, time_masks=2, freq_masks=2,
+                      time_width=0.2 * strength, freq_width=0.2 * strength,
+                      prosody_dim=self.variants.prosody_dim(choice) if self.variants is not None else 0)
+        return SpeechModelConfig.from_dict(known_fields(SpeechModelConfig, values))
+
     def build_model(self, config):
         from emotion_keras.models.speech import build_speech_model
 
-        return build_speech_model(config, self.classes, self.input_shape)
+        return build_speech_model(config, self.classes, self._current_shape)
+
+    def build(self, hp):
+        self._current_shape = self._shape(hp)
+        return super().build(hp)
 
 
 # --------------------------------------------------------------------------------------- fusion

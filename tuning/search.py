@@ -113,14 +113,66 @@ def load_face_data(spec: str, val_split: str | None = None, val_subjects: float 
                     prep.to_dict(), hm)
 
 
+class SpeechVariants:
+    """The arrays of each data choice of the speech ``cpu`` space (feature kind, speaker
+    normalisation, prosody input, augmented copies), built on first use through the speech
+    pipeline's caches (so a resumed search recomputes nothing) and kept for later trials.
+
+    Training windows are normalised per training speaker, validation windows per file, as in
+    ``speech train``; augmented copies come from the cached :mod:`augment_audio` sets.
+    """
+
+    def __init__(self, train, val, classes, base: dict[str, Any] | None = None, progress: bool = True):
+        self.train, self.val, self.classes = list(train), list(val), list(classes)
+        self.base = dict(base or {})
+        self.progress = progress
+        self._arrays: dict[str, tuple] = {}
+
+    def feature_config(self, choice):
+        from emotion_keras.preprocess.audio import SpeechFeatureConfig
+
+        return SpeechFeatureConfig.from_dict({**self.base, "feature": choice["feature"],
+                                              "speaker_norm": choice["speaker_norm"],
+                                              "prosody": choice["prosody"]})
+
+    def augment_config(self, choice) -> dict[str, Any] | None:
+        from emotion_keras.preprocess.augment_audio import AudioAugmentConfig
+
+        return AudioAugmentConfig(copies=int(choice["copies"])).to_dict() if choice["copies"] else None
+
+    def input_shape(self, choice) -> tuple[int, int]:
+        return self.feature_config(choice).input_shape
+
+    def prosody_dim(self, choice) -> int:
+        from emotion_keras.preprocess.prosody import DIM
+
+        return DIM if choice["prosody"] != "none" else 0
+
+    def arrays(self, choice):
+        """``(x_train, y_train, x_val, y_val)`` for a data choice (named-input dicts, int labels)."""
+        from emotion_keras.commands.speech import scoring_windows, training_windows
+        from emotion_keras.preprocess.augment_audio import AudioAugmentConfig
+
+        key = json.dumps(choice, sort_keys=True)
+        if key not in self._arrays:
+            fcfg = self.feature_config(choice)
+            aug = self.augment_config(choice)
+            tr = training_windows(self.train, fcfg, AudioAugmentConfig.from_dict(aug) if aug else None,
+                                  self.progress).keep(self.classes)
+            va = scoring_windows(self.val, fcfg, self.progress).keep(self.classes)
+            self._arrays[key] = (tr.inputs(), tr.targets(self.classes), va.inputs(), va.targets(self.classes))
+        return self._arrays[key]
+
+
 def load_speech_data(spec: str, fold: int = 4, folds: int = 5, limit: int | None = None,
                      features: dict[str, Any] | None = None, classes: list[str] | None = None,
-                     progress: bool = True) -> TaskData:
+                     progress: bool = True, space: str = "full") -> TaskData:
     """Speech through the speech pipeline, speaker-independent: the speakers of fold ``fold`` of
     ``folds`` (sorted order, so RAVDESS fold 4 of 5 = actors 17-20) validate, the rest train.
 
     Windows are the samples (float16 log-mel features from the feature cache); ``limit`` keeps that
-    many clips per side, stratified, for smoke runs.
+    many clips per side, stratified, for smoke runs. With ``space="cpu"`` the hypermodel also gets a
+    :class:`SpeechVariants`, so each trial trains on the arrays of its own data choice.
     """
     from emotion_keras.data.records import group_kfold, subjects_of
     from emotion_keras.data.speech import corpus_licence, read_speech
@@ -158,8 +210,14 @@ def load_speech_data(spec: str, fold: int = 4, folds: int = 5, limit: int | None
     data = {"corpus": " + ".join(sorted({r.dataset for r in records})), "spec": str(spec),
             "licence": corpus_licence(records), "validation": f"speaker fold {fold + 1}/{folds}",
             "train_windows": int(len(y_tr)), "validation_windows": int(len(y_va))}
+    hm: dict[str, Any] = {"input_shape": tuple(x_tr.shape[1:])}
+    if space == "cpu":
+        hm["variants"] = SpeechVariants(train, val, classes, features, progress)
+        protocol += ("; each trial's features, speaker normalisation (statistics of training speakers; "
+                     "validation clips per file), prosody input and augmented copies are its own "
+                     "hyperparameters")
     return TaskData("speech", classes, {"features": x_tr}, y_tr, {"features": x_va}, y_va, protocol,
-                    data, config.to_dict(), {"input_shape": tuple(x_tr.shape[1:])})
+                    data, config.to_dict(), hm)
 
 
 def _subset(records, n: int, seed: int):
@@ -625,6 +683,10 @@ def export_best(tuner, data: TaskData, out: str | Path, retrain_on_all: bool = F
     search = read_search(project_dir)
     hm = tuner.hypermodel
     described = hm.describe(hp)
+    if getattr(hm, "variants", None) is not None and hm.space == "cpu":  # the best trial's own data
+        x_tr, y_tr, x_va, y_va = hm.variants.arrays(hm.data_choice(hp.copy()))
+        data = dataclasses.replace(data, x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va,
+                                   preprocessing=described["preprocessing"])
     train_cfg = TrainConfig.from_dict(described["train_config"])
     best_epochs = (run.get("fit") or {}).get("best_epoch")
     metrics_out: dict[str, Any] = {}
@@ -683,6 +745,7 @@ def export_best(tuner, data: TaskData, out: str | Path, retrain_on_all: bool = F
         "classes": data.classes,
         "inputs": input_spec(model),
         "preprocessing": data.preprocessing,
+        "augmentation": described.get("augmentation"),
         "model_config": described["model_config"],
         "train_config": train_used.to_dict(),
         "data": {**data.data, "trained_on": trained_on},

@@ -188,6 +188,58 @@ class WindowSet:
     clip: np.ndarray  # (windows,) index into ``records``
     records: list[Record]
     failed: list[tuple[str, str]]
+    prosody: np.ndarray | None = None  # (windows, prosody.DIM) float32 when the features include it
+
+    def inputs(self) -> dict[str, np.ndarray]:
+        """The model's named inputs (float32)."""
+        x = {"features": self.x.astype(np.float32)}
+        if self.prosody is not None:
+            x["prosody"] = self.prosody.astype(np.float32)
+        return x
+
+    def _subset(self, ok: np.ndarray) -> WindowSet:
+        return WindowSet(self.x[ok], self.clip[ok], self.records, self.failed,
+                         None if self.prosody is None else self.prosody[ok])
+
+    def concat(self, other: WindowSet) -> WindowSet:
+        """Windows of both sets (same ``records``: e.g. a set and its augmented copies)."""
+        return WindowSet(np.concatenate([self.x, other.x]), np.concatenate([self.clip, other.clip]),
+                         self.records, self.failed,
+                         None if self.prosody is None else np.concatenate([self.prosody, other.prosody]))
+
+    def speaker_prior(self) -> dict[str, dict]:
+        """The typical speaker's statistics per input (for per-file normalisation at inference)."""
+        from emotion_keras.preprocess.speaker_norm import speaker_prior
+
+        groups = np.asarray([str(self.records[i].subject) for i in self.clip])
+        out = {"features": speaker_prior(self.x, groups)}
+        if self.prosody is not None:
+            out["prosody"] = speaker_prior(self.prosody, groups)
+        return out
+
+    def normalised(self, mode: str, per: str, prior: dict | None = None) -> WindowSet:
+        """Speaker normalisation (``mode`` 'speaker') with statistics per ``per``: 'speaker' (each
+        speaker's own) or 'clip' (one file's, shrunk towards ``prior`` as the recogniser does);
+        'none' returns the set unchanged."""
+        from emotion_keras.preprocess.speaker_norm import normalise_file, normalise_groups
+
+        if mode == "none" or len(self.clip) == 0:
+            return self
+        if per == "clip" and prior:
+            x = np.empty(self.x.shape, np.float32)
+            pr = None if self.prosody is None else np.empty(self.prosody.shape, np.float32)
+            for c in np.unique(self.clip):
+                idx = np.flatnonzero(self.clip == c)
+                x[idx] = normalise_file(self.x[idx], prior.get("features"))
+                if pr is not None:
+                    pr[idx] = normalise_file(self.prosody[idx], prior.get("prosody"))
+            return WindowSet(x, self.clip, self.records, self.failed, pr)
+        if per == "speaker":
+            groups = np.asarray([str(self.records[i].subject) for i in self.clip])
+        else:
+            groups = self.clip
+        return WindowSet(normalise_groups(self.x, groups), self.clip, self.records, self.failed,
+                         None if self.prosody is None else normalise_groups(self.prosody, groups))
 
     def clip_labels(self) -> list[str]:
         return [r.label for r in self.records]
@@ -198,7 +250,7 @@ class WindowSet:
 
     def keep(self, classes: list[str]) -> WindowSet:
         ok = np.asarray([self.records[i].label in classes for i in self.clip], bool)
-        return WindowSet(self.x[ok], self.clip[ok], self.records, self.failed)
+        return self._subset(ok)
 
     def clip_targets(self, classes: list[str]) -> np.ndarray:
         """The class index of each clip that has windows, in clip order (as ``calibration.pool``)."""
@@ -215,15 +267,33 @@ class WindowSet:
 
 
 def window_set(records: list[Record], config: SpeechFeatureConfig, progress: bool = True,
-               workers: int | None = None) -> WindowSet:
-    """Cached features of ``records``; unreadable clips are listed (and printed), not fatal."""
-    arrays = speech_features(records, config, workers=workers, progress=progress)
+               workers: int | None = None, augment=None) -> WindowSet:
+    """Cached features of ``records`` (or of ``augment.copies`` augmented versions of them);
+    unreadable clips are listed (and printed), not fatal."""
+    arrays = speech_features(records, config, workers=workers, progress=progress, augment=augment)
     failed = [(records[int(i)].name, str(e)) for i, e in zip(arrays["failed"], arrays["errors"])]
     for name, err in failed[:10]:
         print(f"skipped {err}", file=sys.stderr)
     if len(failed) > 10:
         print(f"... and {len(failed) - 10} more unreadable clips", file=sys.stderr)
-    return WindowSet(arrays["x"], arrays["clip"], list(records), failed)
+    return WindowSet(arrays["x"], arrays["clip"], list(records), failed, arrays.get("prosody"))
+
+
+def training_windows(records: list[Record], config: SpeechFeatureConfig, augment=None,
+                     progress: bool = True) -> WindowSet:
+    """Training windows: the clips, their augmented copies (cached), speaker-normalised per speaker."""
+    ws = window_set(records, config, progress)
+    if augment is not None and augment.copies > 0:
+        ws = ws.concat(window_set(records, config, progress, augment=augment))
+    return ws.normalised(config.speaker_norm, "speaker")
+
+
+def scoring_windows(records: list[Record], config: SpeechFeatureConfig, progress: bool = True,
+                    per: str = "speaker", prior: dict | None = None) -> WindowSet:
+    """Windows of clips to score. With speaker normalisation, ``per="speaker"`` standardises each
+    (held-out) speaker with the statistics of their own clips, labels unused: the enrolment setting,
+    where several utterances of a speaker are seen; ``per="clip"`` uses one file's statistics only."""
+    return window_set(records, config, progress).normalised(config.speaker_norm, per, prior)
 
 
 # ---------------------------------------------------------------- training
@@ -236,9 +306,15 @@ def _model_config(model: dict[str, Any]):
 
 def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, Any], train: TrainConfig,
                  run_dir: str | Path, out: str | Path | None = None, name: str | None = None,
-                 classes: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
+                 classes: list[str] | None = None, progress: bool = True, augment=None,
+                 test: list[Record] | None = None, test_protocol: str | None = None,
+                 select_epoch: bool = True) -> dict[str, Any]:
     """Features, build, fit on windows, score the validation clips, save model + card.
 
+    ``augment``: an :class:`~emotion_keras.preprocess.augment_audio.AudioAugmentConfig` (training
+    clips get its cached copies). ``test``: clips scored with the chosen model and nothing chosen on
+    them (the outer fold of a cross-validation), reported as ``metrics["test"]``. ``select_epoch``
+    False keeps the last epoch (a fixed schedule) instead of the best one on the validation clips.
     Returns ``{"card", "metrics", "out", "fit", "model"}``. Rerunning with the same ``run_dir`` after
     a kill resumes from the last finished epoch (``train.fit``).
     """
@@ -248,8 +324,9 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
 
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir
-    tr = window_set(split.train, features, progress)
-    va = window_set(split.val, features, progress)
+    tr = training_windows(split.train, features, augment, progress)
+    va = scoring_windows(split.val, features, progress)
+    prior = window_set(split.train, features, False).speaker_prior() if features.speaker_norm != "none" else None
     if len(tr.x) == 0 or len(va.x) == 0:
         raise InputError(split.data.get("spec", "?"),
                          f"no usable clips ({len(tr.x)} train windows, {len(va.x)} validation windows)")
@@ -257,15 +334,36 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
     tr, va = tr.keep(classes), va.keep(classes)
 
     policy = trainlib.configure_precision(train)
+    if features.prosody != "none":
+        from emotion_keras.preprocess.prosody import DIM
+
+        model = {**model, "prosody_dim": DIM}
     model_cfg = _model_config(model)
     net = build_speech_model(model_cfg, classes, features.input_shape)
-    x_tr = {"features": tr.x.astype(np.float32)}
-    x_va = {"features": va.x.astype(np.float32)}
-    result = trainlib.fit(net, x_tr, tr.targets(classes), x_va, va.targets(classes), classes, train, run_dir)
+    x_tr, x_va = tr.inputs(), va.inputs()
+    last = _LastWeights() if not select_epoch else None
+    result = trainlib.fit(net, x_tr, tr.targets(classes), x_va, va.targets(classes), classes, train, run_dir,
+                          extra_callbacks=[last.callback()] if last else None)
+    if last is not None and last.weights is not None:
+        net.set_weights(last.weights)
     probs = net.predict(x_va, batch_size=train.batch_size, verbose=0)
-    # fit restores the best epoch by ``train.monitor`` on this same validation set: say so
-    protocol = f"{split.protocol}; epoch chosen by {train.monitor} on the validation speakers"
+    if select_epoch:  # fit restores the best epoch by ``train.monitor`` on this same validation set: say so
+        protocol = f"{split.protocol}; epoch chosen by {train.monitor} on the validation speakers"
+    else:
+        protocol = f"{split.protocol}; fixed schedule of {train.epochs} epochs, last epoch kept (nothing chosen on these clips)"
     val_metrics = {**va.clip_metrics(probs, classes), "protocol": protocol}
+    all_metrics = {"validation": val_metrics}
+    if test:
+        te = scoring_windows(test, features, progress).keep(classes)
+        te_probs = net.predict(te.inputs(), batch_size=train.batch_size, verbose=0)
+        all_metrics["test"] = {**te.clip_metrics(te_probs, classes),
+                               "protocol": test_protocol or "held-out test clips; nothing chosen on them"}
+        if features.speaker_norm != "none":  # the single-clip case: one file's statistics only
+            tc = scoring_windows(test, features, progress, per="clip", prior=prior).keep(classes)
+            all_metrics["test_per_file"] = {
+                **tc.clip_metrics(net.predict(tc.inputs(), batch_size=train.batch_size, verbose=0), classes),
+                "protocol": (test_protocol or "held-out test clips") + "; each clip normalised on its own, "
+                            "as the recogniser does (its statistics shrunk towards the typical training speaker's)"}
 
     name = name or run_dir.name
     card = {
@@ -278,15 +376,41 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
         "train_config": train.to_dict(),
         "data": {**split.data, "train_windows": int(len(tr.x)), "validation_windows": int(len(va.x)),
                  "unreadable": [f for f, _ in tr.failed + va.failed]},
-        "metrics": {"validation": val_metrics},
+        "metrics": all_metrics,
+        "augmentation": augment.to_dict() if augment is not None else None,
+        "speaker_norm_prior": prior,
         "training": {"seconds": result["train_seconds"], "windows_per_second": result["samples_per_second"],
                      "epochs_run": result["epochs_run"], "dtype_policy": policy,
                      "window_level_validation": {k: result["validation"][k]
                                                  for k in ("accuracy", "uar", "macro_f1")}},
         "history": history_dict(run_dir, result["history"]),
     }
-    return save_trained(net, card, val_metrics, out, run_dir, result,
-                        calibrate_on=(probs, va.clip_targets(classes), va.clip))
+    res = save_trained(net, card, val_metrics, out, run_dir, result,
+                       calibrate_on=(probs, va.clip_targets(classes), va.clip))
+    if "test" in all_metrics:
+        atomic_write_json(run_dir / "test_result.json", {"metrics": all_metrics["test"],
+                                                         "per_file": all_metrics.get("test_per_file"),
+                                                         "validation": val_metrics})
+        res["test"] = all_metrics["test"]
+    return res
+
+
+class _LastWeights:
+    """Keeps the last epoch's weights (``fit`` restores the best epoch's at the end)."""
+
+    def __init__(self):
+        self.weights = None
+
+    def callback(self):
+        import keras
+
+        owner = self
+
+        class _Keep(keras.callbacks.Callback):
+            def on_train_end(self, logs=None):
+                owner.weights = self.model.get_weights()
+
+        return _Keep()
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -294,12 +418,33 @@ def _summary(values: list[float]) -> dict[str, float]:
     return {"mean": round(float(a.mean()), 4), "std": round(float(a.std()), 4)}
 
 
+def inner_split(split: Split, fold: int, folds: list[Split]) -> Split:
+    """The inner validation of outer fold ``fold`` (0-based): the next fold's speakers, taken out of
+    its training speakers, so epochs are chosen without looking at the speakers the fold reports."""
+    inner = set(folds[(fold + 1) % len(folds)].data["validation_speakers"])
+    train = [r for r in split.train if r.subject not in inner]
+    val = [r for r in split.train if r.subject in inner]
+    word, ds = _speaker_word(split.train), _ds_name(split.train)
+    protocol = (f"{ds} inner validation on {word} {_speaker_list(inner)} ({len(val):,} clips), trained on "
+                f"{_speaker_list(subjects_of(train))} ({len(train):,} clips)")
+    inner_ids = sorted(inner, key=lambda s: (len(s), s))
+    return Split(train, val, protocol, {**split.data, "train_speakers": subjects_of(train),
+                                        "validation_speakers": inner_ids, "inner_validation_speakers": inner_ids,
+                                        "test_speakers": split.data["validation_speakers"],
+                                        "train_clips": len(train), "validation_clips": len(val),
+                                        "test_clips": len(split.val)})
+
+
 def crossvalidate_speech(records: list[Record], k: int, features: SpeechFeatureConfig,
                          model: dict[str, Any], train: TrainConfig, run_dir: str | Path,
-                         classes: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
+                         classes: list[str] | None = None, progress: bool = True, augment=None,
+                         inner: bool = True) -> dict[str, Any]:
     """Speaker-grouped k-fold CV: one model per fold in ``run_dir/fold<i>``; writes ``cv.json``/``cv.md``.
 
-    Folds already finished (their ``train_result.json`` exists) are read back, not retrained.
+    With ``inner`` (the default) each fold trains on k-2 speaker groups, chooses its epoch on the next
+    group (:func:`inner_split`) and reports the held-out group it never looked at; without it, the
+    epoch is chosen on the reported group (optimistic; kept for comparison with older figures).
+    Folds already finished are read back, not retrained.
     """
     from emotion_keras.labels import class_list
 
@@ -309,23 +454,40 @@ def crossvalidate_speech(records: list[Record], k: int, features: SpeechFeatureC
     rows = []
     for i, split in enumerate(folds, 1):
         fold_dir = run_dir / f"fold{i}"
-        done = fold_dir / "train_result.json"
+        done = fold_dir / ("test_result.json" if inner else "train_result.json")
+        per_file = None
         if done.exists():
-            m = json.loads(done.read_text())["metrics"]
+            saved = json.loads(done.read_text())
+            m, per_file = saved["metrics"], saved.get("per_file")
         else:
             print(f"[fold {i}/{k}] {split.protocol}", file=sys.stderr)
-            m = train_speech(split, features, model, train, fold_dir, classes=classes,
-                             progress=progress)["metrics"]
+            if inner:
+                res = train_speech(inner_split(split, i - 1, folds), features, model, train, fold_dir,
+                                   classes=classes, progress=progress, augment=augment, test=split.val,
+                                   test_protocol=split.protocol)
+                m, per_file = res["test"], res["card"]["metrics"].get("test_per_file")
+            else:
+                m = train_speech(split, features, model, train, fold_dir, classes=classes,
+                                 progress=progress, augment=augment)["metrics"]
         rows.append({"fold": i, "validation_speakers": split.data["validation_speakers"],
-                     **{key: round(m[key], 4) for key in ("accuracy", "uar", "macro_f1")}, "n": m["n"]})
+                     **{key: round(m[key], 4) for key in ("accuracy", "uar", "macro_f1")}, "n": m["n"],
+                     **({"per_file": {key: round(per_file[key], 4) for key in ("accuracy", "uar")}}
+                        if per_file else {})})
+    chosen = ("each fold's epoch chosen by {m} on inner validation speakers (the next fold's group, "
+              "out of its training speakers), never on the speakers it reports" if inner else
+              "each fold's epoch chosen by {m} on its held-out speakers").format(m=train.monitor)
     protocol = (f"{_ds_name(records)} speaker-grouped {k}-fold cross-validation ({_speaker_word(records)} "
                 + "; ".join(_speaker_list(r["validation_speakers"]) for r in rows)
-                + f" held out in turn; {len(records):,} clips); each fold's epoch chosen by {train.monitor} on "
-                "its held-out speakers; clip-level scores, mean ± std over folds")
+                + f" held out in turn; {len(records):,} clips); {chosen}; speaker normalisation "
+                f"{features.speaker_norm!r} (training speakers with their own statistics; inner-validation "
+                "and held-out speakers each with the statistics of their own unlabelled clips); "
+                "clip-level scores, mean ± std over folds")
     report = {"task": "speech", "protocol": protocol, "classes": classes,
               **{key: _summary([r[key] for r in rows]) for key in ("accuracy", "uar", "macro_f1")},
               "folds": rows, "preprocessing": features.to_dict(), "model_config": model,
-              "train_config": train.to_dict()}
+              "train_config": train.to_dict(), "augmentation": augment.to_dict() if augment else None}
+    if all("per_file" in r for r in rows):  # speaker-normalised models scored one clip at a time
+        report["per_file"] = {key: _summary([r["per_file"][key] for r in rows]) for key in ("accuracy", "uar")}
     atomic_write_json(run_dir / "cv.json", report)
     lines = ["# Speech cross-validation", "", f"Protocol: {protocol}.", "",
              "| fold | held-out speakers | clips | accuracy | UAR | macro-F1 |", "|---|---|---:|---:|---:|---:|"]
@@ -354,14 +516,19 @@ def corpus_clips(card: dict[str, Any], data: str, speakers: str | None = None,
               file=sys.stderr)
     if not records:
         raise InputError(data, f"no clips with the model's classes {classes}")
-    ws = window_set(records, config, progress)
+    ws = scoring_windows(records, config, progress)
     if len(ws.x) == 0:
         raise InputError(data, "no usable clips")
     return records, ws
 
 
-def window_probabilities(net, x: np.ndarray) -> np.ndarray:
-    return np.asarray(net.predict({"features": np.asarray(x, np.float32)}, batch_size=64, verbose=0), np.float32)
+def window_probabilities(net, x: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+    """Window probabilities for feature windows or named window inputs (``features``, ``prosody``)."""
+    from emotion_keras.models.io import model_feed
+
+    inputs = x if isinstance(x, dict) else {"features": x}
+    inputs = {k: np.asarray(v, np.float32) for k, v in inputs.items()}
+    return np.asarray(net.predict(model_feed(net, inputs), batch_size=64, verbose=0), np.float32)
 
 
 def robustness_speech(net, card: dict[str, Any], ws: WindowSet, kinds: list[str], seed: int = 0,
@@ -425,7 +592,7 @@ def evaluate_speech(model_dir: str | Path, data: str, speakers: str | None = Non
     net, card = store.load(model_dir)
     classes = list(card["classes"])
     records, ws = corpus_clips(card, data, speakers, progress)
-    raw = window_probabilities(net, ws.x)
+    raw = window_probabilities(net, ws.inputs())
     temperature = calibration.temperature_of(card)
     probs = calibration.apply_temperature(raw, temperature)
     m = ws.clip_metrics(probs, classes)
@@ -537,7 +704,16 @@ def feature_config_from_args(args) -> SpeechFeatureConfig:
     base = json_arg(getattr(args, "feature_config", None), "--feature-config")
     return SpeechFeatureConfig.from_dict(
         base, feature=getattr(args, "feature", None), n_mels=getattr(args, "n_mels", None),
-        window_seconds=getattr(args, "window_seconds", None), hop_seconds=getattr(args, "hop_seconds", None))
+        window_seconds=getattr(args, "window_seconds", None), hop_seconds=getattr(args, "hop_seconds", None),
+        speaker_norm=getattr(args, "speaker_norm", None), prosody=getattr(args, "prosody", None))
+
+
+def augment_config_from_args(args):
+    """``--augment-copies N`` -> an AudioAugmentConfig (None: no waveform augmentation)."""
+    from emotion_keras.preprocess.augment_audio import AudioAugmentConfig
+
+    copies = getattr(args, "augment_copies", None)
+    return AudioAugmentConfig(copies=copies) if copies else None
 
 
 def model_config_dict_from_args(args) -> dict[str, Any]:
@@ -573,6 +749,10 @@ def _add_feature_args(p):
     g.add_argument("--n-mels", type=int, help="mel bands (default 64)")
     g.add_argument("--window-seconds", type=float, help="window length (default 3.0)")
     g.add_argument("--hop-seconds", type=float, help="hop between windows of long clips (default 1.5)")
+    g.add_argument("--speaker-norm", choices=("none", "speaker"),
+                   help="speaker: standardise per training speaker (per file at inference); default none")
+    g.add_argument("--prosody", choices=("none", "praat"),
+                   help="praat: prosody (F0, voicing, intensity, jitter, shimmer, HNR) as a second input")
     g.add_argument("--workers", type=int, help="feature processes (default: all cores)")
 
 
@@ -603,6 +783,10 @@ def register(subparsers) -> None:
     _add_feature_args(tp)
     _add_model_args(tp)
     add_train_args(tp)
+    tp.add_argument("--augment-copies", type=int, metavar="N",
+                    help="N augmented copies per training clip (speed, pitch, noise, reverb, gain; cached)")
+    tp.add_argument("--no-inner", action="store_true",
+                    help="with --folds: choose epochs on the reported fold (older, optimistic protocol)")
     add_run_args(tp, "speech")
     tp.set_defaults(func=cmd_train)
 
@@ -666,8 +850,10 @@ def cmd_train(args) -> int:
     classes = classes_arg(args)
     if args.folds:
         records = read_records(args.data, classes, not args.no_calm, args.speakers)
-        run_dir = _default_run_dir(args, (args.data, args.folds, features.to_dict(), model, train.to_dict()))
-        report = crossvalidate_speech(records, args.folds, features, model, train, run_dir, classes)
+        run_dir = _default_run_dir(args, (args.data, args.folds, features.to_dict(), model, train.to_dict(),
+                                          args.augment_copies, args.no_inner))
+        report = crossvalidate_speech(records, args.folds, features, model, train, run_dir, classes,
+                                      augment=augment_config_from_args(args), inner=not args.no_inner)
         print(f"{report['protocol']}\n  accuracy {report['accuracy']['mean']:.3f} ± "
               f"{report['accuracy']['std']:.3f}  UAR {report['uar']['mean']:.3f} ± {report['uar']['std']:.3f}"
               f"  macro-F1 {report['macro_f1']['mean']:.3f} ± {report['macro_f1']['std']:.3f}\n"
@@ -678,7 +864,8 @@ def cmd_train(args) -> int:
     if skip_finished_run(run_dir, args.force):
         return 0
     print(f"run directory: {run_dir}\nprotocol: {split.protocol}", file=sys.stderr)
-    res = train_speech(split, features, model, train, run_dir, out=args.out, name=args.name, classes=classes)
+    res = train_speech(split, features, model, train, run_dir, out=args.out, name=args.name, classes=classes,
+                       augment=augment_config_from_args(args))
     print(saved_line(res))
     return 0
 

@@ -33,8 +33,10 @@ def register(subparsers) -> None:
     p.add_argument("--epochs", type=int, default=30, metavar="E",
                    help="most epochs per trial (Hyperband's max_epochs)")
     p.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs (0: off)")
-    p.add_argument("--space", choices=("small", "full"), default="full",
-                   help="search space: full (GPU-scale) or small (tiny models, CPU smoke runs)")
+    p.add_argument("--space", choices=("small", "full", "cpu"), default="full",
+                   help="search space: full (GPU-scale), small (tiny models, CPU smoke runs) or cpu "
+                        "(speech: fast models with features, speaker normalisation, prosody and "
+                        "augmentation searched too)")
     p.add_argument("--project-dir", metavar="DIR", help="default tuning_runs/<task>")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     p.add_argument("--export", metavar="DIR", help="save the best trial's model + card here "
@@ -89,7 +91,8 @@ def load_data(args):
     if args.task == "speech":
         features = json.loads(args.features) if args.features else None
         return search.load_speech_data(args.data, fold=args.fold - 1, folds=args.folds, limit=args.limit,
-                                       features=features, classes=_classes(args), progress=progress)
+                                       features=features, classes=_classes(args), progress=progress,
+                                       space=args.space)
     return search.load_fusion_data(args.data, fold=args.fold - 1, folds=args.folds, classes=_classes(args))
 
 

@@ -51,6 +51,8 @@ class SpeechModelConfig(Config):
     time_width: float = 0.1  # fraction of frames per mask, at most
     freq_masks: int = 2
     freq_width: float = 0.15  # fraction of features per mask, at most
+    prosody_dim: int = 0  # > 0: a second input "prosody" (prosody_dim,) per window, joined before the embedding
+    prosody_units: int = 32
 
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
@@ -132,11 +134,19 @@ def build_speech_model(config: SpeechModelConfig, classes, input_shape):
         x = L.LayerNormalization(epsilon=1e-5, name="final_ln")(x)
         x = AttentionPooling1D(config.attention_units, name="attention_pool")(x)
 
+    inputs = {"features": features}
+    if config.prosody_dim:
+        # prosody measures have wildly different scales (semitones, dB, ratios): batch-normalise them
+        prosody = keras.Input((config.prosody_dim,), name="prosody")
+        inputs["prosody"] = prosody
+        p = L.BatchNormalization(momentum=config.bn_momentum, name="prosody_bn")(prosody)
+        p = L.Dense(config.prosody_units, activation="relu", name="prosody_dense")(p)
+        x = L.Concatenate(name="join_prosody")([x, p])
     if config.dropout:
         x = L.Dropout(config.dropout, name="dropout")(x)
     x = L.Dense(config.embedding_dim, activation="relu", name="embedding")(x)
     out = L.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities")(x)
-    return keras.Model({"features": features}, out, name=f"speech_{config.architecture}")
+    return keras.Model(inputs, out, name=f"speech_{config.architecture}")
 
 
 def _conv_block2d(x, filters: int, kernel: int, name: str, momentum: float = 0.9):

@@ -51,6 +51,12 @@ class SpeechFeatureConfig(Config):
     n_mfcc: int = 40
     deltas: bool = True  # MFCC only: append first and second derivatives
     normalize: str = "utterance"  # utterance (one mean/std per window) | cmvn (per feature) | none
+    # after the cache: per-speaker standardisation at training, per-file at inference (speaker_norm.py)
+    speaker_norm: str = "none"  # none | speaker
+    prosody: str = "none"  # none | praat: a second model input "prosody" per window (prosody.py)
+    vad: str = "webrtc"  # webrtc | energy | none: skip windows without speech in multi-window audio
+    vad_min_speech: float = 0.1  # fraction of 30 ms frames that must be speech
+    vad_min_seconds: float = 10.0  # only recordings longer than this are VAD-filtered (not utterances)
 
     def __post_init__(self):
         if self.feature not in ("logmel", "mfcc"):
@@ -63,6 +69,18 @@ class SpeechFeatureConfig(Config):
             raise ConfigError("min_seconds must hold at least one FFT frame")
         if self.feature == "mfcc" and self.n_mfcc > self.n_mels:
             raise ConfigError("n_mfcc cannot exceed n_mels")
+        from emotion_keras.preprocess import speaker_norm, vad
+
+        if self.speaker_norm not in speaker_norm.MODES:
+            raise ConfigError(f"speaker_norm must be one of {speaker_norm.MODES}, not {self.speaker_norm!r}")
+        if self.prosody not in ("none", "praat"):
+            raise ConfigError(f"prosody must be 'none' or 'praat', not {self.prosody!r}")
+        if self.vad not in vad.MODES:
+            raise ConfigError(f"vad must be one of {vad.MODES}, not {self.vad!r}")
+
+    def cache_dict(self) -> dict:
+        """The fields that change cached features (speaker normalisation is applied after the cache)."""
+        return {k: v for k, v in self.to_dict().items() if k != "speaker_norm"}
 
     @property
     def window_samples(self) -> int:
@@ -378,13 +396,44 @@ def window_feature(segment: np.ndarray, config: SpeechFeatureConfig,
     return out
 
 
-def waveform_windows(y: np.ndarray, config: SpeechFeatureConfig, path: str | Path = "<waveform>",
-                     basis: np.ndarray | None = None, trim: bool = True,
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """A whole clip -> ``(features (n_windows, frames, n_features), spans (n_windows, 2) in seconds)``.
+def _keep_window(seg: np.ndarray, config: SpeechFeatureConfig, several: bool) -> bool:
+    """Not silent, and (in audio longer than one window) holding speech by the VAD."""
+    if peak_dbfs(seg) < config.silence_dbfs:
+        return False
+    if several and config.vad != "none":
+        from emotion_keras.preprocess.vad import has_speech
 
-    Trims (unless ``trim=False``), cuts windows, drops silent windows; raises InputError for a clip
-    that is too short or silence only.
+        return has_speech(seg, config.sr, config.vad, config.vad_min_speech)
+    return True
+
+
+def _no_speech(path, y, config) -> InputError:
+    if peak_dbfs(y) < config.silence_dbfs:
+        return InputError(path, f"silence only (peak {peak_dbfs(y):.0f} dBFS, below "
+                                f"{config.silence_dbfs:.0f} dBFS): no speech to classify")
+    return InputError(path, f"no speech detected by the voice activity detector ({config.vad}) in any "
+                            "window: nothing to classify")
+
+
+def window_inputs(segments: Sequence[np.ndarray], config: SpeechFeatureConfig,
+                  basis: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Model inputs of window waveforms: ``features`` and, when configured, ``prosody``."""
+    out = {"features": np.stack([window_feature(s, config, basis) for s in segments])}
+    if config.prosody != "none":
+        from emotion_keras.preprocess.prosody import prosody_vector, require
+
+        require()
+        out["prosody"] = np.stack([prosody_vector(s, config.sr) for s in segments])
+    return out
+
+
+def waveform_segments(y: np.ndarray, config: SpeechFeatureConfig, path: str | Path = "<waveform>",
+                      trim: bool = True) -> tuple[list[np.ndarray], np.ndarray]:
+    """A whole clip -> its window waveforms and their spans ``(n_windows, 2)`` in seconds.
+
+    Trims (unless ``trim=False``), cuts windows, drops silent windows and, in clips longer than one
+    window, windows without speech (``config.vad``); raises InputError for a clip that is too short,
+    silence only, or without speech anywhere.
     """
     offset = 0
     if trim:
@@ -398,17 +447,34 @@ def waveform_windows(y: np.ndarray, config: SpeechFeatureConfig, path: str | Pat
         y = y[bounds[0]:bounds[1]]
     elif len(y) / config.sr < config.min_seconds:
         prepare(y, config, path)
-    feats, spans = [], []
-    for s, e in window_bounds(len(y), config):
+    segs, spans = [], []
+    bounds = window_bounds(len(y), config)
+    long = len(bounds) > 1 and len(y) > config.vad_min_seconds * config.sr
+    for s, e in bounds:
         seg = y[s:e]
-        if peak_dbfs(seg) < config.silence_dbfs:
+        if not _keep_window(seg, config, long):
             continue
-        feats.append(window_feature(seg, config, basis))
+        segs.append(seg)
         spans.append(((offset + s) / config.sr, (offset + e) / config.sr))
-    if not feats:
-        raise InputError(path, f"silence only (peak {peak_dbfs(y):.0f} dBFS, below "
-                               f"{config.silence_dbfs:.0f} dBFS): no speech to classify")
-    return np.stack(feats), np.asarray(spans, np.float32)
+    if not segs:
+        raise _no_speech(path, y, config)
+    return segs, np.asarray(spans, np.float32)
+
+
+def waveform_inputs(y: np.ndarray, config: SpeechFeatureConfig, path: str | Path = "<waveform>",
+                    basis: np.ndarray | None = None, trim: bool = True,
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A whole clip -> ``({"features", ["prosody"]}, spans)`` (see :func:`waveform_segments`)."""
+    segs, spans = waveform_segments(y, config, path, trim)
+    return window_inputs(segs, config, basis), spans
+
+
+def waveform_windows(y: np.ndarray, config: SpeechFeatureConfig, path: str | Path = "<waveform>",
+                     basis: np.ndarray | None = None, trim: bool = True,
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """A whole clip -> ``(features (n_windows, frames, n_features), spans (n_windows, 2) in seconds)``."""
+    segs, spans = waveform_segments(y, config, path, trim)
+    return np.stack([window_feature(s, config, basis) for s in segs]), spans
 
 
 def file_windows(path: str | Path, config: SpeechFeatureConfig,
@@ -418,13 +484,14 @@ def file_windows(path: str | Path, config: SpeechFeatureConfig,
 
 
 def stream_windows(path: str | Path, config: SpeechFeatureConfig, batch: int = 32,
-                   block_seconds: float = 30.0, basis: np.ndarray | None = None,
+                   block_seconds: float = 30.0, basis: np.ndarray | None = None, inputs: bool = False,
                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Window features of a long recording in batches of up to ``batch``, with bounded memory.
 
     Windows every ``hop_seconds`` plus one aligned to the end, as :func:`window_bounds`; no trimming
-    (a recording is not an utterance), silent windows skipped. Yields ``(features, spans)``.
-    Raises InputError when the file is undecodable, shorter than ``min_seconds`` or silent throughout.
+    (a recording is not an utterance), silent windows and windows without speech (``config.vad``)
+    skipped. Yields ``(features, spans)``, or ``({"features", ["prosody"]}, spans)`` with ``inputs``.
+    Raises InputError when the file is undecodable, shorter than ``min_seconds`` or has no speech.
     """
     w, h = config.window_samples, config.hop_samples
     buf = np.zeros(0, np.float32)
@@ -434,26 +501,34 @@ def stream_windows(path: str | Path, config: SpeechFeatureConfig, batch: int = 3
     feats: list[np.ndarray] = []
     spans: list[tuple[float, float]] = []
     any_window = False
+    any_sound = False
     last_end = 0
+    several = False  # a short recording (all of it seen in the first block) is never VAD-filtered
 
     def emit(seg, s):
-        nonlocal any_window, last_end
+        nonlocal any_window, any_sound, last_end
         last_end = s + len(seg)
-        if peak_dbfs(seg) < config.silence_dbfs:
+        any_sound = any_sound or peak_dbfs(seg) >= config.silence_dbfs
+        if not _keep_window(seg, config, several):
             return
         any_window = True
-        feats.append(window_feature(seg, config, basis))
+        feats.append(window_inputs([seg], config, basis))  # now: a segment would pin its whole block
         spans.append((s / config.sr, (s + len(seg)) / config.sr))
+
+    def out():
+        x = {k: np.concatenate([f[k] for f in feats]) for k in feats[0]}
+        return (x if inputs else x["features"]), np.asarray(spans, np.float32)
 
     for block in stream_audio(path, config.sr, block_seconds):
         buf = np.concatenate([buf, block])
         total += len(block)
+        several = total > w and total > config.vad_min_seconds * config.sr
         while next_start + w <= buf_start + len(buf) and total > next_start + w:
             # a window strictly inside the audio so far: the final one is handled below
             emit(buf[next_start - buf_start:next_start - buf_start + w], next_start)
             next_start += h
             if len(feats) >= batch:
-                yield np.stack(feats), np.asarray(spans, np.float32)
+                yield out()
                 feats, spans = [], []
         keep_from = min(next_start, max(0, buf_start + len(buf) - w))
         buf = buf[keep_from - buf_start:]
@@ -463,57 +538,81 @@ def stream_windows(path: str | Path, config: SpeechFeatureConfig, batch: int = 3
                                f"{config.min_seconds:.2f} s of audio is needed)")
     # the last window: the whole clip when it fits in one window, else aligned to the end
     start = max(0, total - w)
+    several = total > w and total > config.vad_min_seconds * config.sr
     if total <= w or last_end < total:
         emit(buf[start - buf_start:], start)
     if feats:
-        yield np.stack(feats), np.asarray(spans, np.float32)
+        yield out()
     if not any_window:
-        raise InputError(path, f"silence only (every window's peak is below {config.silence_dbfs:.0f} "
-                               "dBFS): no speech to classify")
+        if not any_sound:
+            raise InputError(path, f"silence only (every window's peak is below {config.silence_dbfs:.0f} "
+                                   "dBFS): no speech to classify")
+        raise InputError(path, f"no speech detected by the voice activity detector ({config.vad}) in any "
+                               "window: nothing to classify")
 
 
 # ---------------------------------------------------------------- corpus features (cached)
 
-def _record_features(item: tuple[str | None, np.ndarray | None], config: SpeechFeatureConfig,
-                     basis: np.ndarray | None):
-    """One record -> (features float16, spans) or an error message; never raises."""
-    path, array = item
+def _record_features(item: tuple, config: SpeechFeatureConfig, basis: np.ndarray | None, augment=None):
+    """One record -> (inputs dict, spans) or an error message; never raises.
+
+    ``item`` is ``(path, array)`` or ``(path, array, index, copy)`` for copy ``copy`` of record
+    ``index`` augmented by ``augment`` (an :class:`AudioAugmentConfig`).
+    """
+    path, array = item[:2]
     try:
-        if array is not None:
-            feats, spans = waveform_windows(np.asarray(array, np.float32), config, path or "<array>", basis)
-        else:
-            feats, spans = file_windows(path, config, basis)
-        return feats.astype(np.float16), spans
+        y = np.asarray(array, np.float32) if array is not None else load_audio(path, config.sr)
+        if augment is not None:
+            from emotion_keras.preprocess.augment_audio import augment_waveform
+
+            y = augment_waveform(y, config.sr, augment, item[2], item[3])
+        x, spans = waveform_inputs(y, config, path or "<array>", basis)
+        x["features"] = x["features"].astype(np.float16)
+        return x, spans
     except InputError as e:
         return str(e)
     except Exception as e:  # a decoder's surprise must not stop a 10,000-file batch
         return f"{path}: {type(e).__name__}: {e}"
 
 
-def _batch_features(items, cfg: dict, basis: np.ndarray):
+def _batch_features(items, cfg: dict, basis: np.ndarray, aug: dict | None = None):
     """Worker task: a batch of records (batches amortise inter-process transfer)."""
     config = SpeechFeatureConfig.from_dict(cfg)
-    return [_record_features(item, config, basis) for item in items]
+    augment = None
+    if aug is not None:
+        from emotion_keras.preprocess.augment_audio import AudioAugmentConfig
+
+        augment = AudioAugmentConfig.from_dict(aug)
+    return [_record_features(item, config, basis, augment) for item in items]
 
 
 def compute_features(records: Sequence, config: SpeechFeatureConfig, workers: int | None = None,
-                     progress: bool = True) -> dict[str, np.ndarray]:
+                     progress: bool = True, augment=None) -> dict[str, np.ndarray]:
     """Features for every record, in parallel processes, with a progress bar (uncached).
 
     Returns arrays ``x`` (windows, frames, n_features) float16, ``clip`` (windows,) record index,
-    ``spans`` (windows, 2) seconds, ``failed`` (record indices) and ``errors`` (their messages).
+    ``spans`` (windows, 2) seconds, ``failed`` (record indices) and ``errors`` (their messages), and
+    ``prosody`` (windows, DIM) when ``config.prosody`` is on. With ``augment`` (an
+    :class:`~emotion_keras.preprocess.augment_audio.AudioAugmentConfig`), ``augment.copies`` augmented
+    versions of each record instead (``clip`` still indexes ``records``).
     """
     from tqdm.auto import tqdm
 
     basis = mel_basis(config.sr, config.n_fft, config.n_mels, config.fmin, config.fmax)
-    items = [(str(r.path) if r.path is not None else None, r.array if r.path is None else None)
-             for r in records]
+    base = [(str(r.path) if r.path is not None else None, r.array if r.path is None else None)
+            for r in records]
+    if augment is not None:
+        items = [(*base[i], i, c) for c in range(augment.copies) for i in range(len(base))]
+        owner = [i for c in range(augment.copies) for i in range(len(base))]
+    else:
+        items, owner = base, list(range(len(base)))
+    aug = augment.to_dict() if augment is not None else None
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=len(items), desc="speech features", unit="clip", disable=not progress)
     results = []
     if workers <= 1 or len(items) < 48:
         for item in items:
-            results.append(_record_features(item, config, basis))
+            results.append(_record_features(item, config, basis, augment))
             bar.update()
     else:
         from joblib import Parallel, delayed
@@ -524,21 +623,30 @@ def compute_features(records: Sequence, config: SpeechFeatureConfig, workers: in
         batches = [items[i:i + size] for i in range(0, len(items), size)]
         cfg = config.to_dict()
         run = Parallel(n_jobs=workers, backend="loky", return_as="generator")
-        for res in run(delayed(_batch_features)(b, cfg, basis) for b in batches):
+        for res in run(delayed(_batch_features)(b, cfg, basis, aug) for b in batches):
             results += res
             bar.update(len(res))
     bar.close()
-    xs, clips, spans, failed, errors = [], [], [], [], []
-    for i, res in enumerate(results):
+    xs, pros, clips, spans, failed, errors = [], [], [], [], [], []
+    for i, res in zip(owner, results):
         if isinstance(res, str):
-            failed.append(i)
-            errors.append(res)
+            if i not in failed:
+                failed.append(i)
+                errors.append(res)
             continue
-        xs.append(res[0])
-        clips.append(np.full(len(res[0]), i, np.int32))
+        xs.append(res[0]["features"])
+        if "prosody" in res[0]:
+            pros.append(res[0]["prosody"])
+        clips.append(np.full(len(res[0]["features"]), i, np.int32))
         spans.append(res[1])
     shape = (0, *config.input_shape)
+    extra = {}
+    if config.prosody != "none":
+        from emotion_keras.preprocess.prosody import DIM
+
+        extra["prosody"] = np.concatenate(pros).astype(np.float32) if pros else np.zeros((0, DIM), np.float32)
     return {
+        **extra,
         "x": np.concatenate(xs) if xs else np.zeros(shape, np.float16),
         "clip": np.concatenate(clips) if clips else np.zeros(0, np.int32),
         "spans": np.concatenate(spans) if spans else np.zeros((0, 2), np.float32),
@@ -548,10 +656,15 @@ def compute_features(records: Sequence, config: SpeechFeatureConfig, workers: in
 
 
 def speech_features(records: Sequence, config: SpeechFeatureConfig, workers: int | None = None,
-                    progress: bool = True, cache_dir: Path | None = None) -> dict[str, np.ndarray]:
-    """:func:`compute_features`, cached (float16 npz, atomic) under a key of records and config."""
+                    progress: bool = True, cache_dir: Path | None = None, augment=None) -> dict[str, np.ndarray]:
+    """:func:`compute_features`, cached (float16 npz, atomic) under a key of records, config and
+    augmentation (so an augmented set is computed once per config, whatever reruns follow)."""
     from emotion_keras.data.cache import cache_key, cached
     from emotion_keras.data.records import fingerprint
 
-    key = cache_key("speech-features", FEATURE_VERSION, fingerprint(records), config.to_dict())
-    return cached("speech", key, lambda: compute_features(records, config, workers, progress), cache_dir)
+    parts = ["speech-features", FEATURE_VERSION, fingerprint(records), config.cache_dict()]
+    if augment is not None:
+        parts.append({"augment": augment.to_dict()})
+    key = cache_key(*parts)
+    return cached("speech", key, lambda: compute_features(records, config, workers, progress, augment),
+                  cache_dir)

@@ -224,8 +224,6 @@ class MultimodalEmotionRecognizer:
 
     def _speech(self, audio: np.ndarray | None, sr: int) -> dict | None:
         """Speech embedding and probabilities of one window's audio (None: no audio, silence, too short)."""
-        from emotion_keras.preprocess import audio as A
-
         if audio is None or audio.size == 0:
             return None
         cfg = self.speech.config
@@ -234,14 +232,14 @@ class MultimodalEmotionRecognizer:
 
             audio = soxr.resample(audio, sr, cfg.sr).astype(np.float32)
         try:
-            feats, _ = A.waveform_windows(audio, cfg, "<window>", self.speech._basis)
+            x, _ = self.speech.waveform_inputs(audio, "<window>")
         except InputError:
             return None
-        n = len(feats)
+        n = len(x["features"])
         size = 1 << (n - 1).bit_length()
-        if size > n:
-            feats = np.concatenate([feats, np.zeros((size - n, *feats.shape[1:]), feats.dtype)])
-        emb, probs = self._speech_net.embed({"features": feats.astype(np.float32)})
+        x = {k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)]).astype(np.float32)
+             for k, v in x.items()}
+        emb, probs = self._speech_net.embed(x)
         return {"embedding": emb[:n].mean(0),
                 "probs": apply_temperature(probs[:n], self.speech.temperature).mean(0)}
 

@@ -11,7 +11,13 @@ Result (the CLI's JSON line)::
     {"file": ..., "windows": [{"start": 0.0, "end": 3.0, "probabilities": {label: p}}, ...],
      "emotion": "angry", "probabilities": {label: p}}
 
-Silence only, clips under ``min_seconds`` and undecodable files raise :class:`InputError`.
+Windows without speech (silence, or no voice by the VAD in recordings longer than one window) are
+left out of ``windows`` and of the pooled result. Models whose card says ``speaker_norm: speaker``
+(trained on per-speaker standardised features) get per-file standardisation here, running statistics
+when streaming; models with a ``prosody`` input get prosody measured on the same windows.
+
+Silence only, no speech anywhere, clips under ``min_seconds`` and undecodable files raise
+:class:`InputError`.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ import numpy as np
 from emotion_keras.calibration import apply_temperature, temperature_of
 from emotion_keras.errors import InputError
 from emotion_keras.models import store
-from emotion_keras.preprocess import audio
+from emotion_keras.models.io import input_names, model_feed
+from emotion_keras.preprocess import audio, speaker_norm
 
 
 class SpeechEmotionRecognizer:
@@ -51,7 +58,11 @@ class SpeechEmotionRecognizer:
         self.classes: list[str] = list(self.card["classes"])
         self.temperature = temperature_of(self.card)
         self.config = audio.SpeechFeatureConfig.from_dict(self.card.get("preprocessing") or {})
-        expected = tuple(int(d) for d in self.net.input_shapes[self.net.input_names[0]])
+        self.input_names = list(self.net.input_names)
+        expected = tuple(int(d) for d in self.net.input_shapes["features"])
+        if "prosody" in self.input_names and self.config.prosody == "none":
+            raise store.ModelLoadError(f"{self.model_dir}: the model takes prosody but its card's "
+                                       "preprocessing computes none")
         if expected != self.config.input_shape:
             raise store.ModelLoadError(
                 f"{self.model_dir}: the model takes {expected} features but its card's preprocessing "
@@ -63,28 +74,56 @@ class SpeechEmotionRecognizer:
 
     # ------------------------------------------------------------ model calls
 
-    def predict_features(self, features: np.ndarray) -> np.ndarray:
-        """Probabilities ``(n, classes)`` for feature windows ``(n, frames, n_features)``.
+    def normalise(self, inputs: dict[str, np.ndarray], running=None) -> dict[str, np.ndarray]:
+        """Per-file speaker normalisation of one file's window inputs, as the model was trained
+        (``running``: one :class:`~emotion_keras.preprocess.speaker_norm.RunningNormaliser` per input)."""
+        if self.config.speaker_norm == "none":
+            return inputs
+        prior = self.card.get("speaker_norm_prior") or {}
+        if running is not None:
+            return {k: running.setdefault(k, speaker_norm.RunningNormaliser(prior.get(k)))(v)
+                    for k, v in inputs.items()}
+        return {k: speaker_norm.normalise_file(v, prior.get(k)) for k, v in inputs.items()}
+
+    def waveform_inputs(self, y: np.ndarray, path: str | Path = "<waveform>") -> tuple[dict, np.ndarray]:
+        """Normalised model inputs and spans of a waveform at ``config.sr`` (InputError: no speech)."""
+        x, spans = audio.waveform_inputs(y, self.config, path, self._basis)
+        return self.normalise(x), spans
+
+    def predict_inputs(self, inputs: dict[str, np.ndarray] | np.ndarray) -> np.ndarray:
+        """Probabilities ``(n, classes)`` for window inputs (``{"features", ["prosody"]}``, or the
+        feature windows ``(n, frames, n_features)`` alone).
 
         Batches are padded to a power of two (at most ``batch_size``) so the compiled predict
         function sees few distinct shapes and is not retraced for every clip length.
         """
-        features = np.asarray(features, np.float32)
+        if not isinstance(inputs, dict):
+            inputs = {"features": inputs}
+        inputs = {k: np.asarray(v, np.float32) for k, v in inputs.items()}
+        total = len(inputs["features"])
         out = []
-        for i in range(0, len(features), self.batch_size):
-            chunk = features[i:i + self.batch_size]
-            n = len(chunk)
+        for i in range(0, total, self.batch_size):
+            chunk = {k: v[i:i + self.batch_size] for k, v in inputs.items()}
+            n = len(chunk["features"])
             size = min(self.batch_size, 1 << (n - 1).bit_length())
             if size > n:
-                chunk = np.concatenate([chunk, np.zeros((size - n, *chunk.shape[1:]), np.float32)])
-            out.append(self.net.probabilities({"features": chunk})[:n])
+                chunk = {k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), np.float32)])
+                         for k, v in chunk.items()}
+            out.append(self.net.probabilities(chunk)[:n])
         probs = np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
         return apply_temperature(probs, self.temperature)
 
+    predict_features = predict_inputs  # the name callers used before models took prosody
+
     def warmup(self) -> None:
         """Compile the predict function for the common batch sizes (1, 2, 4)."""
+        from emotion_keras.preprocess.prosody import DIM
+
         for n in (1, 2, 4):
-            self.predict_features(np.zeros((n, *self.config.input_shape), np.float32))
+            x = {"features": np.zeros((n, *self.config.input_shape), np.float32)}
+            if "prosody" in self.input_names:
+                x["prosody"] = np.zeros((n, DIM), np.float32)
+            self.predict_inputs(x)
 
     # ------------------------------------------------------------ results
 
@@ -111,21 +150,21 @@ class SpeechEmotionRecognizer:
             import soxr
 
             y = soxr.resample(y, int(sr), self.config.sr).astype(np.float32)
-        feats, spans = audio.waveform_windows(y, self.config, "<waveform>", self._basis)
-        return self._result(self.predict_features(feats), spans)
+        x, spans = self.waveform_inputs(y)
+        return self._result(self.predict_inputs(x), spans)
 
     def predict_file(self, path: str | Path) -> dict[str, Any]:
         """Classify an audio file (WAV, FLAC, MP3, OGG, M4A...); raises InputError for a bad file."""
         path = Path(path)
         duration = audio.audio_duration(path) if path.is_file() else None
         if duration is not None and duration <= self.stream_seconds:
-            feats, spans = audio.file_windows(path, self.config, self._basis)
-            result = self._result(self.predict_features(feats), spans)
+            x, spans = self.waveform_inputs(audio.load_audio(path, self.config.sr), path)
+            result = self._result(self.predict_inputs(x), spans)
         else:
-            probs, spans = [], []
-            for feats, sp in audio.stream_windows(path, self.config, batch=self.batch_size,
-                                                  basis=self._basis):
-                probs.append(self.predict_features(feats))
+            probs, spans, running = [], [], {}
+            for x, sp in audio.stream_windows(path, self.config, batch=self.batch_size,
+                                              basis=self._basis, inputs=True):
+                probs.append(self.predict_inputs(self.normalise(x, running)))
                 spans.append(sp)
             result = self._result(np.concatenate(probs), np.concatenate(spans))
         return {"file": str(path), **result}
