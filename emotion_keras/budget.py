@@ -19,6 +19,10 @@ import numpy as np
 from emotion_keras.data.cache import atomic_write_json
 
 
+# Per-epoch cost outside the train steps: the validation callbacks, best checkpoint, resume backup.
+EPOCH_OVERHEAD_S = 1.0
+
+
 def _batch(x, idx):
     return {k: v[idx] for k, v in x.items()} if isinstance(x, dict) else x[idx]
 
@@ -60,7 +64,7 @@ def size_epochs(model, x_train, y_train, x_val, config, steps_per_epoch: int, ru
     model.predict_on_batch(_batch(x_val, val_idx))
     val_batch = time.perf_counter() - t_val
     model.set_weights(initial)
-    epoch = steps_per_epoch * step + int(np.ceil(n_val / vb)) * val_batch
+    epoch = steps_per_epoch * step + int(np.ceil(n_val / vb)) * val_batch + EPOCH_OVERHEAD_S
     spent = time.perf_counter() - t0
     # Fitting compiles again (a fresh optimizer) and predicts once more at the end.
     available = config.time_budget - spent - first - epoch * 0.1

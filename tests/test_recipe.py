@@ -116,7 +116,7 @@ def test_time_budget_sizes_epochs_from_measured_steps(tmp_path):
     tc = TrainConfig(batch_size=32, time_budget=120, verbose=0, mixed_precision="off")
     plan = size_epochs(model, x, as_distributions(y, 3), x[:32], tc, 4, tmp_path)
     assert plan["epochs"] > 1 and plan["step_seconds"] > 0
-    assert plan["epochs"] * plan["epoch_seconds"] <= 120
+    assert plan["epochs"] * plan["epoch_seconds"] <= 120 * 1.02  # epoch_seconds is rounded
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # timing left no trace
     assert json.loads((tmp_path / "budget.json").read_text())["epochs"] == plan["epochs"]
 

@@ -32,7 +32,8 @@ def sample_rgb():
 def test_shipped_card(recognizer):
     card = recognizer.card
     assert card["task"] == "face" and recognizer.classes == card["classes"]
-    assert "PublicTest" in card["metrics"]["validation"]["protocol"]
+    protocol = card["metrics"]["validation"]["protocol"]
+    assert "PublicTest" in protocol or "FER2013Valid" in protocol  # FER2013's validation faces
     assert (SHIPPED / "model.keras").stat().st_size <= 20e6
 
 
