@@ -112,8 +112,10 @@ def build_face_model(config: FaceModelConfig, classes):
                          max_rotation=config.max_rotation, zoom=config.zoom,
                          brightness=config.brightness, contrast=config.contrast, erase=config.erase,
                          dtype="float32", name="augment")(x)
-    if config.crop and config.crop < config.input_size:
-        x = L.CenterCrop(config.crop, config.crop, name="crop")(x)
+    if config.crop and config.crop < config.input_size:  # a static slice: exports to ONNX/TFLite as is
+        lo = (config.input_size - config.crop) // 2
+        hi = config.input_size - config.crop - lo
+        x = L.Cropping2D(((lo, hi), (lo, hi)), name="crop")(x)
     x = L.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(x)  # [-1, 1]
 
     def attention(t):
