@@ -135,3 +135,30 @@ def test_time_budget_resume_keeps_the_planned_schedule(tmp_path):
     res = fit(_tiny_model(), x, y, x[:32], y[:32], ["a", "b", "c"], tc, tmp_path)
     assert res["epochs_run"] == 2 and res["train_config"]["epochs"] == 2
     assert json.loads((tmp_path / "budget.json").read_text())["used_seconds"] > 100.0
+
+
+def test_warm_start_copies_a_saved_model_and_refuses_another_architecture(tmp_path):
+    import keras
+    import pytest
+
+    from emotion_keras.commands.face import warm_start
+    from emotion_keras.config import ConfigError
+    from emotion_keras.models import store
+    from emotion_keras.models.face import FaceModelConfig, build_face_model
+
+    cfg = FaceModelConfig(width=4, depth=2, attention=False, attention_after=1, embedding_dim=8, augment=False)
+    src = build_face_model(cfg, 3)
+    src.save(tmp_path / "model.keras")
+    card = {"task": "face", "name": "first", "classes": ["a", "b", "c"], "training": {"epochs_run": 5}}
+    (tmp_path / "card.json").write_text(__import__("json").dumps(card))
+    keras.utils.set_random_seed(1)
+    net = build_face_model(cfg, 3)
+    start = warm_start(net, tmp_path, ["a", "b", "c"])
+    assert start["name"] == "first" and start["epochs_run"] == 5
+    x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype("float32")
+    assert np.allclose(net.predict(x, verbose=0), src.predict(x, verbose=0), atol=1e-5)
+    with pytest.raises(ConfigError, match="architecture"):
+        warm_start(build_face_model(cfg.replace(width=8), 3), tmp_path, ["a", "b", "c"])
+    with pytest.raises(ConfigError, match="classes"):
+        warm_start(build_face_model(cfg, 3), tmp_path, ["a", "b", "d"])
+    assert store.read_card(tmp_path)["name"] == "first"

@@ -231,6 +231,24 @@ def select_inputs(model, arrays: FaceArrays):
     return model_feed(model, available)
 
 
+def warm_start(net, init_from: str | Path, classes: list[str]) -> dict[str, Any]:
+    """Copy a saved face model's weights into ``net`` (same architecture and classes) and return
+    what the card records about the start: the source's name, folder and training history."""
+    from emotion_keras.models.store import load
+
+    src, card = load(init_from)
+    if list(card.get("classes", [])) != list(classes):
+        raise ConfigError(f"{init_from}: its classes {card.get('classes')} differ from this run's {classes}")
+    theirs, ours = src.get_weights(), net.get_weights()
+    if len(theirs) != len(ours) or any(a.shape != b.shape for a, b in zip(theirs, ours)):
+        raise ConfigError(f"{init_from}: its architecture differs from this run's model config "
+                          f"(pass its model_config, or leave --model-config out to reuse it)")
+    net.set_weights(theirs)
+    prior = card.get("training", {})
+    return {"name": card.get("name"), "dir": str(init_from), "epochs_run": prior.get("epochs_run"),
+            "seconds": prior.get("seconds"), "init_from": prior.get("init_from")}
+
+
 def adapt_batchnorm(model, total_steps: int) -> float | None:
     """Lower BatchNorm's moving-average momentum for short runs; returns the momentum used.
 
@@ -271,9 +289,12 @@ def _keep_classes(arrays: FaceArrays, classes: list[str], what: str) -> FaceArra
 
 def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train: TrainConfig,
                run_dir: str | Path, out: str | Path | None = None, name: str | None = None,
-               classes: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
+               classes: list[str] | None = None, progress: bool = True,
+               init_from: str | Path | None = None) -> dict[str, Any]:
     """Preprocess, build, fit, evaluate on the validation set and save model + card.
 
+    ``init_from`` starts from a saved face model's weights (fine-tuning, or a second, lower-rate
+    cosine stage after a budget ran out); its architecture and classes must match.
     Returns ``{"card", "metrics", "out", "fit"}``. Rerunning with the same ``run_dir`` after a kill
     resumes from the last finished epoch (``train.fit``).
     """
@@ -295,6 +316,7 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
     policy = trainlib.configure_precision(train)
     model_cfg = make_model_config(model, prep)
     net = build_face_model(model_cfg, classes)
+    start = warm_start(net, init_from, classes) if init_from else None
     steps = train.epochs * int(np.ceil(len(tr) / train.batch_size))
     bn_momentum = adapt_batchnorm(net, steps)
     x_tr, x_va = select_inputs(net, tr), select_inputs(net, va)
@@ -318,7 +340,8 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
         "training": {"seconds": result["train_seconds"], "samples_per_second": result["samples_per_second"],
                      "epochs_run": result["epochs_run"], "dtype_policy": policy,
                      "batchnorm_momentum": bn_momentum, "targets": "vote distributions" if soft is not None
-                     else "class labels", **({"budget": result["budget"]} if result.get("budget") else {})},
+                     else "class labels", **({"budget": result["budget"]} if result.get("budget") else {}),
+                     **({"init_from": start} if start else {})},
         "history": history_dict(run_dir, result["history"]),
     }
     return save_trained(net, card, val_metrics, out, run_dir, result,
@@ -604,6 +627,9 @@ def register(subparsers) -> None:
     _add_model_args(tp)
     add_train_args(tp, classes=True)
     add_run_args(tp, "face")
+    tp.add_argument("--init-from", metavar="MODEL_DIR",
+                    help="start from this saved face model's weights (fine-tuning or a second stage); "
+                         "its model config and preprocessing are reused unless given")
     tp.set_defaults(func=cmd_train)
 
     ep = sub.add_parser("evaluate", help="accuracy, UAR, macro-F1 and confusion matrix of a saved model")
@@ -683,6 +709,13 @@ def cmd_train(args) -> int:
     prep = prep_config_from_args(args)
     train = train_config_from_args(args)
     model = model_config_dict_from_args(args)
+    if args.init_from and not model:  # fine-tuning: the source's architecture and preprocessing
+        from emotion_keras.models.store import read_card
+
+        card = read_card(Path(args.init_from))
+        model = dict(card["model_config"])
+        if not args.prep_config:
+            prep = FacePrepConfig.from_dict(card["preprocessing"])
     split = _split_from_args(args)
     run_dir = _default_run_dir(args, split, prep, model, train)
     if skip_finished_run(run_dir, args.force):
@@ -691,7 +724,7 @@ def cmd_train(args) -> int:
         shutil.rmtree(run_dir / "resume", ignore_errors=True)  # a killed run's state: start afresh
     print(f"run directory: {run_dir}\nprotocol: {split.protocol}", file=sys.stderr)
     res = train_face(split, prep, model, train, run_dir, out=args.out, name=args.name,
-                     classes=classes_arg(args))
+                     classes=classes_arg(args), init_from=args.init_from)
     print(saved_line(res))
     return 0
 
