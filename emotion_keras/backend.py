@@ -13,6 +13,9 @@ def set_backend(name: str | None) -> str:
 
     Keras reads the variable once, at import, so asking for another backend after that is an error
     rather than a silent no-op.
+
+    Args:
+        name: ``"tensorflow"`` or ``"jax"`` (None: keep ``KERAS_BACKEND``, default TensorFlow).
     """
     if name:
         if name not in BACKENDS:

@@ -136,7 +136,12 @@ def read_card(directory: str | Path) -> dict[str, Any]:
 
 
 def load(directory: str | Path, compile: bool = False):
-    """Return ``(model, card)`` from a saved model directory, loaded in Keras safe mode."""
+    """Return ``(model, card)`` from a saved model directory, loaded in Keras safe mode.
+
+    Args:
+        directory: a folder holding ``model.keras`` and ``card.json``.
+        compile: also restore the training configuration (not needed to predict).
+    """
     import keras
 
     from emotion_keras.models import fusion, layers  # noqa: F401  register the custom layers

@@ -49,7 +49,13 @@ def _iou(a, b) -> float:
 
 def project(probs: np.ndarray, source: list[str], target: list[str]) -> np.ndarray:
     """Map probabilities over ``source`` classes onto ``target`` classes (unknown mass merged by
-    ``MERGE_INTO`` or dropped), renormalised."""
+    ``MERGE_INTO`` or dropped), renormalised.
+
+    Args:
+        probs: ``(..., len(source))`` probabilities.
+        source: their classes.
+        target: the classes wanted.
+    """
     probs = np.asarray(probs, np.float32)
     out = np.zeros((*probs.shape[:-1], len(target)), np.float32)
     index = {c: i for i, c in enumerate(target)}
@@ -71,6 +77,13 @@ class FaceTracker:
 
     def __init__(self, full_detector=None, roi_detector=None, min_confidence: float = 0.9,
                  redetect: int = 10, roi_scale: float = 1.8):
+        """Args:
+            full_detector: the whole-frame detector (default MTCNN at 480 px, faces >= 8% of the frame).
+            roi_detector: the detector for the region around the last box (default 160 px).
+            min_confidence: detections below this are ignored.
+            redetect: a full-frame search at least every this many frames.
+            roi_scale: the searched region's side, in multiples of the last box's.
+        """
         from emotion_keras.preprocess.face_detect import FaceDetector
 
         self.full = full_detector or FaceDetector(max_side=480, min_face_fraction=0.08)
@@ -344,7 +357,14 @@ class MultimodalEmotionRecognizer(Recognizer):
     def embed(self, path: str | Path, window: float = 2.5, hop: float = 1.0, fps: float = 5.0,
               max_side: int = 1280):
         """Per window ``{"start", "end", "face": (frames, dim) embeddings or None, "speech": (dim,) or
-        None}``: the fusion model's inputs, for training a head on real audio-visual clips."""
+        None}``: the fusion model's inputs, for training a head on real audio-visual clips.
+
+        Args:
+            path: a video (or audio) file.
+            window, hop: window length and step in seconds.
+            fps: frames sampled per second.
+            max_side: frames are scaled down to this longer side.
+        """
         path = Path(path)
         config = V.VideoConfig(fps=fps, window=window, hop=hop, max_side=max_side)
         for win, faces, _, speech in self._windows(path, config, V.probe(path), []):
@@ -359,6 +379,13 @@ class MultimodalEmotionRecognizer(Recognizer):
         Returns ``{"file", "media", "window", "hop", "fps", "windows": [{"start", "end",
         "modalities", "face", "speech", "fused"}], "emotion", "probabilities", "modalities",
         "warnings"}``; ``face``/``speech`` are None in windows without that modality.
+
+        Args:
+            path: a video (or audio) file, streamed (bounded memory).
+            window, hop: window length and step in seconds.
+            fps: frames sampled per second.
+            max_side: frames are scaled down to this longer side.
+            progress: show a progress bar (seconds of media).
         """
         path = Path(path)
         config = V.VideoConfig(fps=fps, window=window, hop=hop, max_side=max_side)
@@ -412,7 +439,12 @@ class MultimodalEmotionRecognizer(Recognizer):
         return result
 
     def predict_file(self, path: str | Path, **kwargs) -> dict[str, Any]:
-        """The fused result per file (the ``emotion-keras predict video.mp4`` JSON line)."""
+        """The fused result per file (the ``emotion-keras predict video.mp4`` JSON line).
+
+        Args:
+            path: a video (or audio) file.
+            **kwargs: :meth:`analyze`'s options (``window``, ``hop``, ``fps``, ``max_side``).
+        """
         t = self.analyze(path, **kwargs)
         out = {"file": t["file"], "emotion": t["emotion"], "probabilities": t["probabilities"],
                "modalities": t["modalities"],
@@ -426,7 +458,11 @@ class MultimodalEmotionRecognizer(Recognizer):
 # ---------------------------------------------------------------------- outputs
 
 def timeline_csv(timeline: dict[str, Any]) -> str:
-    """One CSV row per window: times, modalities, each modality's emotion and the fused probabilities."""
+    """One CSV row per window: times, modalities, each modality's emotion and the fused probabilities.
+
+    Args:
+        timeline: a result of :meth:`MultimodalEmotionRecognizer.analyze`.
+    """
     classes = timeline["classes"]
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -477,7 +513,15 @@ def _draw(image: np.ndarray, row: dict | None, t: float) -> np.ndarray:
 def write_annotated(path: str | Path, timeline: dict[str, Any], out: str | Path, fps: float = 5.0,
                     max_side: int = 960) -> Path:
     """An mp4 of the sampled frames with the face box and the fused emotion drawn on (no audio),
-    decoded again from ``path`` (streaming) and written atomically."""
+    decoded again from ``path`` (streaming) and written atomically.
+
+    Args:
+        path: the analysed video.
+        timeline: its :meth:`MultimodalEmotionRecognizer.analyze` result.
+        out: the mp4 to write.
+        fps: frames per second drawn.
+        max_side: frames are scaled down to this longer side.
+    """
     import av
 
     from emotion_keras.data.cache import atomic_write
@@ -510,7 +554,16 @@ def write_annotated(path: str | Path, timeline: dict[str, Any], out: str | Path,
 
 def write_contact_sheet(path: str | Path, timeline: dict[str, Any], out: str | Path, columns: int = 4,
                         max_tiles: int = 32, tile_width: int = 320) -> Path:
-    """A JPEG/PNG grid with one frame per window (its middle frame), labelled with the fused emotion."""
+    """A JPEG/PNG grid with one frame per window (its middle frame), labelled with the fused emotion.
+
+    Args:
+        path: the analysed video.
+        timeline: its :meth:`MultimodalEmotionRecognizer.analyze` result.
+        out: the image to write (``.jpg`` or ``.png``).
+        columns: tiles per row.
+        max_tiles: at most this many windows, evenly spread.
+        tile_width: pixels per tile.
+    """
     import cv2
 
     from emotion_keras.data.cache import atomic_write
