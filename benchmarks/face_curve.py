@@ -1,11 +1,14 @@
 """Validation accuracy against training time of one run -> docs/benchmarks/face_curve.{md,png}.
 
-Reads a run directory's ``history.csv`` (``epoch_seconds`` per epoch, written by ``train.fit``) or,
+A run trained in stages (a second stage started with ``face train --init-from`` the first's model)
+is given as its run directories in order; their times add up and the table names each stage.
+Reads each run directory's ``history.csv`` (``epoch_seconds`` per epoch, written by ``train.fit``) or,
 for runs made before that column existed, the epoch times Keras printed with ``--verbose 2``
 (``441/441 - 758s - ...``) from ``--log``. The curve is what a CPU budget buys: it shows where the
 accuracy stands after each epoch and how much time a target would need at that slope.
 
-    python benchmarks/face_curve.py --run-dir runs/face/NAME [--log train.log] [--label "..."]
+    python benchmarks/face_curve.py --run-dir runs/face/NAME [runs/face/STAGE2 ...] \
+        [--log train.log [-]] [--label "..."]
 """
 
 from __future__ import annotations
@@ -40,12 +43,21 @@ def curve(run_dir: Path, log: Path | None = None) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run-dir", type=Path, required=True)
-    ap.add_argument("--log", type=Path)
+    ap.add_argument("--run-dir", type=Path, nargs="+", required=True, help="run directories, stage by stage")
+    ap.add_argument("--log", nargs="*", default=[],
+                    help="each stage's --verbose 2 log, in the same order ('-' for a stage without one)")
     ap.add_argument("--label", default="")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "face_curve")
     args = ap.parse_args()
-    rows = curve(args.run_dir, args.log)
+    logs = [None if x in ("", "-") else Path(x) for x in args.log] + [None] * len(args.run_dir)
+    rows, offset = [], 0.0
+    for stage, (run_dir, log) in enumerate(zip(args.run_dir, logs), start=1):
+        part = curve(run_dir, log)
+        for r in part:
+            r.update(stage=stage, minutes=round(r["minutes"] + offset, 1))
+        offset = part[-1]["minutes"] if part else offset
+        rows += part
+    names = " + ".join(d.name for d in args.run_dir)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,17 +72,20 @@ def main() -> int:
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title(args.label or args.run_dir.name, fontsize=9)
+    for r in rows[1:]:
+        if r["epoch"] == 1:  # a later stage starts here
+            ax.axvline(rows[rows.index(r) - 1]["minutes"], color="grey", lw=0.8, ls=":")
+    ax.set_title(args.label or names, fontsize=9)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out.with_suffix(".png"))
-    lines = [f"# Accuracy against training time: {args.label or args.run_dir.name}", "",
-             f"From `{args.run_dir.name}` by `benchmarks/face_curve.py` (epoch wall times on the machine "
+    lines = [f"# Accuracy against training time: {args.label or names}", "",
+             f"From `{names}` by `benchmarks/face_curve.py` (epoch wall times on the machine "
              "that trained it; see the run's card for its protocol).", "",
              f"![curve]({args.out.with_suffix('.png').name})", "",
-             "| epoch | minutes | validation accuracy | validation UAR | training accuracy |",
-             "|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['epoch']} | {r['minutes']} | {r['val_accuracy']:.4f} | {r['val_uar']:.4f} | {r['accuracy']:.4f} |"
+             "| stage | epoch | minutes | validation accuracy | validation UAR | training accuracy |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['stage']} | {r['epoch']} | {r['minutes']} | {r['val_accuracy']:.4f} | {r['val_uar']:.4f} | {r['accuracy']:.4f} |"
               for r in rows]
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
