@@ -39,12 +39,13 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--tta", default="ten_crop", choices=("none", "flip", "ten_crop"))
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "face_eval")
+    ap.add_argument("--no-card", action="store_true", help="do not record the figures on the model's card")
     args = ap.parse_args()
 
     from emotion_keras.backend import active_backend
     from emotion_keras.commands.face import evaluate_face
-    from emotion_keras.data.cache import atomic_write_text
-    from emotion_keras.models.store import read_card
+    from emotion_keras.data.cache import atomic_write_json, atomic_write_text
+    from emotion_keras.models.store import CARD_FILE, read_card
 
     card = read_card(args.model)
     lines = [f"# {card.get('name', args.model.name)} on every labelled face set here", "",
@@ -52,6 +53,7 @@ def main() -> int:
              f"(protocol in its docstring), backend {active_backend()}. Model: {card.get('name')} "
              f"({card.get('parameters', 0):,} parameters), trained on {(card.get('data') or {}).get('corpus')}.", "",
              "| set | faces | accuracy | UAR | macro-F1 | protocol |", "|---|---:|---:|---:|---:|---|"]
+    figures = {}
     for key, folder, split, label in SETS:
         path = args.data / folder
         if not path.exists():
@@ -62,7 +64,13 @@ def main() -> int:
         lines.append(f"| {label} | {rep['n']:,} | "
                      f"{rep['accuracy']:.3f} | {rep['uar']:.3f} | {rep['macro_f1']:.3f} | {rep['protocol']} |")
         print(lines[-1], flush=True)
+        figures[f"{key}_{args.tta}"] = {k: rep[k] for k in ("accuracy", "uar", "macro_f1", "n")} | {
+            "protocol": f"{rep['protocol']} (benchmarks/face_eval.py)"}
     atomic_write_text(args.out.parent / "face_eval.md", "\n".join(lines) + "\n")
+    if figures and not args.no_card:  # the card carries the cross-corpus figures next to its validation
+        card = read_card(args.model)
+        card.setdefault("metrics", {}).update(figures)
+        atomic_write_json(args.model / CARD_FILE, card)
     return 0
 
 
