@@ -42,7 +42,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from emotion_keras.backend import active_backend
-    from emotion_keras.commands.face import evaluate_face
+    from emotion_keras.pipelines.face import evaluate_face
     from emotion_keras.data.cache import atomic_write_text
     from emotion_keras.models.store import read_card
 

@@ -132,7 +132,7 @@ def test_late_fusion_baseline():
 
 
 def test_pseudo_pairs_match_labels():
-    from emotion_keras.commands.fusion import pseudo_pairs
+    from emotion_keras.pipelines.fusion import pseudo_pairs
 
     rng = np.random.default_rng(0)
     face = {"embedding": rng.normal(size=(30, 6)).astype("f4"),

@@ -36,6 +36,7 @@ import numpy as np
 from emotion_keras.config import ConfigError, TrainConfig
 from emotion_keras.data.cache import atomic_write_json
 from emotion_keras.errors import InputError
+from emotion_keras.models.card import ModelCard
 from emotion_keras.models.io import input_spec
 
 TUNERS = ("hyperband", "bayesian", "random")
@@ -89,14 +90,14 @@ def load_face_data(spec: str, val_split: str | None = None, val_subjects: float 
                    val_data: str | None = None, limit: int | None = None, val_limit: int | None = None,
                    seed: int = 0, size: int = 48, rgb: bool = False, geometry: bool = False,
                    classes: list[str] | None = None, progress: bool = True) -> TaskData:
-    """Faces through the face pipeline: ``commands.face.load_split`` then ``prepare_faces`` (cached
+    """Faces through the face pipeline: ``pipelines.splits.load_face_split`` then ``prepare_faces`` (cached
     uint8 arrays). Geometry becomes a tunable input only when the photos carried landmarks."""
-    from emotion_keras.commands.face import load_split
+    from emotion_keras.pipelines.splits import load_face_split
     from emotion_keras.labels import class_list
     from emotion_keras.preprocess.faces import FacePrepConfig, prepare_faces
 
-    split = load_split(spec, val_split=val_split, val_subjects=val_subjects, val_data=val_data,
-                       limit=limit, val_limit=val_limit, seed=seed)
+    split = load_face_split(spec, val_split=val_split, val_subjects=val_subjects, val_data=val_data,
+                            limit=limit, val_limit=val_limit, seed=seed)
     prep = FacePrepConfig(size=size, grayscale=not rgb, geometry=geometry)
     tr = prepare_faces(split.train, prep, progress=progress)
     va = prepare_faces(split.val, prep, progress=progress)
@@ -150,7 +151,7 @@ class SpeechVariants:
 
     def arrays(self, choice):
         """``(x_train, y_train, x_val, y_val)`` for a data choice (named-input dicts, int labels)."""
-        from emotion_keras.commands.speech import scoring_windows, training_windows
+        from emotion_keras.pipelines.speech import scoring_windows, training_windows
         from emotion_keras.preprocess.augment_audio import AudioAugmentConfig
 
         key = json.dumps(choice, sort_keys=True)
@@ -221,9 +222,9 @@ def load_speech_data(spec: str, fold: int = 4, folds: int = 5, limit: int | None
 
 
 def _subset(records, n: int, seed: int):
-    from emotion_keras.commands.face import _stratified_subset
+    from emotion_keras.pipelines.splits import stratified_subset
 
-    return _stratified_subset(list(records), n, seed)
+    return stratified_subset(list(records), n, seed)
 
 
 FUSION_KEYS = ("face", "face_frames", "face_mask", "speech", "geometry")
@@ -739,21 +740,14 @@ def export_best(tuner, data: TaskData, out: str | Path, retrain_on_all: bool = F
     sessions = search.get("sessions") or []
     runs = [read_run(project_dir, t.trial_id) for t in tuner.oracle.trials.values()]
     dev = device_info()
-    card = {
-        "task": data.task,
-        "name": name or f"{data.task}-tuned",
-        "classes": data.classes,
-        "inputs": input_spec(model),
-        "preprocessing": data.preprocessing,
-        "augmentation": described.get("augmentation"),
-        "model_config": described["model_config"],
-        "train_config": train_used.to_dict(),
-        "data": {**data.data, "trained_on": trained_on},
-        "metrics": metrics_out,
-        "history": history,
-        "training": {"seconds": round(seconds, 2), "trained_on": trained_on,
-                     "epochs": train_used.epochs, "device": dev["device"], "device_name": dev["name"]},
-        "tuning": {
+    card = ModelCard(
+        task=data.task, name=name or f"{data.task}-tuned", classes=data.classes, inputs=input_spec(model),
+        preprocessing=data.preprocessing, model_config=described["model_config"],
+        train_config=train_used.to_dict(), data={**data.data, "trained_on": trained_on}, metrics=metrics_out,
+        history=history,
+        training={"seconds": round(seconds, 2), "trained_on": trained_on,
+                  "epochs": train_used.epochs, "device": dev["device"], "device_name": dev["name"]},
+        extra={"augmentation": described.get("augmentation"), "tuning": {
             "tuner": search.get("tuner") or type(tuner).__name__, "objective": search.get("objective"),
             "space": search.get("space") or hm.space, "trials": _count(tuner),
             "max_trials": search.get("max_trials"), "best_trial": trial.trial_id,
@@ -762,15 +756,19 @@ def export_best(tuner, data: TaskData, out: str | Path, retrain_on_all: bool = F
             "search_wall_seconds": round(sum(s.get("seconds", 0) for s in sessions), 2),
             "trial_seconds": round(sum(r.get("seconds", 0) for r in runs), 2),
             "gpu_seconds": round(sum(r.get("gpu_seconds", 0) for r in runs), 2),
-            "devices": sorted({f"{s.get('backend')}/{s.get('device')}" for s in sessions}),
-        },
-    }
+            "devices": sorted({f"{s.get('backend')}/{s.get('device')}" for s in sessions})}},
+        order=TUNED_CARD_ORDER).to_dict()
     store.save(model, out, card)
     # The chosen configs as files, for `face|speech train --model-config/--train-config` (e.g. the
     # 5-fold cross-validation of a tuned speech model).
     for key in ("model_config", "train_config", "preprocessing"):
         atomic_write_json(project_dir / "best" / f"{key}.json", card[key])
     return store.read_card(out)
+
+
+# The key order of a tuned model's card.json as it has always been written.
+TUNED_CARD_ORDER = ("task", "name", "classes", "inputs", "preprocessing", "augmentation", "model_config",
+                    "train_config", "data", "metrics", "history", "training", "tuning")
 
 
 def select_for(model, x):
