@@ -706,10 +706,7 @@ def export_best(tuner, data: TaskData, out: str | Path, retrain_on_all: bool = F
         x_all = select_inputs(model, x_all)
         trainlib.compile_model(model, retrain, int(np.ceil(len(y_all) / retrain.batch_size)))
         keras.utils.set_random_seed(retrain.seed)
-        n_classes = len(data.classes)
-        h = model.fit(x_all, keras.utils.to_categorical(y_all, n_classes), batch_size=retrain.batch_size,
-                      epochs=retrain.epochs, shuffle=True, verbose=verbose,
-                      class_weight=trainlib.class_weights(y_all, n_classes) if retrain.class_weights else None)
+        h = trainlib.fit_epochs(model, x_all, y_all, list(data.classes), retrain, verbose=verbose)
         history = {k: [float(v) for v in vals] for k, vals in h.history.items()}
         trained_on, train_used = "train+validation", retrain
         best_val = _trial_metric_summary(trial, trial_scores)
