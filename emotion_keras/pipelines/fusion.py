@@ -23,56 +23,57 @@ def _card_tag(card: dict) -> str:
     return f"{card.get('name')}|{card.get('date')}|{card.get('parameters')}"
 
 
-def face_embeddings(face_dir: Path, records, progress: bool = True) -> dict[str, np.ndarray]:
-    """Face-model embeddings and probabilities of face records (crops or detected faces), cached."""
+def _embeddings(task: str, model_dir: Path, records, inputs_of, batch_size: int,
+                progress: bool) -> dict[str, np.ndarray]:
+    """A saved model's embeddings and probabilities of ``records``, cached by records and model.
+
+    ``inputs_of(net, card)`` gives the model's inputs and the per-sample fields to keep (labels...).
+    """
     from emotion_keras.data.cache import cache_key, cached
     from emotion_keras.data.records import fingerprint
     from emotion_keras.models import store
 
-    card = store.read_card(face_dir)
-    key = cache_key("fusion-face-emb", 1, fingerprint(records), _card_tag(card))
+    card = store.read_card(model_dir)
+    key = cache_key(f"fusion-{task}-emb", 1, fingerprint(records), _card_tag(card))
 
     def compute():
         from emotion_keras.models.fusion import embedding_and_probabilities
-        from emotion_keras.preprocess.faces import FacePrepConfig, prepare_faces
-        from emotion_keras.models.io import model_feed
 
-        model, card_ = store.load(face_dir)
-        prep = FacePrepConfig.from_dict(card_.get("preprocessing") or {})
-        arrays = prepare_faces(records, prep, progress=progress)
+        model, card_ = store.load(model_dir)
         net = embedding_and_probabilities(model)
-        emb, probs = net.predict(model_feed(net, arrays.inputs()), batch_size=256, verbose=int(progress))
-        return {"embedding": np.asarray(emb, np.float32), "probs": np.asarray(probs, np.float32),
-                "labels": np.asarray(arrays.labels)}
+        x, fields = inputs_of(net, card_)
+        emb, probs = net.predict(x, batch_size=batch_size, verbose=int(progress))
+        return {"embedding": np.asarray(emb, np.float32), "probs": np.asarray(probs, np.float32), **fields}
 
-    return cached("fusion-face", key, compute)
+    return cached(f"fusion-{task}", key, compute)
+
+
+def face_embeddings(face_dir: Path, records, progress: bool = True) -> dict[str, np.ndarray]:
+    """Face-model embeddings and probabilities of face records (crops or detected faces), cached."""
+    def inputs_of(net, card):
+        from emotion_keras.models.io import model_feed
+        from emotion_keras.preprocess.faces import FacePrepConfig, prepare_faces
+
+        prep = FacePrepConfig.from_dict(card.get("preprocessing") or {})
+        arrays = prepare_faces(records, prep, progress=progress)
+        return model_feed(net, arrays.inputs()), {"labels": np.asarray(arrays.labels)}
+
+    return _embeddings("face", face_dir, records, inputs_of, 256, progress)
 
 
 def speech_embeddings(speech_dir: Path, records, progress: bool = True) -> dict[str, np.ndarray]:
     """Speech-model embeddings and probabilities of every window of speech records, cached."""
-    from emotion_keras.data.cache import cache_key, cached
-    from emotion_keras.data.records import fingerprint
-    from emotion_keras.models import store
-
-    card = store.read_card(speech_dir)
-    key = cache_key("fusion-speech-emb", 1, fingerprint(records), _card_tag(card))
-
-    def compute():
-        from emotion_keras.models.fusion import embedding_and_probabilities
+    def inputs_of(net, card):
         from emotion_keras.preprocess.audio import SpeechFeatureConfig, speech_features
 
-        model, card_ = store.load(speech_dir)
-        cfg = SpeechFeatureConfig.from_dict(card_.get("preprocessing") or {})
+        cfg = SpeechFeatureConfig.from_dict(card.get("preprocessing") or {})
         feats = speech_features(records, cfg, progress=progress)
-        net = embedding_and_probabilities(model)
-        emb, probs = net.predict({"features": feats["x"].astype(np.float32)}, batch_size=128,
-                                 verbose=int(progress))
         clip = feats["clip"]
-        return {"embedding": np.asarray(emb, np.float32), "probs": np.asarray(probs, np.float32),
-                "labels": np.asarray([records[i].label for i in clip]),
-                "subjects": np.asarray([str(records[i].subject) for i in clip])}
+        return {"features": feats["x"].astype(np.float32)}, {
+            "labels": np.asarray([records[i].label for i in clip]),
+            "subjects": np.asarray([str(records[i].subject) for i in clip])}
 
-    return cached("fusion-speech", key, compute)
+    return _embeddings("speech", speech_dir, records, inputs_of, 128, progress)
 
 
 def pseudo_pairs(face: dict, speech: dict, classes: list[str], seed: int = 0, max_frames: int = 16,
