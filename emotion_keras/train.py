@@ -206,7 +206,7 @@ def fit_epochs(model, x, y, classes: list[str], config: TrainConfig, validation:
     indices become one-hot), the config's batch size, shuffling and class weights.
 
     :func:`fit` calls it inside its checkpoints, resume and budget; the tuner's trials
-    (``tuning.hypermodels``) and the retrain of the best trial (``tuning.search.export_best``) call
+    (``emotion_keras.tuning.hypermodels``) and the retrain of the best trial (``emotion_keras.tuning.export``) call
     it with their own callbacks. ``validation``: ``(x_val, y_val)`` for Keras' own ``val_*`` logs.
     Returns the Keras ``History``.
     """
