@@ -24,11 +24,7 @@ from emotion_keras.errors import InputError
 from emotion_keras.models.store import CARD_FILE, default_model_dir
 
 TASKS = ("face", "speech", "fusion")
-RECOGNIZERS = {
-    "face": ("emotion_keras.recognizers.face", "FaceEmotionRecognizer"),
-    "speech": ("emotion_keras.recognizers.speech", "SpeechEmotionRecognizer"),
-    "video": ("emotion_keras.recognizers.multimodal", "MultimodalEmotionRecognizer"),
-}
+PAGE_TASKS = {"face": "face", "speech": "speech", "video": "fusion"}  # page -> the recogniser's task
 # What each page accepts: extension -> the fixed suffix of the temporary file it is processed from.
 # The suffix comes from this table, never from the user's file name.
 IMAGE_TYPES = {"jpg": ".jpg", "jpeg": ".jpg", "png": ".png", "bmp": ".bmp", "webp": ".webp",
@@ -118,10 +114,9 @@ def _stamp(task: str) -> str:
 
 @st.cache_resource(show_spinner=False, max_entries=6)
 def _load_recognizer(task: str, stamp: str):
-    import importlib
+    from emotion_keras.recognizers.base import Recognizer
 
-    module, cls = RECOGNIZERS[task]
-    return getattr(importlib.import_module(module), cls)()
+    return Recognizer.from_preset(PAGE_TASKS[task])
 
 
 def recognizer(task: str):

@@ -10,20 +10,23 @@ import importlib
 
 from emotion_keras.backend import set_backend
 from emotion_keras.labels import BASIC, CANONICAL
+from emotion_keras.recognizers import RECOGNIZERS
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "FaceEmotionRecognizer": "emotion_keras.recognizers.face",
-    "SpeechEmotionRecognizer": "emotion_keras.recognizers.speech",
-    "MultimodalEmotionRecognizer": "emotion_keras.recognizers.multimodal",
-    "load_model": "emotion_keras.models.store",
+    **{name: module for module, name in RECOGNIZERS.values()},  # FaceEmotionRecognizer, ...
+    "Recognizer": "emotion_keras.recognizers.base",  # Recognizer.from_preset("face" | ... | folder)
+    "FacePreprocessor": "emotion_keras.preprocess.preprocessors",
+    "SpeechPreprocessor": "emotion_keras.preprocess.preprocessors",
+    "load_model": "emotion_keras.models.store",  # (model, card) = load_model(folder)
 }
 
 __all__ = ["BASIC", "CANONICAL", "set_backend", *_LAZY]
 
 
 def __getattr__(name: str):
+    """The public classes, imported on first use (see the module docstring)."""
     if name in _LAZY:
         module = importlib.import_module(_LAZY[name])
         return getattr(module, "load" if name == "load_model" else name)

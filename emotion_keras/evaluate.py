@@ -90,7 +90,8 @@ def write_report(report: dict[str, Any], out_dir: Path, stem: str = "evaluation"
     if cal.get("reliability"):
         from emotion_keras.calibration import plot_reliability
 
-        title = f"T = {cal.get('temperature', 1.0):.3g}; uncalibrated ECE {cal.get('ece_uncalibrated', float('nan')):.3f}"
+        before = cal.get("ece_uncalibrated", float("nan"))
+        title = f"T = {cal.get('temperature', 1.0):.3g}; uncalibrated ECE {before:.3f}"
         paths["reliability"] = plot_reliability(cal["reliability"], out_dir / f"{stem}_reliability.png",
                                                 title, cal.get("ece"))
     return paths

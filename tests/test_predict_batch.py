@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tracemalloc
 from pathlib import Path
 
 import numpy as np

@@ -8,7 +8,6 @@ import json
 import shutil
 
 import numpy as np
-import pytest
 
 from conftest import ROOT, corpus
 from emotion_keras.cli import main

@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from emotion_keras.commands.common import add_batch_parser, batch_exit
-
 from emotion_keras.data.files import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
+
+KIND_TASKS = {"image": "face", "audio": "speech", "video": "fusion"}  # file kind -> the recogniser's task
 
 
 def kind_of(path: str | Path) -> str | None:
@@ -64,18 +66,14 @@ class Recognizers:
         return made
 
     def _build(self, kind: str):
-        if kind == "image":
-            from emotion_keras.recognizers.face import FaceEmotionRecognizer
+        from emotion_keras.recognizers.base import recognizer_class
 
-            return FaceEmotionRecognizer(self.face_model_dir, runtime=self.runtime)
-        if kind == "audio":
-            from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
-
-            return SpeechEmotionRecognizer(self.speech_model_dir, runtime=self.runtime)
-        from emotion_keras.recognizers.multimodal import MultimodalEmotionRecognizer
-
-        return MultimodalEmotionRecognizer(self.fusion_model_dir, self.face_model_dir, self.speech_model_dir,
-                                           runtime=self.runtime)
+        task = KIND_TASKS[kind]
+        cls = recognizer_class(task)
+        if task == "fusion":  # the fusion head and the two models it fuses
+            return cls.from_dir(self.fusion_model_dir, self.face_model_dir, self.speech_model_dir,
+                                runtime=self.runtime)
+        return cls.from_dir(self.face_model_dir if task == "face" else self.speech_model_dir, runtime=self.runtime)
 
 
 def _error_text(e: BaseException) -> str:

@@ -63,6 +63,25 @@ def default_model_dir(task: str) -> Path:
     return (installed_data("saved_models") or SAVED_MODELS) / task
 
 
+PRESETS = ("face", "speech", "fusion")  # the shipped models, by task
+
+
+def resolve(preset: str | Path) -> Path:
+    """The model folder a preset names: one of ``PRESETS`` (:func:`default_model_dir`, which also
+    finds a wheel's models), else a folder holding a ``card.json``.
+
+    Args:
+        preset: ``"face"``, ``"speech"``, ``"fusion"`` or a saved model folder.
+    """
+    if isinstance(preset, str) and preset in PRESETS:
+        return default_model_dir(preset)
+    directory = Path(preset).expanduser()
+    if not (directory / CARD_FILE).is_file():
+        raise ModelLoadError(f"{directory}: neither a preset ({', '.join(PRESETS)}) nor a saved model "
+                             f"folder (no {CARD_FILE} there)")
+    return directory
+
+
 def save(model, directory: str | Path, card: dict[str, Any]) -> Path:
     """Write ``model.keras`` and ``card.json`` into ``directory`` atomically, card last.
 

@@ -2,8 +2,8 @@
 
 WebRTC's VAD (``webrtcvad-wheels``, a GMM over 30 ms frames of 16-bit PCM; frames must also be above
 -55 dBFS) when installed, else an energy detector (30 ms frames above -45 dBFS RMS: louder than room
-noise, quieter than speech close to a microphone). Only used to skip windows of recordings longer than one window, so a single short clip is
-never discarded because the detector missed its speech.
+noise, quieter than speech close to a microphone). Only used to skip windows of recordings longer than
+one window, so a single short clip is never discarded because the detector missed its speech.
 """
 
 from __future__ import annotations

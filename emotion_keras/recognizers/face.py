@@ -19,95 +19,67 @@ from typing import Any
 
 import numpy as np
 
-from emotion_keras.calibration import apply_temperature, temperature_of
 from emotion_keras.errors import InputError
-from emotion_keras.preprocess.faces import (SMALL_SIDE, FacePrepConfig, crop_inputs, detect_faces,
-                                            face_inputs, make_detector)
+from emotion_keras.preprocess.preprocessors import FacePreprocessor, PreparedFaces
+from emotion_keras.preprocess.preprocessors import as_rgb as _as_rgb
+from emotion_keras.recognizers.base import Recognizer
 
 
-def _as_rgb(image, name: str = "<array>") -> np.ndarray:
-    """Validate an in-memory image: (H, W, 3) or (H, W) uint8; grey is replicated to RGB."""
-    img = np.asarray(image)
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    if img.ndim != 3 or img.shape[2] != 3 or img.shape[0] < 8 or img.shape[1] < 8:
-        raise InputError(name, f"expected an RGB image array (H, W, 3), got shape {img.shape}")
-    if img.dtype != np.uint8:
-        if np.issubdtype(img.dtype, np.floating) and img.size and float(np.nanmax(img)) <= 1.0:
-            img = img * 255.0
-        img = np.clip(np.nan_to_num(img), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(img)
-
-
-
-
-class FaceEmotionRecognizer:
+class FaceEmotionRecognizer(Recognizer):
     """Faces and their emotions in an image.
 
-    ``model_dir`` defaults to ``saved_models/face``; ``detector`` is any object with
-    ``detect(rgb) -> list[Face]`` (default: the package's MTCNN, built on first use).
+    Load with ``FaceEmotionRecognizer.from_dir(model_dir, detector=None, runtime="keras")`` (or the
+    shorthand ``FaceEmotionRecognizer(model_dir, ...)``, or ``Recognizer.from_preset("face")``).
     ``runtime="onnx"`` runs the folder's exported ``model.onnx`` with onnxruntime instead of Keras
     (no TensorFlow/JAX import; no heatmaps). Probabilities are calibrated by the card's temperature.
     """
 
     task = "face"
+    preprocessor_class = FacePreprocessor
+    main_input = "image"
+    zero_inputs = ("geometry",)  # crops carry no landmarks: geometry zeros, as in training
 
-    def __init__(self, model_dir: str | Path | None = None, detector=None, runtime: str = "keras"):
-        from emotion_keras.models import store
-        from emotion_keras.runtime import load_net
+    @classmethod
+    def from_dir(cls, directory: str | Path | None = None, detector=None, runtime: str = "keras"):
+        """Load a saved face model.
 
-        self.model_dir = Path(model_dir) if model_dir else store.default_model_dir("face")
-        self.runtime = runtime
-        self.net, self.card, self.model = load_net(self.model_dir, runtime)
-        self.classes: list[str] = list(self.card["classes"])
-        self.temperature = temperature_of(self.card)
-        self.prep = FacePrepConfig.from_dict(self.card.get("preprocessing") or {})
-        self._detector = detector
-        self._input_names = self.net.input_names
+        Args:
+            directory: the model folder (None: ``saved_models/face``).
+            detector: any object with ``detect(rgb) -> list[Face]`` (None: the package's MTCNN,
+                built on first use).
+            runtime: ``"keras"`` or ``"onnx"``.
+        """
+        net, card, model, directory = cls._load(directory, runtime)
+        return cls(net=net, card=card, preprocessor=FacePreprocessor.from_card(card, detector=detector),
+                   model=model, model_dir=directory, runtime=runtime)
+
+    @property
+    def prep(self):
+        """The card's :class:`~emotion_keras.preprocess.faces.FacePrepConfig`."""
+        return self.preprocessor.config
 
     @property
     def detector(self):
-        if self._detector is None:
-            self._detector = make_detector(self.prep)
-        return self._detector
+        return self.preprocessor.detector
 
     # ------------------------------------------------------------ core
 
     def _run(self, images: np.ndarray, geometry: np.ndarray | None) -> np.ndarray:
-        """Class probabilities for a batch of prepared faces, in one model call (padded to a power of
-        two, so the compiled predict function sees few distinct shapes)."""
-        n = len(images)
-        x: dict[str, np.ndarray] = {"image": images}
-        if "geometry" in self._input_names:
-            x["geometry"] = geometry if geometry is not None else \
-                np.zeros((n, int(self.net.input_shapes["geometry"][-1])), np.float32)
-        size = 1 << max(0, (n - 1).bit_length())
-        if size > n:
-            x = {k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)]) for k, v in x.items()}
-        return apply_temperature(self.net.probabilities(x)[:n], self.temperature)
+        """Class probabilities for a batch of prepared faces, in one model call."""
+        return self.predict_proba({"image": images, "geometry": geometry})
 
     def classify_crops(self, crops) -> np.ndarray:
-        """Probabilities for already-cropped faces (arrays of any size), without detection."""
-        if not len(crops):
-            return np.zeros((0, len(self.classes)), np.float32)
-        batch = np.concatenate([crop_inputs(_as_rgb(c), self.prep)[0] for c in crops])
-        return self._run(batch, None)  # crops carry no landmarks: geometry zeros, as in training
+        """Probabilities for already-cropped faces (arrays of any size), without detection.
 
-    def _prepare(self, rgb: np.ndarray):
+        Args:
+            crops: face crops, each an RGB or grey array.
+        """
+        return self.predict_proba(self.preprocessor.crops(crops))
+
+    def _prepare(self, rgb: np.ndarray) -> PreparedFaces:
         """Detect and align (or take the whole crop): ``(faces, images, geometry, cropped)``;
         ``images`` is None when no face was found."""
-        small = max(rgb.shape[:2]) <= SMALL_SIDE
-        cropped = self.prep.detect == "never" or (self.prep.detect == "auto" and small)
-        if cropped:  # the same rule that decided, at training time, which images were crops
-            images, geometry = crop_inputs(rgb, self.prep)
-            return [], images, geometry, True
-        faces = detect_faces(rgb, self.prep, self.detector)
-        if not faces:
-            return [], None, None, False
-        images, geometry = face_inputs(rgb, faces, self.prep)
-        return faces, images, geometry, False
+        return self.preprocessor.prepare(rgb)
 
     def _entries(self, shape, faces, probs: np.ndarray, cropped: bool) -> list[dict[str, Any]]:
         out = []
@@ -122,16 +94,21 @@ class FaceEmotionRecognizer:
                          "confidence": round(float(f.confidence), 4),
                          "keypoints": {k: [int(round(x)), int(round(y))] for k, (x, y) in f.keypoints.items()}}
             entry["emotion"] = self.classes[int(np.argmax(p))]
-            entry["probabilities"] = {c: round(float(v), 4) for c, v in zip(self.classes, p)}
+            entry["probabilities"] = self.labels(p)
             out.append(entry)
         return out
 
     def predict(self, image, heatmaps: bool = False) -> list[dict[str, Any]]:
         """Every face in an RGB uint8 image: ``box`` [x, y, w, h], ``confidence``, ``keypoints``,
         ``emotion``, ``probabilities`` {label: p}; with ``heatmaps=True`` also ``heatmap`` (an
-        (H, W) float array in [0, 1] over the face crop, and ``crop``, the crop it explains)."""
+        (H, W) float array in [0, 1] over the face crop, and ``crop``, the crop it explains).
+
+        Args:
+            image: an RGB (or grey) image array, uint8 or floats in [0, 1].
+            heatmaps: also explain each face (Keras runtime only).
+        """
         rgb = _as_rgb(image)
-        faces, images, geometry, cropped = self._prepare(rgb)
+        faces, images, geometry, cropped = self.preprocessor.prepare(rgb)
         if images is None:
             return []
         out = self._entries(rgb.shape, faces, self._run(images, geometry), cropped)
@@ -144,16 +121,20 @@ class FaceEmotionRecognizer:
         """``predict_file`` over many images, one result per path in input order, bad files as
         ``{"file", "error"}``. Images are decoded and searched for faces by ``workers`` threads, and
         the faces of up to ``batch_size`` images go through the model in one call; only one batch
-        of images is held at a time, so memory stays bounded however many paths stream in."""
+        of images is held at a time, so memory stays bounded however many paths stream in.
+
+        Args:
+            paths: image paths (any iterable; consumed lazily).
+            batch_size: images whose faces share one model call.
+            workers: threads that decode and detect.
+        """
         from concurrent.futures import ThreadPoolExecutor
         from itertools import islice
 
-        from emotion_keras.preprocess.images import load_image
-
         def prepare(path):
             try:
-                rgb = load_image(path)
-                return path, rgb.shape, self._prepare(rgb)
+                rgb = self.preprocessor.load(path)
+                return path, rgb.shape, self.preprocessor.prepare(rgb)
             except InputError as e:
                 return path, None, e
 
@@ -161,25 +142,26 @@ class FaceEmotionRecognizer:
         with ThreadPoolExecutor(max(1, int(workers))) as pool:
             while chunk := list(islice(paths, batch_size)):
                 done = list(pool.map(prepare, chunk))
-                stacks = [p for _, _, p in done if not isinstance(p, Exception) and p[1] is not None]
-                probs = None
-                if stacks:
-                    geo = None
-                    if "geometry" in self._input_names:  # crops carry no landmarks: zeros, as in training
-                        dim = int(self.net.input_shapes["geometry"][-1])
-                        geo = np.concatenate([g if g is not None else np.zeros((len(im), dim), np.float32)
-                                              for _, im, g, _ in stacks])
-                    probs = self._run(np.concatenate([im for _, im, _, _ in stacks]), geo)
+                found = [p for _, _, p in done if not isinstance(p, Exception) and p.images is not None]
+                probs = self._run(*self._stack(found)) if found else None
                 k = 0
                 for path, shape, got in done:
                     if isinstance(got, Exception):
                         yield {"file": str(path), "error": got.problem}
                         continue
-                    faces, images, _, cropped = got
-                    n = 0 if images is None else len(images)
-                    yield {"file": str(path), "faces": self._entries(shape, faces, probs[k:k + n], cropped)
+                    n = got.count
+                    yield {"file": str(path), "faces": self._entries(shape, got.faces, probs[k:k + n], got.cropped)
                            if n else []}
                     k += n
+
+    def _stack(self, found: list[PreparedFaces]) -> tuple[np.ndarray, np.ndarray | None]:
+        """The faces of several images as one batch (geometry zeros for images without it)."""
+        images = np.concatenate([p.images for p in found])
+        if "geometry" not in self.net.input_names:
+            return images, None
+        dim = int(self.net.input_shapes["geometry"][-1])
+        return images, np.concatenate([p.geometry if p.geometry is not None else
+                                       np.zeros((p.count, dim), np.float32) for p in found])
 
     def _heatmaps(self, images: np.ndarray, geometry: np.ndarray | None) -> list[np.ndarray]:
         from emotion_keras import explain
@@ -188,13 +170,16 @@ class FaceEmotionRecognizer:
             raise InputError(self.model_dir, "heatmaps need the Keras model (runtime 'keras'), not ONNX")
 
         x: dict[str, np.ndarray] = {"image": images}
-        if geometry is not None and "geometry" in self._input_names:
+        if geometry is not None and "geometry" in self.net.input_names:
             x["geometry"] = geometry
         return [np.asarray(m, np.float32) for m in explain.heatmap(self.model, x)]
 
     def predict_file(self, path: str | Path, heatmaps: bool = False) -> dict[str, Any]:
-        """``{"file", "faces": [...]}`` for an image file; a bad file raises ``InputError``."""
-        from emotion_keras.preprocess.images import load_image
+        """``{"file", "faces": [...]}`` for an image file; a bad file raises ``InputError``.
 
-        rgb = load_image(path)
+        Args:
+            path: an image file (JPEG, PNG, BMP, WebP, TIFF...).
+            heatmaps: as for :meth:`predict`.
+        """
+        rgb = self.preprocessor.load(path)
         return {"file": str(path), "faces": self.predict(rgb, heatmaps=heatmaps)}

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from emotion_keras.calibration import apply_temperature, temperature_of
 from emotion_keras.errors import InputError
 from emotion_keras.preprocess import video as V
+from emotion_keras.recognizers.base import Recognizer
 
 MERGE_INTO = {"calm": "neutral", "contempt": "disgust", "boredom": "neutral"}
 
@@ -130,75 +130,108 @@ def _fusion_config(card: dict[str, Any], runtime: str):
     return types.SimpleNamespace(**(card.get("model_config") or {}))
 
 
-class MultimodalEmotionRecognizer:
+class MultimodalEmotionRecognizer(Recognizer):
     """Face + speech emotion over time in a video (or audio) file.
 
-    ``fusion_dir``/``face_dir``/``speech_dir`` default to ``saved_models/{fusion,face,speech}``.
-    ``runtime="onnx"`` runs each folder's exported ``model.onnx`` (no TensorFlow/JAX import). Face
-    and speech probabilities are calibrated by their cards' temperatures before fusing.
+    Composed of a :class:`~emotion_keras.recognizers.face.FaceEmotionRecognizer` (``face``) and a
+    :class:`~emotion_keras.recognizers.speech.SpeechEmotionRecognizer` (``speech``), whose
+    preprocessing, batching and calibration it uses, and the fusion head (``net``, None: late fusion).
+    Load with ``MultimodalEmotionRecognizer.from_dir(fusion_dir, face_dir, speech_dir, ...)`` (or the
+    shorthand ``MultimodalEmotionRecognizer(fusion_dir, ...)``, or ``Recognizer.from_preset("fusion")``).
     """
 
     task = "fusion"
+    stored_parts = ("face", "speech", "net", "card")
 
-    def __init__(self, fusion_dir: str | Path | None = None, face_dir: str | Path | None = None,
-                 speech_dir: str | Path | None = None, tracker: FaceTracker | None = None,
-                 method: str = "auto", runtime: str = "keras"):
-        from emotion_keras.models import store
-        from emotion_keras.preprocess.faces import FacePrepConfig
-        from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
-        from emotion_keras.runtime import KerasNet, load_net
-
-        self.runtime = runtime
-        self.face_dir = Path(face_dir) if face_dir else store.default_model_dir("face")
-        self.speech_dir = Path(speech_dir) if speech_dir else store.default_model_dir("speech")
-        self._face_net, self.face_card, self.face_model = load_net(self.face_dir, runtime, embedding=True)
-        self.face_classes = list(self.face_card["classes"])
-        self.face_temperature = temperature_of(self.face_card)
-        self.prep = FacePrepConfig.from_dict(self.face_card.get("preprocessing") or {})
-        self.speech = SpeechEmotionRecognizer(self.speech_dir, runtime=runtime)
-        self.speech_classes = self.speech.classes
-        self._speech_net = KerasNet(self.speech.model, embedding=True) if runtime == "keras" else self.speech.net
-        self._face_inputs = self._face_net.input_names
-
-        fusion_dir = Path(fusion_dir) if fusion_dir else store.default_model_dir("fusion")
-        self.fusion_dir = fusion_dir
-        self.fusion = None
-        self.fusion_card: dict[str, Any] = {}
-        if (fusion_dir / store.CARD_FILE).exists():
-            self.fusion, self.fusion_card, _ = load_net(fusion_dir, runtime)
-            self.fusion_config = _fusion_config(self.fusion_card, runtime)
-            self.classes = list(self.fusion_card["classes"])
-            self.late_weight = float(self.fusion_card.get("late_fusion_face_weight", 0.5))
-            if method not in ("auto", "head", "late"):
-                raise ValueError(f"method must be auto, head or late, not {method!r}")
+    def __init__(self, *, face, speech, net=None, card: dict[str, Any] | None = None, model=None,
+                 tracker: FaceTracker | None = None, method: str = "auto", model_dir: str | Path | None = None,
+                 runtime: str = "keras"):
+        """Args:
+            face: the face recogniser (its model gives the face embeddings and probabilities).
+            speech: the speech recogniser.
+            net: the fusion head's forward pass (None: late fusion with equal weights).
+            card: the fusion model's card (None or ``{}`` without a fusion model).
+            model: the fusion head's Keras model (None under ONNX or without one).
+            tracker: follows the main face across frames (None: a :class:`FaceTracker` per file).
+            method: ``auto`` (the card's choice), ``head`` or ``late``.
+            model_dir: the fusion folder (named in messages).
+            runtime: ``"keras"`` or ``"onnx"``.
+        """
+        if method not in ("auto", "head", "late"):
+            raise ValueError(f"method must be auto, head or late, not {method!r}")
+        card = card or {}
+        super().__init__(net=net, card=card, model=model, model_dir=model_dir, runtime=runtime)
+        self.face, self.speech = face, speech
+        self.tracker = tracker
+        self.method = method
+        self.frame_batch = 32  # sampled frames per face-model call, across windows (1: window by window)
+        if net is not None:
+            self.fusion_config = _fusion_config(card, runtime)
+            self.late_weight = float(card.get("late_fusion_face_weight", 0.5))
             # auto: the card's choice (the head only where it beat late fusion on validation data)
-            self.use_head = method == "head" or (
-                method == "auto" and self.fusion_card.get("inference", "fusion_head") == "fusion_head")
+            self.use_head = method == "head" or (method == "auto" and card.get("inference", "fusion_head")
+                                                 == "fusion_head")
         else:
-            _warnings.warn(f"no fusion model in {fusion_dir}: fusing by late fusion (equal weights)",
-                           stacklevel=2)
             self.fusion_config = None
-            self.classes = [c for c in self.face_classes]
+            self.classes = list(face.classes)
             self.late_weight = 0.5
             self.use_head = False
-        self.tracker = tracker
-        self.frame_batch = 32  # sampled frames per face-model call, across windows (1: window by window)
+
+    @classmethod
+    def from_dir(cls, directory: str | Path | None = None, face_dir: str | Path | None = None,
+                 speech_dir: str | Path | None = None, tracker: FaceTracker | None = None,
+                 method: str = "auto", runtime: str = "keras"):
+        """Load the fusion head and the face and speech models it fuses.
+
+        Args:
+            directory: the fusion model folder (None: ``saved_models/fusion``); without a card there,
+                late fusion with equal weights (with a warning).
+            face_dir: the face model folder (None: ``saved_models/face``).
+            speech_dir: the speech model folder (None: ``saved_models/speech``).
+            tracker: see the constructor.
+            method: ``auto`` (the card's choice), ``head`` or ``late``.
+            runtime: ``"keras"`` or ``"onnx"`` (each folder's ``model.onnx``, no TensorFlow/JAX).
+        """
+        from emotion_keras.models import store
+        from emotion_keras.recognizers.face import FaceEmotionRecognizer
+        from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
+
+        face = FaceEmotionRecognizer.from_dir(face_dir, runtime=runtime)
+        speech = SpeechEmotionRecognizer.from_dir(speech_dir, runtime=runtime)
+        directory = Path(directory) if directory else store.default_model_dir("fusion")
+        net = model = None
+        card: dict[str, Any] = {}
+        if (directory / store.CARD_FILE).exists():
+            net, card, model, directory = cls._load(directory, runtime)
+        else:
+            _warnings.warn(f"no fusion model in {directory}: fusing by late fusion (equal weights)", stacklevel=3)
+        return cls(face=face, speech=speech, net=net, card=card, model=model, tracker=tracker, method=method,
+                   model_dir=directory, runtime=runtime)
+
+    # names kept from before the recogniser was composed
+    fusion = property(lambda self: self.net, doc="the fusion head's net (None: late fusion only)")
+    fusion_card = property(lambda self: self.card)
+    fusion_dir = property(lambda self: self.model_dir)
+    face_classes = property(lambda self: self.face.classes)
+    speech_classes = property(lambda self: self.speech.classes)
+
+    @property
+    def main_input(self) -> str:
+        return self.net.input_names[0]
 
     # ------------------------------------------------------------------ per modality
 
     def _faces(self, frames: list[V.Frame]) -> list[dict | None]:
         """Track, align and classify the main face in each frame: embedding, probabilities, box."""
-        from emotion_keras.preprocess.faces import face_inputs
-
         if self.tracker is None:
-            self.tracker = FaceTracker(min_confidence=self.prep.min_confidence)
+            self.tracker = FaceTracker(min_confidence=self.face.prep.min_confidence)
         found, crops, geoms = [], [], []
         for f in frames:
             face = self.tracker(f.image)
             if face is None:
                 found.append(None)
                 continue
-            images, geometry = face_inputs(f.image, [face], self.prep)
+            images, geometry = self.face.preprocessor.align(f.image, [face])
             crops.append(images[0])
             if geometry is not None:
                 geoms.append(geometry[0])
@@ -206,15 +239,7 @@ class MultimodalEmotionRecognizer:
         out: list[dict | None] = [None] * len(frames)
         if not crops:
             return out
-        x = {"image": np.stack(crops)}
-        if "geometry" in self._face_inputs:
-            dim = int(self._face_net.input_shapes["geometry"][-1])
-            x["geometry"] = np.stack(geoms) if geoms else np.zeros((len(crops), dim), np.float32)
-        n = len(crops)
-        size = 1 << (n - 1).bit_length()  # few distinct batch shapes: no retracing per window
-        x = {k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)]) for k, v in x.items()}
-        emb, probs = self._face_net.embed(x)
-        emb, probs = emb[:n], apply_temperature(probs[:n], self.face_temperature)
+        emb, probs = self.face.embeddings({"image": np.stack(crops), "geometry": np.stack(geoms) if geoms else None})
         j = 0
         for i, face in enumerate(found):
             if face is not None:
@@ -226,22 +251,41 @@ class MultimodalEmotionRecognizer:
         """Speech embedding and probabilities of one window's audio (None: no audio, silence, too short)."""
         if audio is None or audio.size == 0:
             return None
-        cfg = self.speech.config
-        if sr != cfg.sr:
-            import soxr
-
-            audio = soxr.resample(audio, sr, cfg.sr).astype(np.float32)
         try:
-            x, _ = self.speech.waveform_inputs(audio, "<window>")
+            x, _ = self.speech.preprocessor(audio, sr, name="<window>")
         except InputError:
             return None
-        n = len(x["features"])
-        size = 1 << (n - 1).bit_length()
-        x = {k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)]).astype(np.float32)
-             for k, v in x.items()}
-        emb, probs = self._speech_net.embed(x)
-        return {"embedding": emb[:n].mean(0),
-                "probs": apply_temperature(probs[:n], self.speech.temperature).mean(0)}
+        emb, probs = self.speech.embeddings(x)
+        return {"embedding": emb.mean(0), "probs": probs.mean(0)}
+
+    def fusion_inputs(self, face_embeddings: np.ndarray | None, speech_embedding: np.ndarray | None,
+                      ) -> dict[str, np.ndarray]:
+        """The fusion head's inputs (a batch of one) for one window.
+
+        Args:
+            face_embeddings: the window's face embeddings ``(frames, dim)``.
+            speech_embedding: its pooled speech embedding ``(dim,)``.
+        """
+        from emotion_keras.models.io import pad_frames
+
+        cfg = self.fusion_config
+        x = {}
+        if "face" in cfg.modalities:
+            frames, mask = pad_frames([face_embeddings], cfg.max_frames, cfg.face_dim)
+            x.update(face_frames=frames, face_mask=mask)
+        if "speech" in cfg.modalities:
+            x["speech"] = np.asarray(speech_embedding)[None]
+        return {k: x[k] for k in self.net.input_names}
+
+    def predict_proba(self, inputs) -> np.ndarray:
+        """The fusion head's calibrated probabilities for its inputs (:meth:`fusion_inputs`).
+
+        Args:
+            inputs: a dict of the head's named inputs (``face_frames``, ``face_mask``, ``speech``).
+        """
+        if self.net is None:
+            raise ValueError(f"no fusion model in {self.model_dir}: only late fusion is available")
+        return super().predict_proba(inputs)
 
     def _fuse(self, faces: list[dict], speech: dict | None) -> tuple[np.ndarray | None, str]:
         face_p = project(np.mean([f["probs"] for f in faces], 0), self.face_classes, self.classes) \
@@ -253,25 +297,12 @@ class MultimodalEmotionRecognizer:
             return speech_p, "speech only"
         if speech_p is None:
             return face_p, "face only"
-        if self.fusion is None or not self.use_head:
+        if self.net is None or not self.use_head:
             return self.late_weight * face_p + (1 - self.late_weight) * speech_p, "late fusion"
-        from emotion_keras.models.io import pad_frames
-
-        cfg = self.fusion_config
-        x = {}
-        if "face" in cfg.modalities:
-            frames, mask = pad_frames([np.stack([f["embedding"] for f in faces])], cfg.max_frames,
-                                      cfg.face_dim)
-            x.update(face_frames=frames, face_mask=mask)
-        if "speech" in cfg.modalities:
-            x["speech"] = speech["embedding"][None]
-        p = self.fusion.probabilities({k: x[k] for k in self.fusion.input_names})
-        return apply_temperature(p, temperature_of(self.fusion_card))[0], "fusion"
+        x = self.fusion_inputs(np.stack([f["embedding"] for f in faces]), speech["embedding"])
+        return self.predict_proba(x)[0], "fusion"
 
     # ------------------------------------------------------------------ public API
-
-    def _labels(self, p, classes) -> dict[str, float]:
-        return {c: round(float(v), 4) for c, v in zip(classes, p)}
 
     def _windows(self, path: Path, config: V.VideoConfig, info: V.MediaInfo, warnings: list[str]):
         """Per window: ``(window, face results, face track, speech result)``, frames classified once.
@@ -347,16 +378,16 @@ class MultimodalEmotionRecognizer:
             if faces:
                 fp = np.mean([f["probs"] for f in faces], 0)
                 row["face"] = {"emotion": self.face_classes[int(fp.argmax())],
-                               "probabilities": self._labels(fp, self.face_classes),
+                               "probabilities": self.labels(fp, self.face_classes),
                                "frames": len(faces), "sampled_frames": len(win.frames),
                                "box": faces[len(faces) // 2]["box"],
                                "track": track}
             if speech:
                 row["speech"] = {"emotion": self.speech_classes[int(speech["probs"].argmax())],
-                                 "probabilities": self._labels(speech["probs"], self.speech_classes)}
+                                 "probabilities": self.labels(speech["probs"], self.speech_classes)}
             if fused is not None:
                 row["fused"] = {"emotion": self.classes[int(fused.argmax())],
-                                "probabilities": self._labels(fused, self.classes), "method": method}
+                                "probabilities": self.labels(fused, self.classes), "method": method}
                 fused_all.append(fused)
             rows.append(row)
             if bar is not None:
@@ -375,7 +406,7 @@ class MultimodalEmotionRecognizer:
         if fused_all:
             mean = np.mean(fused_all, 0)
             result["emotion"] = self.classes[int(mean.argmax())]
-            result["probabilities"] = self._labels(mean, self.classes)
+            result["probabilities"] = self.labels(mean, self.classes)
         else:
             warnings.append(f"{path}: no face and no speech found in any window")
         return result

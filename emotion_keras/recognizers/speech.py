@@ -27,91 +27,78 @@ from typing import Any
 
 import numpy as np
 
-from emotion_keras.calibration import apply_temperature, temperature_of
-from emotion_keras.errors import InputError
-from emotion_keras.models import store
-from emotion_keras.models.io import input_names, model_feed
-from emotion_keras.preprocess import audio, speaker_norm
+from emotion_keras.preprocess.preprocessors import SpeechPreprocessor
+from emotion_keras.recognizers.base import Recognizer
 
 
-class SpeechEmotionRecognizer:
-    """Load a saved speech model (default ``saved_models/speech``) and classify speech.
+class SpeechEmotionRecognizer(Recognizer):
+    """A saved speech model (default ``saved_models/speech``) that classifies speech.
 
-    ``stream_seconds``: files longer than this are streamed (bounded memory, no trimming).
-    ``batch_size``: windows per model call (a 10-minute file is 400 windows).
-    ``runtime="onnx"``: run the folder's exported ``model.onnx`` with onnxruntime (no TensorFlow/JAX).
+    Load with ``SpeechEmotionRecognizer.from_dir(model_dir, stream_seconds, batch_size, runtime)`` (or
+    the shorthand ``SpeechEmotionRecognizer(model_dir, ...)``, or ``Recognizer.from_preset("speech")``).
     Window probabilities are calibrated by the card's temperature before they are pooled.
     """
 
     task = "speech"
+    preprocessor_class = SpeechPreprocessor
+    main_input = "features"
+    input_dtype = np.float32
+    default_batch_size = 64
 
-    def __init__(self, model_dir: str | Path | None = None, stream_seconds: float = 600.0,
-                 batch_size: int = 64, runtime: str = "keras"):
-        from emotion_keras.runtime import load_net
-
-        self.model_dir = Path(model_dir) if model_dir else store.default_model_dir("speech")
-        self.runtime = runtime
-        self.net, self.card, self.model = load_net(self.model_dir, runtime)
-        if self.card.get("task") not in (None, "speech"):
-            raise store.ModelLoadError(f"{self.model_dir}: a {self.card.get('task')} model, not a speech "
-                                       "model")
-        self.classes: list[str] = list(self.card["classes"])
-        self.temperature = temperature_of(self.card)
-        self.config = audio.SpeechFeatureConfig.from_dict(self.card.get("preprocessing") or {})
-        self.input_names = list(self.net.input_names)
-        expected = tuple(int(d) for d in self.net.input_shapes["features"])
-        if "prosody" in self.input_names and self.config.prosody == "none":
-            raise store.ModelLoadError(f"{self.model_dir}: the model takes prosody but its card's "
-                                       "preprocessing computes none")
-        if expected != self.config.input_shape:
-            raise store.ModelLoadError(
-                f"{self.model_dir}: the model takes {expected} features but its card's preprocessing "
-                f"gives {self.config.input_shape}")
+    def __init__(self, *, stream_seconds: float = 600.0, **parts):
+        """Args:
+            stream_seconds: files longer than this are streamed (bounded memory, no trimming).
+            **parts: the stored parts (``net``, ``card``, ``preprocessor``...; see
+                :class:`~emotion_keras.recognizers.base.Recognizer`).
+        """
+        super().__init__(**parts)
         self.stream_seconds = float(stream_seconds)
-        self.batch_size = int(batch_size)
-        self._basis = audio.mel_basis(self.config.sr, self.config.n_fft, self.config.n_mels,
-                                      self.config.fmin, self.config.fmax)
+
+    @classmethod
+    def from_dir(cls, directory: str | Path | None = None, stream_seconds: float = 600.0,
+                 batch_size: int = 64, runtime: str = "keras"):
+        """Load a saved speech model, checking its inputs against its card's preprocessing.
+
+        Args:
+            directory: the model folder (None: ``saved_models/speech``).
+            stream_seconds: files longer than this are streamed (bounded memory, no trimming).
+            batch_size: windows per model call (a 10-minute file is 400 windows).
+            runtime: ``"keras"`` or ``"onnx"`` (the folder's ``model.onnx``, no TensorFlow/JAX).
+        """
+        net, card, model, directory = cls._load(directory, runtime)
+        prep = SpeechPreprocessor.from_card(card)
+        prep.check_model(net.input_names, net.input_shapes, directory)
+        return cls(net=net, card=card, preprocessor=prep, model=model, model_dir=directory, runtime=runtime,
+                   batch_size=batch_size, stream_seconds=stream_seconds)
+
+    @property
+    def config(self):
+        """The card's :class:`~emotion_keras.preprocess.audio.SpeechFeatureConfig`."""
+        return self.preprocessor.config
 
     # ------------------------------------------------------------ model calls
 
     def normalise(self, inputs: dict[str, np.ndarray], running=None) -> dict[str, np.ndarray]:
-        """Per-file speaker normalisation of one file's window inputs, as the model was trained
-        (``running``: one :class:`~emotion_keras.preprocess.speaker_norm.RunningNormaliser` per input)."""
-        if self.config.speaker_norm == "none":
-            return inputs
-        prior = self.card.get("speaker_norm_prior") or {}
-        if running is not None:
-            return {k: running.setdefault(k, speaker_norm.RunningNormaliser(prior.get(k)))(v)
-                    for k, v in inputs.items()}
-        return {k: speaker_norm.normalise_file(v, prior.get(k)) for k, v in inputs.items()}
+        """Per-file speaker normalisation (see :meth:`SpeechPreprocessor.normalise`)."""
+        return self.preprocessor.normalise(inputs, running)
 
     def waveform_inputs(self, y: np.ndarray, path: str | Path = "<waveform>") -> tuple[dict, np.ndarray]:
-        """Normalised model inputs and spans of a waveform at ``config.sr`` (InputError: no speech)."""
-        x, spans = audio.waveform_inputs(y, self.config, path, self._basis)
-        return self.normalise(x), spans
+        """Normalised model inputs and spans of a waveform at ``config.sr`` (InputError: no speech).
+
+        Args:
+            y: mono float audio at ``config.sr``.
+            path: what an ``InputError`` names.
+        """
+        return self.preprocessor(y, name=path)
 
     def predict_inputs(self, inputs: dict[str, np.ndarray] | np.ndarray) -> np.ndarray:
         """Probabilities ``(n, classes)`` for window inputs (``{"features", ["prosody"]}``, or the
-        feature windows ``(n, frames, n_features)`` alone).
+        feature windows ``(n, frames, n_features)`` alone): :meth:`predict_proba`.
 
-        Batches are padded to a power of two (at most ``batch_size``) so the compiled predict
-        function sees few distinct shapes and is not retraced for every clip length.
+        Args:
+            inputs: window inputs.
         """
-        if not isinstance(inputs, dict):
-            inputs = {"features": inputs}
-        inputs = {k: np.asarray(v, np.float32) for k, v in inputs.items()}
-        total = len(inputs["features"])
-        out = []
-        for i in range(0, total, self.batch_size):
-            chunk = {k: v[i:i + self.batch_size] for k, v in inputs.items()}
-            n = len(chunk["features"])
-            size = min(self.batch_size, 1 << (n - 1).bit_length())
-            if size > n:
-                chunk = {k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), np.float32)])
-                         for k, v in chunk.items()}
-            out.append(self.net.probabilities(chunk)[:n])
-        probs = np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
-        return apply_temperature(probs, self.temperature)
+        return self.predict_proba(inputs)
 
     predict_features = predict_inputs  # the name callers used before models took prosody
 
@@ -127,54 +114,41 @@ class SpeechEmotionRecognizer:
 
     # ------------------------------------------------------------ results
 
-    def _labels(self, p: np.ndarray) -> dict[str, float]:
-        return {c: round(float(v), 4) for c, v in zip(self.classes, p)}
-
     def _result(self, probs: np.ndarray, spans: np.ndarray) -> dict[str, Any]:
         pooled = probs.mean(axis=0)
         return {
             "windows": [{"start": round(float(s), 3), "end": round(float(e), 3),
-                         "probabilities": self._labels(p)} for (s, e), p in zip(spans, probs)],
+                         "probabilities": self.labels(p)} for (s, e), p in zip(spans, probs)],
             "emotion": self.classes[int(pooled.argmax())],
-            "probabilities": self._labels(pooled),
+            "probabilities": self.labels(pooled),
         }
 
     def predict(self, waveform: np.ndarray, sr: int) -> dict[str, Any]:
-        """Classify an in-memory waveform: ``(samples,)`` or ``(samples, channels)`` at rate ``sr``."""
-        y = np.asarray(waveform, np.float32)
-        if y.ndim == 2:
-            y = y.mean(axis=1)
-        elif y.ndim != 1:
-            raise InputError("<waveform>", f"expected (samples,) or (samples, channels), got {y.shape}")
-        if int(sr) != self.config.sr and len(y):
-            import soxr
+        """Classify an in-memory waveform.
 
-            y = soxr.resample(y, int(sr), self.config.sr).astype(np.float32)
-        x, spans = self.waveform_inputs(y)
-        return self._result(self.predict_inputs(x), spans)
+        Args:
+            waveform: ``(samples,)`` or ``(samples, channels)`` float audio.
+            sr: its sample rate (resampled to the model's).
+        """
+        x, spans = self.preprocessor(waveform, sr)
+        return self._result(self.predict_proba(x), spans)
 
     def predict_file(self, path: str | Path) -> dict[str, Any]:
-        """Classify an audio file (WAV, FLAC, MP3, OGG, M4A...); raises InputError for a bad file."""
-        path = Path(path)
-        duration = audio.audio_duration(path) if path.is_file() else None
-        if duration is not None and duration <= self.stream_seconds:
-            x, spans = self.waveform_inputs(audio.load_audio(path, self.config.sr), path)
-            result = self._result(self.predict_inputs(x), spans)
-        else:
-            probs, spans, running = [], [], {}
-            for x, sp in audio.stream_windows(path, self.config, batch=self.batch_size,
-                                              basis=self._basis, inputs=True):
-                probs.append(self.predict_inputs(self.normalise(x, running)))
-                spans.append(sp)
-            result = self._result(np.concatenate(probs), np.concatenate(spans))
-        return {"file": str(path), **result}
+        """Classify an audio file (WAV, FLAC, MP3, OGG, M4A...); raises InputError for a bad file.
+
+        Args:
+            path: the audio file; longer than ``stream_seconds`` it is streamed, window batch by batch.
+        """
+        probs, spans = [], []
+        for x, sp in self.preprocessor.iter_file(path, self.stream_seconds, self.batch_size):
+            probs.append(self.predict_proba(x))
+            spans.append(sp)
+        return {"file": str(path), **self._result(np.concatenate(probs), np.concatenate(spans))}
 
     def predict_files(self, paths) -> list[dict[str, Any]]:
-        """One result per file; a bad file gives ``{"file", "error"}`` and the batch carries on."""
-        out = []
-        for p in paths:
-            try:
-                out.append(self.predict_file(p))
-            except InputError as e:
-                out.append({"file": str(p), "error": e.problem})
-        return out
+        """One result per file, as a list; a bad file gives ``{"file", "error"}`` and the batch carries on.
+
+        Args:
+            paths: audio file paths.
+        """
+        return list(super().predict_files(paths))
