@@ -265,8 +265,9 @@ def corpus_faces(model, card: dict[str, Any], data: str, split: str | None = Non
     """A corpus split prepared for a saved model: ``{"records", "split", "arrays", "y", "dropped"}``
     (faces whose label is not a model class are left out and counted in ``dropped``)."""
     from emotion_keras.labels import to_indices
+    from emotion_keras.preprocess.preprocessors import FacePreprocessor
 
-    prep = FacePrepConfig.from_dict(card.get("preprocessing") or {})
+    prep = FacePreprocessor.from_card(card).config
     classes = list(card["classes"])
     records, split_used = eval_records(read_faces(data), split)
     if limit:
@@ -344,11 +345,13 @@ def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tt
                 + f"; model {card.get('name', model_dir.name)} trained on "
                 + f"{(card.get('data') or {}).get('corpus', '?')}")
     report = {"task": "face", "name": card.get("name", model_dir.name), "model_dir": str(model_dir),
-              "data": str(data), "split": split_used, "tta": tta, "tta_flip": tta != "none", "backend": active_backend(),
+              "data": str(data), "split": split_used, "tta": tta, "tta_flip": tta != "none",
+              "backend": active_backend(),
               "no_face": arrays.no_face, "unreadable": [f for f, _ in arrays.failed],
               "predict_seconds": round(seconds, 3), **m, "protocol": protocol,
               "calibration": calibration.report_section(raw, probs, y, temperature)}
-    rows = robustness_faces(model, arrays, y, classes, kinds, tta, seed, temperature, progress, crop) if kinds else None
+    rows = (robustness_faces(model, arrays, y, classes, kinds, tta, seed, temperature, progress, crop)
+            if kinds else None)
     return finish_evaluation(report, model_dir, out, rows, seed, "perturbations applied to the aligned face crops")
 
 

@@ -52,9 +52,10 @@ def face_embeddings(face_dir: Path, records, progress: bool = True) -> dict[str,
     """Face-model embeddings and probabilities of face records (crops or detected faces), cached."""
     def inputs_of(net, card):
         from emotion_keras.models.io import model_feed
-        from emotion_keras.preprocess.faces import FacePrepConfig, prepare_faces
+        from emotion_keras.preprocess.faces import prepare_faces
+        from emotion_keras.preprocess.preprocessors import FacePreprocessor
 
-        prep = FacePrepConfig.from_dict(card.get("preprocessing") or {})
+        prep = FacePreprocessor.from_card(card).config
         arrays = prepare_faces(records, prep, progress=progress)
         return model_feed(net, arrays.inputs()), {"labels": np.asarray(arrays.labels)}
 
@@ -64,9 +65,10 @@ def face_embeddings(face_dir: Path, records, progress: bool = True) -> dict[str,
 def speech_embeddings(speech_dir: Path, records, progress: bool = True) -> dict[str, np.ndarray]:
     """Speech-model embeddings and probabilities of every window of speech records, cached."""
     def inputs_of(net, card):
-        from emotion_keras.preprocess.audio import SpeechFeatureConfig, speech_features
+        from emotion_keras.preprocess.audio import speech_features
+        from emotion_keras.preprocess.preprocessors import SpeechPreprocessor
 
-        cfg = SpeechFeatureConfig.from_dict(card.get("preprocessing") or {})
+        cfg = SpeechPreprocessor.from_card(card).config
         feats = speech_features(records, cfg, progress=progress)
         clip = feats["clip"]
         return {"features": feats["x"].astype(np.float32)}, {

@@ -222,7 +222,8 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
     if select_epoch:  # fit restores the best epoch by ``train.monitor`` on this same validation set: say so
         protocol = f"{split.protocol}; epoch chosen by {train.monitor} on the validation speakers"
     else:
-        protocol = f"{split.protocol}; fixed schedule of {train.epochs} epochs, last epoch kept (nothing chosen on these clips)"
+        protocol = (f"{split.protocol}; fixed schedule of {train.epochs} epochs, last epoch kept "
+                    "(nothing chosen on these clips)")
     val_metrics = {**va.clip_metrics(probs, classes), "protocol": protocol}
     all_metrics = {"validation": val_metrics}
     if test:
@@ -354,8 +355,10 @@ def corpus_clips(card: dict[str, Any], data: str, speakers: str | None = None,
                  progress: bool = True) -> tuple[list[Record], WindowSet]:
     """The clips of ``data`` (optionally some speakers) with the model's classes, and their cached
     feature windows as the card's preprocessing makes them."""
+    from emotion_keras.preprocess.preprocessors import SpeechPreprocessor
+
     classes = list(card["classes"])
-    config = SpeechFeatureConfig.from_dict(card.get("preprocessing") or {})
+    config = SpeechPreprocessor.from_card(card).config
     records = read_speech_records(data, limit_speakers=speakers)
     outside = sorted({r.label for r in records} - set(classes))
     records = [r for r in records if r.label in classes]
@@ -388,9 +391,11 @@ def robustness_speech(net, card: dict[str, Any], ws: WindowSet, kinds: list[str]
     from emotion_keras.evaluate import metrics
     from emotion_keras.preprocess import audio
 
+    from emotion_keras.preprocess.preprocessors import SpeechPreprocessor
+
     classes = list(card["classes"])
-    config = SpeechFeatureConfig.from_dict(card.get("preprocessing") or {})
-    basis = audio.mel_basis(config.sr, config.n_fft, config.n_mels, config.fmin, config.fmax)
+    pre = SpeechPreprocessor.from_card(card)
+    config = pre.config
     clips = [int(i) for i in np.unique(ws.clip)]
     waves = {i: audio.load_audio(ws.records[i].path, config.sr) for i in clips}
     rows = []
@@ -401,7 +406,7 @@ def robustness_speech(net, card: dict[str, Any], ws: WindowSet, kinds: list[str]
             for k, i in enumerate(clips):
                 wave = perturb.perturb_audio(waves[i], config.sr, kind, strength, seed + k)
                 try:
-                    f, _ = audio.waveform_windows(wave, config, ws.records[i].name, basis)
+                    f, _ = pre.windows(wave, ws.records[i].name)
                 except InputError:  # e.g. made silent by -20 dB gain: counted as a uniform guess
                     silent.add(k)
                     continue
