@@ -51,7 +51,8 @@ ROWS = [
 
 
 def run(data: Path, out: Path, train_limit: int, epochs: int, val_limit: int, only: list[str] | None) -> dict:
-    from emotion_keras.commands.face import evaluate_face, load_split, train_face
+    from emotion_keras.pipelines.face import evaluate_face, train_face
+    from emotion_keras.pipelines.splits import load_face_split
     from emotion_keras.config import TrainConfig
     from emotion_keras.data.cache import atomic_write_json
     from emotion_keras.preprocess.faces import FacePrepConfig
@@ -74,7 +75,7 @@ def run(data: Path, out: Path, train_limit: int, epochs: int, val_limit: int, on
             rows.append(json.loads(done.read_text()))
             continue
         spec = f"{'ferplus' if labels == 'majority' else 'ferplus-probability'}:{ferplus}"
-        split = load_split(spec, limit=train_limit, val_limit=val_limit, classes=CLASSES)
+        split = load_face_split(spec, limit=train_limit, val_limit=val_limit, classes=CLASSES)
         t0 = time.perf_counter()
         res = train_face(split, FacePrepConfig(), dict(model), TrainConfig.from_dict(train), run_dir,
                          name=name, classes=CLASSES, progress=False)

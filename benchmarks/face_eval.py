@@ -43,9 +43,9 @@ def main() -> int:
     args = ap.parse_args()
 
     from emotion_keras.backend import active_backend
-    from emotion_keras.commands.face import evaluate_face
     from emotion_keras.data.cache import atomic_write_json, atomic_write_text
     from emotion_keras.models.store import CARD_FILE, read_card
+    from emotion_keras.pipelines.face import evaluate_face
 
     card = read_card(args.model)
     lines = [f"# {card.get('name', args.model.name)} on every labelled face set here", "",

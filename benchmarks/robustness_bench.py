@@ -37,9 +37,9 @@ def main() -> int:
     ap.add_argument("--tasks", default="face,speech")
     args = ap.parse_args()
 
-    from emotion_keras.commands.common import record_robustness, robustness_markdown
-    from emotion_keras.commands.face import evaluate_face
-    from emotion_keras.commands.speech import evaluate_speech
+    from emotion_keras.pipelines.common import record_robustness, robustness_markdown
+    from emotion_keras.pipelines.face import evaluate_face
+    from emotion_keras.pipelines.speech import evaluate_speech
     from emotion_keras.data.cache import atomic_write_json, atomic_write_text
     from emotion_keras.perturb import FACE, SPEECH
 

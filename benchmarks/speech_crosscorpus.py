@@ -25,7 +25,7 @@ CREMAD = ROOT.parent / "shared" / "data" / "cremad_av" / "resampled"
 
 
 def score(model_dirs, records):
-    from emotion_keras.commands.speech import scoring_windows
+    from emotion_keras.pipelines.speech import scoring_windows
     from emotion_keras.models import store
     from emotion_keras.models.io import model_feed
     from emotion_keras.preprocess.audio import SpeechFeatureConfig
@@ -41,10 +41,10 @@ def score(model_dirs, records):
 
 
 def main():
-    from emotion_keras.commands.speech import read_records
+    from emotion_keras.pipelines.splits import read_speech_records
     from emotion_keras.data.cache import atomic_write_json, atomic_write_text
 
-    records = read_records(f"cremad:{CREMAD}")
+    records = read_speech_records(f"cremad:{CREMAD}")
     cv = json.loads((ROOT / "docs" / "benchmarks" / "speech_cv.json").read_text())
     rows = []
     shipped = ROOT / "saved_models" / "speech"

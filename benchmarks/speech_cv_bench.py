@@ -50,7 +50,7 @@ ROWS = {
 
 
 def run_row(name, records, epochs, out_root, backend):
-    from emotion_keras.commands.speech import crossvalidate_speech
+    from emotion_keras.pipelines.speech import crossvalidate_speech
     from emotion_keras.config import TrainConfig
     from emotion_keras.preprocess.audio import SpeechFeatureConfig
     from emotion_keras.preprocess.augment_audio import AudioAugmentConfig
@@ -182,9 +182,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     import keras
 
-    from emotion_keras.commands.speech import read_records
+    from emotion_keras.pipelines.splits import read_speech_records
 
-    records = read_records(f"ravdess:{args.data}")
+    records = read_speech_records(f"ravdess:{args.data}")
     out_dir = Path(args.out)
     prev = {}
     if (out_dir / "speech_cv.json").exists():

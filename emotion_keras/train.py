@@ -199,6 +199,28 @@ def compile_model(model, config: TrainConfig, steps_per_epoch: int) -> None:
     )
 
 
+def fit_epochs(model, x, y, classes: list[str], config: TrainConfig, validation: tuple | None = None,
+               callbacks: list | None = None, epochs: int | None = None, initial_epoch: int = 0,
+               verbose: int | None = None, **kwargs):
+    """One ``model.fit`` over arrays, the way every trainer runs it: targets as distributions (class
+    indices become one-hot), the config's batch size, shuffling and class weights.
+
+    :func:`fit` calls it inside its checkpoints, resume and budget; the tuner's trials
+    (``emotion_keras.tuning.hypermodels``) and the retrain of the best trial (``emotion_keras.tuning.export``) call
+    it with their own callbacks. ``validation``: ``(x_val, y_val)`` for Keras' own ``val_*`` logs.
+    Returns the Keras ``History``.
+    """
+    n_classes = len(classes)
+    y = as_distributions(y, n_classes)
+    if validation is not None:
+        validation = (validation[0], as_distributions(validation[1], n_classes))
+    weights = class_weights(hard_labels(y), n_classes) if config.class_weights else None
+    return model.fit(x, y, validation_data=validation, batch_size=config.batch_size,
+                     epochs=config.epochs if epochs is None else epochs, initial_epoch=initial_epoch,
+                     shuffle=True, class_weight=weights, callbacks=callbacks,
+                     verbose=config.verbose if verbose is None else verbose, **kwargs)
+
+
 def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: TrainConfig,
         run_dir: str | Path, extra_callbacks: list | None = None) -> dict[str, Any]:
     """Train ``model`` and return the history and the best epoch's validation metrics.
@@ -262,9 +284,7 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
         history = model.fit(data, epochs=config.epochs, class_weight=weights, callbacks=callbacks,
                             verbose=config.verbose)
     else:
-        history = model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
-                            shuffle=True, class_weight=weights, callbacks=callbacks,
-                            verbose=config.verbose)
+        history = fit_epochs(model, x_train, y_train, classes, config, callbacks=callbacks)
     seconds = time.perf_counter() - start
     if best_path.exists():
         model.load_weights(str(best_path))

@@ -10,7 +10,7 @@ import soundfile as sf
 
 from conftest import corpus
 from emotion_keras.cli import main
-from emotion_keras.commands.speech import kfold_splits, load_split, read_records
+from emotion_keras.pipelines.splits import load_speech_split, read_speech_records, speech_kfold_splits
 
 # Unnormalised MFCC keep loudness, so angry vs sad is learnable from 96 clips in a few seconds.
 FEATURES = json.dumps({"window_seconds": 2.0, "n_mels": 32, "hop_length": 320, "feature": "mfcc",
@@ -96,11 +96,11 @@ def test_preprocess_reports_unreadable(tmp_path, capsys):
 
 
 def test_protocol_helpers(ravdess):
-    records = read_records(str(ravdess))
-    split = load_split(records, val_speakers="0.2", seed=1)
+    records = read_speech_records(str(ravdess))
+    split = load_speech_split(records, val_speakers="0.2", seed=1)
     assert len(split.data["validation_speakers"]) == 4
     assert not set(split.data["train_speakers"]) & set(split.data["validation_speakers"])
-    folds = kfold_splits(records, 5)
+    folds = speech_kfold_splits(records, 5)
     assert "actors 1-4" in folds[0].protocol and "actors 17-20" in folds[4].protocol
     assert main(["speech", "train", "--data", str(ravdess), "--val-speakers", "99", "--epochs", "1"]) == 2
 
@@ -108,10 +108,10 @@ def test_protocol_helpers(ravdess):
 def test_crossvalidation_chooses_epochs_on_inner_speakers(ravdess, tmp_path, capsys):
     """3 folds over actors 1-3: each fold reports its held-out actor, chose its epoch on the next
     fold's actor (never the reported one), and normalised per training speaker."""
-    from emotion_keras.commands.speech import inner_split
+    from emotion_keras.pipelines.splits import inner_split
 
-    records = read_records(f"ravdess:{ravdess}", ["angry", "sad"], limit_speakers="1,2,3,4,5")
-    folds = kfold_splits(records, 5)
+    records = read_speech_records(f"ravdess:{ravdess}", ["angry", "sad"], limit_speakers="1,2,3,4,5")
+    folds = speech_kfold_splits(records, 5)
     for i, split in enumerate(folds):
         inner = inner_split(split, i, folds)
         held = set(split.data["validation_speakers"])

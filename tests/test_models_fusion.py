@@ -132,7 +132,7 @@ def test_late_fusion_baseline():
 
 
 def test_pseudo_pairs_match_labels():
-    from emotion_keras.commands.fusion import pseudo_pairs
+    from emotion_keras.pipelines.fusion import pseudo_pairs
 
     rng = np.random.default_rng(0)
     face = {"embedding": rng.normal(size=(30, 6)).astype("f4"),
@@ -165,3 +165,23 @@ def test_saved_fusion_model_loads_in_a_fresh_process(tmp_path, backend):
                          env={**os.environ, "KERAS_BACKEND": backend}, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ModalityDropout" in out.stdout and "MaskedMean" in out.stdout
+
+
+def test_train_fusion_says_which_data_its_pairs_need():
+    # The library raises a ConfigError naming the missing arguments (the CLI checks them first and
+    # exits as it always has); nothing is read before the check.
+    from emotion_keras.pipelines.fusion import FusionTrainSettings, train_fusion
+
+    with pytest.raises(ConfigError, match="--face-data and --speech-data"):
+        train_fusion(FusionTrainSettings(pairs="pseudo", face_data="fer2013:/nowhere"))
+    with pytest.raises(ConfigError, match="needs --data"):
+        train_fusion(FusionTrainSettings(pairs="real", face_dir="/nowhere", speech_dir="/nowhere"))
+
+
+def test_fusion_train_cli_exits_as_before_without_its_data(capsys):
+    from emotion_keras.cli import main
+
+    with pytest.raises(SystemExit, match="--pairs pseudo needs --face-data and --speech-data"):
+        main(["fusion", "train", "--pairs", "pseudo", "--face-data", "fer2013:/nowhere"])
+    with pytest.raises(SystemExit, match="fusion train needs --data"):
+        main(["fusion", "train"])

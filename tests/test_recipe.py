@@ -53,7 +53,7 @@ def test_mixup_and_cutmix_keep_targets_consistent():
 def test_recipe_trains_with_soft_targets_crop_sgd_ema_mixup(tmp_path):
     import keras
 
-    from emotion_keras.commands.face import adapt_batchnorm, predict_arrays, tta_views
+    from emotion_keras.pipelines.face import adapt_batchnorm, predict_arrays, tta_views
     from emotion_keras.models.face import FaceModelConfig, build_face_model
     from emotion_keras.preprocess.faces import FaceArrays
 
@@ -141,7 +141,7 @@ def test_warm_start_copies_a_saved_model_and_refuses_another_architecture(tmp_pa
     import keras
     import pytest
 
-    from emotion_keras.commands.face import warm_start
+    from emotion_keras.pipelines.face import warm_start
     from emotion_keras.config import ConfigError
     from emotion_keras.models import store
     from emotion_keras.models.face import FaceModelConfig, build_face_model

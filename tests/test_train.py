@@ -56,3 +56,25 @@ def test_killed_run_resumes_from_last_epoch(tmp_path):
     out = fit(_model(), x, y, xv, yv, ["a", "b", "c"], cfg, tmp_path)
     assert out["epochs_run"] == 2  # epochs 3 and 4 only: the first two were restored
     assert [int(r["epoch"]) for r in read_history(tmp_path)] == [0, 1, 2, 3]
+
+
+def test_fit_epochs_takes_indices_or_distributions_alike():
+    # The one fit step train.fit, the tuner's trials and the retrain of the best trial share: class
+    # indices are one-hot targets, so both spellings train the same weights from the same seed.
+    import keras
+
+    from emotion_keras.train import compile_model, fit_epochs
+
+    x, y = _data(96)
+    cfg = TrainConfig(epochs=2, batch_size=32, verbose=0, mixed_precision="off", seed=3)
+    weights = []
+    for targets in (y, np.eye(3, dtype="float32")[y]):
+        keras.utils.set_random_seed(cfg.seed)
+        model = _model()
+        compile_model(model, cfg, 3)
+        keras.utils.set_random_seed(cfg.seed)
+        h = fit_epochs(model, x, targets, ["a", "b", "c"], cfg, validation=(x[:32], y[:32]))
+        assert len(h.history["loss"]) == 2 and "val_loss" in h.history
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

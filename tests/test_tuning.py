@@ -18,8 +18,9 @@ import pytest
 from emotion_keras.config import ConfigError
 from emotion_keras.models import store
 from conftest import corpus
-from tuning import search
-from tuning.hypermodels import FaceHyperModel, FusionHyperModel, SpeechHyperModel
+from emotion_keras.tuning import data as search_data
+from emotion_keras.tuning import export, tuners
+from emotion_keras.tuning.hypermodels import FaceHyperModel, FusionHyperModel, SpeechHyperModel
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["angry", "happy", "sad"]
@@ -120,28 +121,28 @@ def _killing_callback(kill_at: int):
 
 
 def test_search_resumes_after_kill_and_exports(tmp_path):
-    data = search.synthetic_data("fusion", n=64)
+    data = search_data.synthetic_data("fusion", n=64)
     project = tmp_path / "project"
     kw = dict(tuner_kind="random", max_trials=2, epochs=2, project_dir=project, patience=0, verbose=0)
     with pytest.raises(KeyboardInterrupt):
-        search.run_search(data, callbacks=[_killing_callback(kill_at=2)], **kw)
+        tuners.run_search(data, callbacks=[_killing_callback(kill_at=2)], **kw)
     first = json.loads((project / "trial_0" / "run.json").read_text())
     assert first["status"] == "completed" and first["fit"]["best_epoch"] in (1, 2)
 
-    tuner, summary = search.run_search(data, **kw)  # same command again: resumes
+    tuner, summary = tuners.run_search(data, **kw)  # same command again: resumes
     assert summary["completed"] == 2 and tuner.trials_run == 1  # only the killed trial ran again
     assert json.loads((project / "trial_0" / "run.json").read_text()) == first
     assert sorted(p.name for p in project.glob("trial_*")) == ["trial_0", "trial_1"]
 
-    tuner, summary = search.run_search(data, **kw)  # nothing left to do
+    tuner, summary = tuners.run_search(data, **kw)  # nothing left to do
     assert tuner.trials_run == 0 and summary["completed"] == 2
-    assert len(search.read_search(project)["sessions"]) == 2
+    assert len(tuners.read_search(project)["sessions"]) == 2
 
     with pytest.raises(ConfigError, match="tuner"):
-        search.run_search(data, **{**kw, "tuner_kind": "bayesian"})
+        tuners.run_search(data, **{**kw, "tuner_kind": "bayesian"})
 
     out = tmp_path / "export"
-    card = search.export_best(tuner, data, out, retrain_on_all=True, verbose=0)
+    card = export.export_best(tuner, data, out, retrain_on_all=True, verbose=0)
     model, loaded = store.load(out)
     assert loaded["tuning"]["trials"] == 2 and loaded["tuning"]["tuner"] == "random"
     assert loaded["training"]["trained_on"] == "train+validation"
@@ -155,7 +156,7 @@ def test_search_resumes_after_kill_and_exports(tmp_path):
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
 
     # without retraining: the best trial's own checkpoint, scored on the split that selected it
-    card = search.export_best(tuner, data, tmp_path / "checkpoint", retrain_on_all=False, verbose=0)
+    card = export.export_best(tuner, data, tmp_path / "checkpoint", retrain_on_all=False, verbose=0)
     val = card["metrics"]["validation"]
     assert val["n"] == len(data.y_val) and "selected on this split" in val["protocol"]
     assert card["training"]["trained_on"] == "train" and val["uar"] == pytest.approx(
@@ -206,7 +207,7 @@ def test_cli_tune_face_end_to_end_on_real_faces(shared_data, tmp_path, capsys):
 
 def test_speech_data_is_speaker_independent_float16_windows(shared_data):
     rav = corpus(shared_data, "ravdess_speech")
-    data = search.load_speech_data(f"ravdess:{rav}", fold=4, limit=16, progress=False)
+    data = search_data.load_speech_data(f"ravdess:{rav}", fold=4, limit=16, progress=False)
     assert data.x_train["features"].dtype == np.float16 and data.x_val["features"].dtype == np.float16
     assert "speakers 17, 18, 19, 20 held out" in data.protocol
     assert data.hypermodel["input_shape"] == data.x_train["features"].shape[1:]
@@ -216,25 +217,25 @@ def test_speech_data_is_speaker_independent_float16_windows(shared_data):
 def test_fusion_data_from_paired_npz_holds_out_subjects(tmp_path):
     rng = np.random.default_rng(0)
     n = 40
-    path = search.save_fusion_arrays(tmp_path / "pairs.npz", {
+    path = search_data.save_fusion_arrays(tmp_path / "pairs.npz", {
         "face": rng.normal(size=(n, 5)).astype(np.float32),
         "speech": rng.normal(size=(n, 3)).astype(np.float32),
         "labels": np.asarray(["happy", "sad"] * (n // 2)),
         "subjects": np.asarray([str(1 + i % 10) for i in range(n)])})
-    data = search.load_fusion_data(str(path), fold=4, folds=5)
+    data = search_data.load_fusion_data(str(path), fold=4, folds=5)
     assert "subjects 9, 10 held out" in data.protocol and len(data.y_val) == 8
     assert data.hypermodel["base"]["face_input"] == "descriptor"
     with pytest.raises(Exception, match="no such file"):
-        search.load_fusion_data(str(tmp_path / "missing.npz"))
+        search_data.load_fusion_data(str(tmp_path / "missing.npz"))
 
 
 def test_speech_cpu_space_searches_data_choices(shared_data):
     """The cpu space: each trial's features / speaker normalisation come from its own hyperparameters,
     and a changed feature kind changes the model's input shape."""
     rav = corpus(shared_data, "ravdess_speech")
-    data = search.load_speech_data(f"ravdess:{rav}", fold=4, limit=16, progress=False, space="cpu",
+    data = search_data.load_speech_data(f"ravdess:{rav}", fold=4, limit=16, progress=False, space="cpu",
                                    features={"hop_length": 320})
-    hm = search.make_hypermodel(data, space="cpu", epochs=1)
+    hm = tuners.make_hypermodel(data, space="cpu", epochs=1)
     hp = kt.HyperParameters()
     hp.Fixed("feature", "logmel")
     hp.Fixed("speaker_norm", "speaker")

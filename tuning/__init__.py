@@ -1,8 +1,6 @@
-"""KerasTuner search for the face, speech and fusion pipelines (``emotion-keras tune``).
-
-:mod:`tuning.hypermodels` holds the search spaces (built on the pipelines' own model builders);
-:mod:`tuning.search` the data loading, tuners, resumable search and export of the best trial.
-Importing this package imports Keras, so the CLI imports it only after ``--backend`` is applied.
+"""User-facing entry points of the KerasTuner search (``tuning/search.py``, the GPU job
+``tuning/gpu_face.py``); the code lives in :mod:`emotion_keras.tuning`. Importing this package
+imports Keras, so the CLI imports :mod:`emotion_keras.tuning` modules only after ``--backend``.
 """
 
-from tuning.hypermodels import FaceHyperModel, FusionHyperModel, SpeechHyperModel  # noqa: F401
+from emotion_keras.tuning.hypermodels import FaceHyperModel, FusionHyperModel, SpeechHyperModel  # noqa: F401

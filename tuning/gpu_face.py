@@ -54,7 +54,7 @@ SEARCH = [
 
 def pack(ferplus: str, fer2013: str, out: Path, limit: int | None = None) -> Path:
     """Write the compact arrays the GPU job reads (uint8 faces, float16 targets)."""
-    from emotion_keras.commands.face import load_split
+    from emotion_keras.pipelines.splits import load_face_split
     from emotion_keras.data.cache import save_arrays
     from emotion_keras.data.faces import read_faces
     from emotion_keras.data.ferplus import soft_targets
@@ -62,7 +62,7 @@ def pack(ferplus: str, fer2013: str, out: Path, limit: int | None = None) -> Pat
     from emotion_keras.preprocess.faces import FacePrepConfig, prepare_faces
 
     prep = FacePrepConfig()
-    split = load_split(f"ferplus-probability:{ferplus}", limit=limit, val_limit=limit, classes=CLASSES)
+    split = load_face_split(f"ferplus-probability:{ferplus}", limit=limit, val_limit=limit, classes=CLASSES)
     tr = prepare_faces(split.train, prep)
     va = prepare_faces(split.val, prep)
     y_tr = soft_targets(split.train, tr.names, CLASSES)
@@ -86,7 +86,7 @@ def pack(ferplus: str, fer2013: str, out: Path, limit: int | None = None) -> Pat
 # ---------------------------------------------------------------- run (GPU side)
 
 def _score(model, x, y, crop: int) -> dict:
-    from emotion_keras.commands.face import tta_views
+    from emotion_keras.pipelines.face import tta_views
     from emotion_keras.evaluate import metrics
 
     views = tta_views(x, "ten_crop", crop)

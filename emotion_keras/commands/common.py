@@ -1,43 +1,21 @@
-"""Pieces the commands share, so each modality's module keeps only what differs: its corpus readers,
-preprocessing, model config and split protocol.
+"""Argument handling the commands share, so each verb's module keeps only what differs.
 
-For the experiment verbs (``face``, ``speech``): the :class:`Split` every ``load_split`` returns,
-dataset naming, ``JSON|FILE`` arguments, the TrainConfig and run argument groups, ``--classes``,
-finished-run and finished-comparison bookkeeping, the printed results, and the ``comparison.json`` /
-``comparison.md`` writer (the modality passes its own columns). For the batch verbs (``predict``,
-``analyze``): the files/``--json`` parser and the exit code. Not a verb: the CLI registers only the
-names in ``emotion_keras.cli.VERBS``. Keras is imported inside functions.
+For the experiment verbs (``face``, ``speech``): ``JSON|FILE`` arguments, the TrainConfig and run
+argument groups, ``--classes``, ``--perturb``, the finished-run check of ``train`` and the printed
+results. For the batch verbs (``predict``, ``analyze``): the files/``--json`` parser and the exit
+code. The work itself lives in :mod:`emotion_keras.pipelines`. Not a verb: the CLI registers only
+the names in ``emotion_keras.cli.VERBS``. Keras is imported inside functions.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import shutil
 import sys
-from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from emotion_keras.config import ConfigError, TrainConfig
-from emotion_keras.data.cache import atomic_write_json, atomic_write_text
-from emotion_keras.data.records import Record
-
-
-@dataclasses.dataclass
-class Split:
-    """Training and validation records plus the protocol sentence that goes next to every number."""
-
-    train: list[Record]
-    val: list[Record]
-    protocol: str
-    data: dict[str, Any]
-
-
-def dataset_name(records: Sequence[Record], names: Mapping[str, str]) -> str:
-    """The corpora behind ``records`` as readers know them (``RAVDESS + TESS``), for protocols."""
-    found = sorted({r.dataset for r in records})
-    return " + ".join(names.get(n, n) for n in found) or "?"
+from emotion_keras.pipelines.common import robustness_markdown
 
 
 # ---------------------------------------------------------------- arguments -> configs
@@ -138,63 +116,6 @@ def batch_exit(failed: int, total: int) -> int:
     return 1 if failed else 0
 
 
-# ---------------------------------------------------------------- runs
-
-def history_dict(run_dir: Path, fallback: dict[str, list[float]]) -> dict[str, list[float]]:
-    """The whole history of a run from its ``history.csv`` (a resumed fit returns only its own part)."""
-    from emotion_keras.train import read_history
-
-    rows = read_history(run_dir)
-    if not rows:
-        return fallback
-    keys = [k for k in rows[0] if k != "epoch"]
-    return {k: [round(r[k], 6) for r in rows if k in r] for k in keys}
-
-
-def save_trained(net, card: dict[str, Any], val_metrics: dict[str, Any], out: Path, run_dir: Path,
-                 fit: dict[str, Any], calibrate_on: tuple | None = None) -> dict[str, Any]:
-    """Save a trained model with its card and validation report; mark ``run_dir`` finished.
-
-    ``calibrate_on``: ``(probs, y)`` or ``(probs, y, groups)`` on the validation split: a temperature
-    is fitted on them and stored on the card (``calibration``), and the report gains ECE and a
-    reliability diagram. Returns what ``train_face`` / ``train_speech`` return: ``{"card", "metrics",
-    "out", "fit", "model"}`` (the card as read back, with the fields ``store.save`` adds).
-    """
-    from emotion_keras.evaluate import write_report
-    from emotion_keras.models import store
-
-    task, name = card["task"], card["name"]
-    section = {}
-    if calibrate_on is not None:
-        card = {**card, "calibration": calibration_fields(val_metrics.get("protocol", "validation"),
-                                                          *calibrate_on)}
-        section = {"calibration": calibration_report(card["calibration"], *calibrate_on)}
-    store.save(net, out, card)
-    card = store.read_card(out)
-    write_report({"task": task, "name": name, "split": "validation", "backend": card["backend"],
-                  **val_metrics, **section}, out)
-    atomic_write_json(run_dir / "train_result.json",
-                      {"out": str(out), "metrics": val_metrics, "training": card["training"]})
-    return {"card": card, "metrics": val_metrics, "out": out, "fit": fit, "model": net}
-
-
-def calibration_fields(protocol: str, probs, y, groups=None) -> dict[str, Any]:
-    """The card's ``calibration`` entry fitted on validation predictions (see emotion_keras.calibration)."""
-    from emotion_keras.calibration import calibration_entry
-
-    return calibration_entry(probs, y, f"{protocol}; temperature fitted on these same samples", groups)
-
-
-def calibration_report(entry: dict[str, Any], probs, y, groups=None) -> dict[str, Any]:
-    """The report's ``calibration`` section for validation predictions under the card's ``entry``."""
-    from emotion_keras import calibration as C
-
-    raw = probs
-    cal = C.apply_temperature(raw, entry["temperature"])
-    if groups is not None:
-        raw, cal = C.pool(raw, groups), C.pool(cal, groups)
-    return C.report_section(raw, cal, y, entry["temperature"])
-
 
 # ---------------------------------------------------------------- robustness (evaluate --perturb)
 
@@ -208,45 +129,6 @@ def add_perturb_arg(p, kinds: str) -> None:
 def perturb_arg(args) -> list[str]:
     return [k for k in (getattr(args, "perturb", None) or "").split(",") if k.strip()]
 
-
-def robustness_section(protocol: str, clean: dict[str, Any], clean_ece: float, rows: list[dict[str, Any]],
-                       seed: int, where: str) -> dict[str, Any]:
-    """The report's (and card's) ``robustness`` table: clean figures first, then one row per
-    perturbation and strength, each with its drop in accuracy from clean."""
-    base = {"accuracy": clean["accuracy"], "uar": clean["uar"], "ece": clean_ece}
-    for r in rows:
-        r["accuracy_drop"] = base["accuracy"] - r["accuracy"]
-    return {"protocol": f"{protocol}; {where}; seed {seed}", "seed": seed, "clean": base, "rows": rows}
-
-
-def record_robustness(model_dir: Path, section: dict[str, Any]) -> dict[str, Any]:
-    """Add a robustness table to a saved model's card, keyed by its protocol (one per corpus/split)."""
-    from emotion_keras.models import store
-
-    card = store.read_card(model_dir)
-    tables = {**(card.get("robustness") or {}), section["protocol"]: section}
-    return store.update_card(model_dir, robustness=tables)
-
-
-def robustness_markdown(section: dict[str, Any], title: str = "Robustness") -> str:
-    """A robustness table as Markdown (docs/benchmarks, the dashboard)."""
-    c = section["clean"]
-    lines = [f"## {title}", "", f"Protocol: {section['protocol']}.", "",
-             "| perturbation | strength | unit | accuracy | UAR | ECE | accuracy drop |",
-             "|---|---:|---|---:|---:|---:|---:|",
-             f"| clean | | | {c['accuracy']:.3f} | {c['uar']:.3f} | {c['ece']:.3f} | |"]
-    lines += [f"| {r['perturbation']} | {r['strength']:g} | {r['unit']} | {r['accuracy']:.3f} | {r['uar']:.3f} | "
-              f"{r['ece']:.3f} | {r['accuracy_drop']:+.3f} |" for r in section["rows"]]
-    return "\n".join(lines) + "\n"
-
-
-def write_evaluation(report: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Write an ``evaluate`` report (JSON + confusion figure) into ``out``; the report gains their paths."""
-    from emotion_keras.evaluate import write_report
-
-    paths = write_report(report, out)
-    report["paths"] = {k: str(v) for k, v in paths.items()}
-    return report
 
 
 def skip_finished_run(run_dir: Path, force: bool) -> bool:
@@ -288,45 +170,3 @@ def print_evaluation(report: dict[str, Any], as_json: bool = False) -> None:
     print(f"report: {report['paths']['json']}")
 
 
-# ---------------------------------------------------------------- comparison
-
-def finished_row(run: Path, name: str, digest: str) -> dict[str, Any] | None:
-    """A compared model's saved ``result.json`` row when it was trained with this config (``digest``);
-    a run left by another config is deleted, so rerunning a comparison continues where it stopped."""
-    done = run / "result.json"
-    if not done.exists():
-        return None
-    try:
-        row = json.loads(done.read_text())
-    except json.JSONDecodeError:
-        row = {}
-    if row.get("digest") == digest:
-        print(f"[{name}] already done, skipping", file=sys.stderr)
-        return row
-    print(f"[{name}] config changed since the last run: retraining", file=sys.stderr)
-    shutil.rmtree(run)
-    return None
-
-
-def write_comparison(out: Path, task: str, title: str, split: Split, rows: list[dict[str, Any]],
-                     columns: Sequence[tuple[str, Callable[[dict[str, Any]], str]]],
-                     extra: dict[str, Any] | None = None) -> dict:
-    """``comparison.json`` (``task``, protocol, data, ``extra``, rows) and ``comparison.md``.
-
-    The table has the model name, then the modality's ``columns`` (header, cell of a row), then
-    parameters, scores, training seconds, epochs and backend.
-    """
-    table = {"task": task, "protocol": split.protocol, "data": split.data, **(extra or {}),
-             "rows": [{k: v for k, v in r.items() if k != "digest"} for r in rows]}
-    atomic_write_json(out / "comparison.json", table)
-    heads = " | ".join(h for h, _ in columns)
-    lines = [f"# {title}", "", f"Protocol: {split.protocol}.", "",
-             f"| model | {heads} | params | accuracy | UAR | macro-F1 | train s | epochs | backend |",
-             "|---|" + "---|" * len(columns) + "---:|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
-        cells = " | ".join(cell(r) for _, cell in columns)
-        lines.append(f"| {r['name']} | {cells} | {r['parameters']:,} | {r['accuracy']:.3f} | "
-                     f"{r['uar']:.3f} | {r['macro_f1']:.3f} | {r['train_seconds']:.0f} | {r['epochs']} | "
-                     f"{r['backend']} |")
-    atomic_write_text(out / "comparison.md", "\n".join(lines) + "\n")
-    return table

@@ -28,7 +28,7 @@ def register(subparsers) -> None:
 
 
 def _calibrate_if_needed(model_dir: Path, quiet: bool) -> None:
-    from emotion_keras.commands.calibrate import calibrate_model
+    from emotion_keras.pipelines.calibrate import calibrate_model
     from emotion_keras.models import store
 
     card = store.read_card(model_dir)

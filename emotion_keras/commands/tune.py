@@ -74,9 +74,9 @@ def _classes(args):
 
 
 def load_data(args):
-    """The task's arrays for the search (see :mod:`tuning.search`)."""
+    """The task's arrays for the search (see :mod:`emotion_keras.tuning.data`)."""
     from emotion_keras.config import ConfigError
-    from tuning import search
+    from emotion_keras.tuning import data as search
 
     if args.synthetic:
         return search.synthetic_data(args.task, n=args.synthetic, seed=args.seed)
@@ -97,24 +97,24 @@ def load_data(args):
 
 
 def run(args) -> int:
-    from tuning import search
+    from emotion_keras.tuning import export, tuners
 
     project_dir = Path(args.project_dir or f"tuning_runs/{args.task}")
     data = load_data(args)
     if args.data_parallel:
-        print(search.set_data_parallel(), file=sys.stderr)
+        print(tuners.set_data_parallel(), file=sys.stderr)
     print(f"tuning {args.task}: {len(data.y_train)} training / {len(data.y_val)} validation samples, "
           f"{len(data.classes)} classes; {data.protocol}", file=sys.stderr)
-    tuner, summary = search.run_search(
+    tuner, summary = tuners.run_search(
         data, args.tuner, args.objective, args.max_trials, args.epochs, project_dir, space=args.space,
         patience=args.patience, seed=args.seed, verbose=args.verbose,
         mixed_precision=args.mixed_precision, overwrite=args.overwrite)
     out = {"task": args.task, "tuner": args.tuner, "objective": args.objective, **summary}
-    if search._is_worker():
+    if tuners.is_worker():
         print(json.dumps(out, default=str))
         return 0
     if args.export:
-        card = search.export_best(tuner, data, args.export, retrain_on_all=args.retrain_on_all,
+        card = export.export_best(tuner, data, args.export, retrain_on_all=args.retrain_on_all,
                                   name=args.name, verbose=args.verbose)
         out["export"] = str(args.export)
         out["metrics"] = {k: {m: v.get(m) for m in ("accuracy", "uar", "macro_f1") if m in v}

@@ -158,14 +158,9 @@ class TaskHyperModel(kt.HyperModel):
             cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
                                                      patience=train.early_stopping))
         cbs.append(keras.callbacks.TerminateOnNaN())
-        n_classes = len(self.classes)
         start = time.perf_counter()
-        history = model.fit(
-            x, keras.utils.to_categorical(y, n_classes),
-            validation_data=(x_val, keras.utils.to_categorical(y_val, n_classes)),
-            batch_size=train.batch_size, epochs=epochs, initial_epoch=initial_epoch, shuffle=True,
-            class_weight=trainlib.class_weights(y, n_classes) if train.class_weights else None,
-            callbacks=cbs, verbose=train.verbose if verbose is None else verbose, **kwargs)
+        history = trainlib.fit_epochs(model, x, y, self.classes, train, validation=(x_val, y_val), callbacks=cbs,
+                                      epochs=epochs, initial_epoch=initial_epoch, verbose=verbose, **kwargs)
         seconds = time.perf_counter() - start
         curve = history.history.get(monitor) or []
         best_idx = int(np.argmin(curve) if mode == "min" else np.argmax(curve)) if curve else None

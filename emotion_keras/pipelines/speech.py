@@ -1,0 +1,492 @@
+"""The speech pipeline: cached feature windows (:class:`WindowSet`), training on windows with
+clip-level scores (:func:`train_speech`), speaker-grouped cross-validation
+(:func:`crossvalidate_speech`), evaluation of a saved model with robustness (:func:`evaluate_speech`)
+and the comparison of model families (:func:`compare_speech`). Keras is imported inside functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotion_keras.backend import active_backend
+from emotion_keras.config import TrainConfig
+from emotion_keras.data.cache import atomic_write_json, atomic_write_text
+from emotion_keras.data.records import Record, subjects_of
+from emotion_keras.errors import InputError
+from emotion_keras.models.card import ModelCard
+from emotion_keras.pipelines.common import ComparisonSpec, compare_models, finish_evaluation, history_dict, save_trained
+from emotion_keras.pipelines.splits import (Split, inner_split, read_speech_records, speaker_list,
+                                            speaker_word, speech_dataset_name, speech_kfold_splits)
+from emotion_keras.preprocess.audio import SpeechFeatureConfig, speech_features
+
+# Per-family defaults for `compare`: the 1D CNN reads MFCC(+deltas) sequences, the others log-mel.
+FAMILIES = {
+    "crnn": ({"architecture": "crnn"}, {}),
+    "cnn2d": ({"architecture": "cnn2d", "conv_blocks": 4}, {}),
+    "cnn1d": ({"architecture": "cnn1d", "filters": 64}, {"feature": "mfcc"}),
+    "transformer": ({"architecture": "transformer"}, {}),
+}
+
+
+
+# ---------------------------------------------------------------- features and targets
+
+@dataclasses.dataclass
+class WindowSet:
+    """Feature windows of a list of records, with the clip each window came from."""
+
+    x: np.ndarray  # (windows, frames, n_features) float16
+    clip: np.ndarray  # (windows,) index into ``records``
+    records: list[Record]
+    failed: list[tuple[str, str]]
+    prosody: np.ndarray | None = None  # (windows, prosody.DIM) float32 when the features include it
+
+    def inputs(self) -> dict[str, np.ndarray]:
+        """The model's named inputs (float32)."""
+        x = {"features": self.x.astype(np.float32)}
+        if self.prosody is not None:
+            x["prosody"] = self.prosody.astype(np.float32)
+        return x
+
+    def _subset(self, ok: np.ndarray) -> WindowSet:
+        return WindowSet(self.x[ok], self.clip[ok], self.records, self.failed,
+                         None if self.prosody is None else self.prosody[ok])
+
+    def concat(self, other: WindowSet) -> WindowSet:
+        """Windows of both sets (same ``records``: e.g. a set and its augmented copies)."""
+        return WindowSet(np.concatenate([self.x, other.x]), np.concatenate([self.clip, other.clip]),
+                         self.records, self.failed,
+                         None if self.prosody is None else np.concatenate([self.prosody, other.prosody]))
+
+    def speaker_prior(self) -> dict[str, dict]:
+        """The typical speaker's statistics per input (for per-file normalisation at inference)."""
+        from emotion_keras.preprocess.speaker_norm import speaker_prior
+
+        groups = np.asarray([str(self.records[i].subject) for i in self.clip])
+        out = {"features": speaker_prior(self.x, groups)}
+        if self.prosody is not None:
+            out["prosody"] = speaker_prior(self.prosody, groups)
+        return out
+
+    def normalised(self, mode: str, per: str, prior: dict | None = None) -> WindowSet:
+        """Speaker normalisation (``mode`` 'speaker') with statistics per ``per``: 'speaker' (each
+        speaker's own) or 'clip' (one file's, shrunk towards ``prior`` as the recogniser does);
+        'none' returns the set unchanged."""
+        from emotion_keras.preprocess.speaker_norm import normalise_file, normalise_groups
+
+        if mode == "none" or len(self.clip) == 0:
+            return self
+        if per == "clip" and prior:
+            x = np.empty(self.x.shape, np.float32)
+            pr = None if self.prosody is None else np.empty(self.prosody.shape, np.float32)
+            for c in np.unique(self.clip):
+                idx = np.flatnonzero(self.clip == c)
+                x[idx] = normalise_file(self.x[idx], prior.get("features"))
+                if pr is not None:
+                    pr[idx] = normalise_file(self.prosody[idx], prior.get("prosody"))
+            return WindowSet(x, self.clip, self.records, self.failed, pr)
+        if per == "speaker":
+            groups = np.asarray([str(self.records[i].subject) for i in self.clip])
+        else:
+            groups = self.clip
+        return WindowSet(normalise_groups(self.x, groups), self.clip, self.records, self.failed,
+                         None if self.prosody is None else normalise_groups(self.prosody, groups))
+
+    def clip_labels(self) -> list[str]:
+        return [r.label for r in self.records]
+
+    def targets(self, classes: list[str]) -> np.ndarray:
+        index = {c: i for i, c in enumerate(classes)}
+        return np.asarray([index[self.records[i].label] for i in self.clip], np.int32)
+
+    def keep(self, classes: list[str]) -> WindowSet:
+        ok = np.asarray([self.records[i].label in classes for i in self.clip], bool)
+        return self._subset(ok)
+
+    def clip_targets(self, classes: list[str]) -> np.ndarray:
+        """The class index of each clip that has windows, in clip order (as ``calibration.pool``)."""
+        index = {c: i for i, c in enumerate(classes)}
+        return np.asarray([index[self.records[i].label] for i in np.unique(self.clip)], np.int32)
+
+    def clip_metrics(self, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
+        """Metrics over clips: each clip's window probabilities averaged."""
+        from emotion_keras.calibration import pool
+        from emotion_keras.evaluate import metrics
+
+        pooled = pool(np.asarray(probs), self.clip) if len(self.clip) else np.zeros((0, len(classes)))
+        return {**metrics(self.clip_targets(classes), pooled, classes), "windows": int(len(self.clip))}
+
+
+def window_set(records: list[Record], config: SpeechFeatureConfig, progress: bool = True,
+               workers: int | None = None, augment=None) -> WindowSet:
+    """Cached features of ``records`` (or of ``augment.copies`` augmented versions of them);
+    unreadable clips are listed (and printed), not fatal."""
+    arrays = speech_features(records, config, workers=workers, progress=progress, augment=augment)
+    failed = [(records[int(i)].name, str(e)) for i, e in zip(arrays["failed"], arrays["errors"])]
+    for name, err in failed[:10]:
+        print(f"skipped {err}", file=sys.stderr)
+    if len(failed) > 10:
+        print(f"... and {len(failed) - 10} more unreadable clips", file=sys.stderr)
+    return WindowSet(arrays["x"], arrays["clip"], list(records), failed, arrays.get("prosody"))
+
+
+def training_windows(records: list[Record], config: SpeechFeatureConfig, augment=None,
+                     progress: bool = True) -> WindowSet:
+    """Training windows: the clips, their augmented copies (cached), speaker-normalised per speaker."""
+    ws = window_set(records, config, progress)
+    if augment is not None and augment.copies > 0:
+        ws = ws.concat(window_set(records, config, progress, augment=augment))
+    return ws.normalised(config.speaker_norm, "speaker")
+
+
+def scoring_windows(records: list[Record], config: SpeechFeatureConfig, progress: bool = True,
+                    per: str = "speaker", prior: dict | None = None) -> WindowSet:
+    """Windows of clips to score. With speaker normalisation, ``per="speaker"`` standardises each
+    (held-out) speaker with the statistics of their own clips, labels unused: the enrolment setting,
+    where several utterances of a speaker are seen; ``per="clip"`` uses one file's statistics only."""
+    return window_set(records, config, progress).normalised(config.speaker_norm, per, prior)
+
+
+def preprocess_speech(data: str, config: SpeechFeatureConfig, classes: list[str] | None = None,
+                      include_calm: bool = True, speakers: str | None = None, progress: bool = True,
+                      workers: int | None = None) -> tuple[dict[str, Any], WindowSet]:
+    """Compute and cache a corpus's feature windows; returns the summary ``speech preprocess`` prints."""
+    records = read_speech_records(data, classes, include_calm, speakers)
+    ws = window_set(records, config, progress=progress, workers=workers)
+    n_ok = len(records) - len(ws.failed)
+    summary = {"data": data, "clips": len(records), "usable_clips": n_ok, "windows": int(len(ws.x)),
+               "shape": list(config.input_shape), "labels": dict(Counter(r.label for r in records)),
+               "speakers": len(subjects_of(records)),
+               "unreadable": [{"file": f, "error": e} for f, e in ws.failed], "features": config.to_dict()}
+    return summary, ws
+
+
+# ---------------------------------------------------------------- training
+
+def _model_config(model: dict[str, Any]):
+    from emotion_keras.models.speech import SpeechModelConfig
+
+    return SpeechModelConfig.from_dict(model)
+
+
+def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, Any], train: TrainConfig,
+                 run_dir: str | Path, out: str | Path | None = None, name: str | None = None,
+                 classes: list[str] | None = None, progress: bool = True, augment=None,
+                 test: list[Record] | None = None, test_protocol: str | None = None,
+                 select_epoch: bool = True) -> dict[str, Any]:
+    """Features, build, fit on windows, score the validation clips, save model + card.
+
+    ``augment``: an :class:`~emotion_keras.preprocess.augment_audio.AudioAugmentConfig` (training
+    clips get its cached copies). ``test``: clips scored with the chosen model and nothing chosen on
+    them (the outer fold of a cross-validation), reported as ``metrics["test"]``. ``select_epoch``
+    False keeps the last epoch (a fixed schedule) instead of the best one on the validation clips.
+    Returns ``{"card", "metrics", "out", "fit", "model"}``. Rerunning with the same ``run_dir`` after
+    a kill resumes from the last finished epoch (``train.fit``).
+    """
+    from emotion_keras import train as trainlib
+    from emotion_keras.labels import class_list
+    from emotion_keras.models.speech import build_speech_model
+
+    run_dir = Path(run_dir)
+    out = Path(out) if out else run_dir
+    tr = training_windows(split.train, features, augment, progress)
+    va = scoring_windows(split.val, features, progress)
+    prior = window_set(split.train, features, False).speaker_prior() if features.speaker_norm != "none" else None
+    if len(tr.x) == 0 or len(va.x) == 0:
+        raise InputError(split.data.get("spec", "?"),
+                         f"no usable clips ({len(tr.x)} train windows, {len(va.x)} validation windows)")
+    classes = list(classes) if classes else class_list([tr.records[i].label for i in np.unique(tr.clip)])
+    tr, va = tr.keep(classes), va.keep(classes)
+
+    policy = trainlib.configure_precision(train)
+    if features.prosody != "none":
+        from emotion_keras.preprocess.prosody import DIM
+
+        model = {**model, "prosody_dim": DIM}
+    model_cfg = _model_config(model)
+    net = build_speech_model(model_cfg, classes, features.input_shape)
+    x_tr, x_va = tr.inputs(), va.inputs()
+    last = _LastWeights() if not select_epoch else None
+    result = trainlib.fit(net, x_tr, tr.targets(classes), x_va, va.targets(classes), classes, train, run_dir,
+                          extra_callbacks=[last.callback()] if last else None)
+    if last is not None and last.weights is not None:
+        net.set_weights(last.weights)
+    probs = net.predict(x_va, batch_size=train.batch_size, verbose=0)
+    if select_epoch:  # fit restores the best epoch by ``train.monitor`` on this same validation set: say so
+        protocol = f"{split.protocol}; epoch chosen by {train.monitor} on the validation speakers"
+    else:
+        protocol = (f"{split.protocol}; fixed schedule of {train.epochs} epochs, last epoch kept "
+                    "(nothing chosen on these clips)")
+    val_metrics = {**va.clip_metrics(probs, classes), "protocol": protocol}
+    all_metrics = {"validation": val_metrics}
+    if test:
+        te = scoring_windows(test, features, progress).keep(classes)
+        te_probs = net.predict(te.inputs(), batch_size=train.batch_size, verbose=0)
+        all_metrics["test"] = {**te.clip_metrics(te_probs, classes),
+                               "protocol": test_protocol or "held-out test clips; nothing chosen on them"}
+        if features.speaker_norm != "none":  # the single-clip case: one file's statistics only
+            tc = scoring_windows(test, features, progress, per="clip", prior=prior).keep(classes)
+            all_metrics["test_per_file"] = {
+                **tc.clip_metrics(net.predict(tc.inputs(), batch_size=train.batch_size, verbose=0), classes),
+                "protocol": (test_protocol or "held-out test clips") + "; each clip normalised on its own, "
+                            "as the recogniser does (its statistics shrunk towards the typical training speaker's)"}
+
+    name = name or run_dir.name
+    card = ModelCard(
+        task="speech", name=name, classes=classes, inputs={"features": list(features.input_shape)},
+        preprocessing=features.to_dict(), model_config=model_cfg.to_dict(), train_config=train.to_dict(),
+        data={**split.data, "train_windows": int(len(tr.x)), "validation_windows": int(len(va.x)),
+              "unreadable": [f for f, _ in tr.failed + va.failed]},
+        metrics=all_metrics,
+        extra={"augmentation": augment.to_dict() if augment is not None else None, "speaker_norm_prior": prior},
+        training={"seconds": result["train_seconds"], "windows_per_second": result["samples_per_second"],
+                  "epochs_run": result["epochs_run"], "dtype_policy": policy,
+                  "window_level_validation": {k: result["validation"][k] for k in ("accuracy", "uar", "macro_f1")}},
+        history=history_dict(run_dir, result["history"]))
+    res = save_trained(net, card, val_metrics, out, run_dir, result,
+                       calibrate_on=(probs, va.clip_targets(classes), va.clip))
+    if "test" in all_metrics:
+        atomic_write_json(run_dir / "test_result.json", {"metrics": all_metrics["test"],
+                                                         "per_file": all_metrics.get("test_per_file"),
+                                                         "validation": val_metrics})
+        res["test"] = all_metrics["test"]
+    return res
+
+
+class _LastWeights:
+    """Keeps the last epoch's weights (``fit`` restores the best epoch's at the end)."""
+
+    def __init__(self):
+        self.weights = None
+
+    def callback(self):
+        import keras
+
+        owner = self
+
+        class _Keep(keras.callbacks.Callback):
+            def on_train_end(self, logs=None):
+                owner.weights = self.model.get_weights()
+
+        return _Keep()
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, float)
+    return {"mean": round(float(a.mean()), 4), "std": round(float(a.std()), 4)}
+
+
+
+def crossvalidate_speech(records: list[Record], k: int, features: SpeechFeatureConfig,
+                         model: dict[str, Any], train: TrainConfig, run_dir: str | Path,
+                         classes: list[str] | None = None, progress: bool = True, augment=None,
+                         inner: bool = True) -> dict[str, Any]:
+    """Speaker-grouped k-fold CV: one model per fold in ``run_dir/fold<i>``; writes ``cv.json``/``cv.md``.
+
+    With ``inner`` (the default) each fold trains on k-2 speaker groups, chooses its epoch on the next
+    group (:func:`inner_split`) and reports the held-out group it never looked at; without it, the
+    epoch is chosen on the reported group (optimistic; kept for comparison with older figures).
+    Folds already finished are read back, not retrained.
+    """
+    from emotion_keras.labels import class_list
+
+    run_dir = Path(run_dir)
+    classes = list(classes) if classes else class_list([r.label for r in records])
+    folds = speech_kfold_splits(records, k)
+    rows = []
+    for i, split in enumerate(folds, 1):
+        fold_dir = run_dir / f"fold{i}"
+        done = fold_dir / ("test_result.json" if inner else "train_result.json")
+        per_file = None
+        if done.exists():
+            saved = json.loads(done.read_text())
+            m, per_file = saved["metrics"], saved.get("per_file")
+        else:
+            print(f"[fold {i}/{k}] {split.protocol}", file=sys.stderr)
+            if inner:
+                res = train_speech(inner_split(split, i - 1, folds), features, model, train, fold_dir,
+                                   classes=classes, progress=progress, augment=augment, test=split.val,
+                                   test_protocol=split.protocol)
+                m, per_file = res["test"], res["card"]["metrics"].get("test_per_file")
+            else:
+                m = train_speech(split, features, model, train, fold_dir, classes=classes,
+                                 progress=progress, augment=augment)["metrics"]
+        rows.append({"fold": i, "validation_speakers": split.data["validation_speakers"],
+                     **{key: round(m[key], 4) for key in ("accuracy", "uar", "macro_f1")}, "n": m["n"],
+                     **({"per_file": {key: round(per_file[key], 4) for key in ("accuracy", "uar")}}
+                        if per_file else {})})
+    chosen = ("each fold's epoch chosen by {m} on inner validation speakers (the next fold's group, "
+              "out of its training speakers), never on the speakers it reports" if inner else
+              "each fold's epoch chosen by {m} on its held-out speakers").format(m=train.monitor)
+    protocol = (f"{speech_dataset_name(records)} speaker-grouped {k}-fold cross-validation ({speaker_word(records)} "
+                + "; ".join(speaker_list(r["validation_speakers"]) for r in rows)
+                + f" held out in turn; {len(records):,} clips); {chosen}; speaker normalisation "
+                f"{features.speaker_norm!r} (training speakers with their own statistics; inner-validation "
+                "and held-out speakers each with the statistics of their own unlabelled clips); "
+                "clip-level scores, mean ± std over folds")
+    report = {"task": "speech", "protocol": protocol, "classes": classes,
+              **{key: _summary([r[key] for r in rows]) for key in ("accuracy", "uar", "macro_f1")},
+              "folds": rows, "preprocessing": features.to_dict(), "model_config": model,
+              "train_config": train.to_dict(), "augmentation": augment.to_dict() if augment else None}
+    if all("per_file" in r for r in rows):  # speaker-normalised models scored one clip at a time
+        report["per_file"] = {key: _summary([r["per_file"][key] for r in rows]) for key in ("accuracy", "uar")}
+    atomic_write_json(run_dir / "cv.json", report)
+    lines = ["# Speech cross-validation", "", f"Protocol: {protocol}.", "",
+             "| fold | held-out speakers | clips | accuracy | UAR | macro-F1 |", "|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['fold']} | {speaker_list(r['validation_speakers'])} | {r['n']} | {r['accuracy']:.3f} | "
+              f"{r['uar']:.3f} | {r['macro_f1']:.3f} |" for r in rows]
+    lines.append(f"| mean ± std | | | {report['accuracy']['mean']:.3f} ± {report['accuracy']['std']:.3f} | "
+                 f"{report['uar']['mean']:.3f} ± {report['uar']['std']:.3f} | "
+                 f"{report['macro_f1']['mean']:.3f} ± {report['macro_f1']['std']:.3f} |")
+    atomic_write_text(run_dir / "cv.md", "\n".join(lines) + "\n")
+    return report
+
+
+# ---------------------------------------------------------------- evaluation
+
+def corpus_clips(card: dict[str, Any], data: str, speakers: str | None = None,
+                 progress: bool = True) -> tuple[list[Record], WindowSet]:
+    """The clips of ``data`` (optionally some speakers) with the model's classes, and their cached
+    feature windows as the card's preprocessing makes them."""
+    from emotion_keras.preprocess.preprocessors import SpeechPreprocessor
+
+    classes = list(card["classes"])
+    config = SpeechPreprocessor.from_card(card).config
+    records = read_speech_records(data, limit_speakers=speakers)
+    outside = sorted({r.label for r in records} - set(classes))
+    records = [r for r in records if r.label in classes]
+    if outside:
+        print(f"note: leaving out clips labelled {outside}: not among the model's classes {classes}",
+              file=sys.stderr)
+    if not records:
+        raise InputError(data, f"no clips with the model's classes {classes}")
+    ws = scoring_windows(records, config, progress)
+    if len(ws.x) == 0:
+        raise InputError(data, "no usable clips")
+    return records, ws
+
+
+def window_probabilities(net, x: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+    """Window probabilities for feature windows or named window inputs (``features``, ``prosody``)."""
+    from emotion_keras.models.io import model_feed
+
+    inputs = x if isinstance(x, dict) else {"features": x}
+    inputs = {k: np.asarray(v, np.float32) for k, v in inputs.items()}
+    return np.asarray(net.predict(model_feed(net, inputs), batch_size=64, verbose=0), np.float32)
+
+
+def robustness_speech(net, card: dict[str, Any], ws: WindowSet, kinds: list[str], seed: int = 0,
+                      temperature: float = 1.0, progress: bool = True) -> list[dict[str, Any]]:
+    """Clip-level accuracy, UAR and ECE per waveform perturbation and strength. Clips are decoded
+    once; features are recomputed from each perturbed waveform (not cached)."""
+    from emotion_keras import perturb
+    from emotion_keras.calibration import apply_temperature, ece, pool
+    from emotion_keras.evaluate import metrics
+    from emotion_keras.preprocess import audio
+
+    from emotion_keras.preprocess.preprocessors import SpeechPreprocessor
+
+    classes = list(card["classes"])
+    pre = SpeechPreprocessor.from_card(card)
+    config = pre.config
+    clips = [int(i) for i in np.unique(ws.clip)]
+    waves = {i: audio.load_audio(ws.records[i].path, config.sr) for i in clips}
+    rows = []
+    for kind in kinds:
+        strengths, unit = perturb.SPEECH[kind]
+        for strength in strengths:
+            feats, owner, silent = [], [], set()
+            for k, i in enumerate(clips):
+                wave = perturb.perturb_audio(waves[i], config.sr, kind, strength, seed + k)
+                try:
+                    f, _ = pre.windows(wave, ws.records[i].name)
+                except InputError:  # e.g. made silent by -20 dB gain: counted as a uniform guess
+                    silent.add(k)
+                    continue
+                feats.append(f)
+                owner += [k] * len(f)
+            pooled = np.full((len(clips), len(classes)), 1.0 / len(classes), np.float32)
+            if feats:
+                p = apply_temperature(window_probabilities(net, np.concatenate(feats)), temperature)
+                pooled[np.unique(owner)] = pool(p, owner)
+            probs_a = pooled
+            y_a = np.asarray([classes.index(ws.records[i].label) for i in clips])
+            m = metrics(y_a, probs_a, classes)
+            rows.append({"perturbation": kind, "strength": strength, "unit": unit,
+                         "accuracy": m["accuracy"], "uar": m["uar"], "ece": ece(probs_a, y_a),
+                         "unusable_clips": len(silent)})
+            if progress:
+                print(f"  {kind:>7s} {strength:<6g} accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}",
+                      file=sys.stderr)
+    return rows
+
+
+def evaluate_speech(model_dir: str | Path, data: str, speakers: str | None = None,
+                    out: str | Path | None = None, progress: bool = True, perturb: list[str] | None = None,
+                    seed: int = 0) -> dict[str, Any]:
+    """Clip-level metrics, calibration (ECE, reliability) and, with ``perturb``, the robustness table
+    of a saved model on ``data`` (optionally some speakers only).
+
+    The protocol says whether the evaluated speakers were in the model's training data (from its card).
+    """
+    from emotion_keras import calibration
+    from emotion_keras.models import store
+    from emotion_keras.perturb import SPEECH, expand
+
+    kinds = expand(perturb or [], SPEECH)
+    model_dir = Path(model_dir)
+    net, card = store.load(model_dir)
+    classes = list(card["classes"])
+    records, ws = corpus_clips(card, data, speakers, progress)
+    raw = window_probabilities(net, ws.inputs())
+    temperature = calibration.temperature_of(card)
+    probs = calibration.apply_temperature(raw, temperature)
+    m = ws.clip_metrics(probs, classes)
+    seen = set(card.get("data", {}).get("train_speakers", []))
+    evaluated = subjects_of(records)
+    both = sorted(set(evaluated) & seen)
+    if not seen:
+        note = "the model card does not list its training speakers"
+    elif both:
+        note = (f"NOT speaker-independent: {len(both)} of {len(evaluated)} evaluated speakers "
+                f"({speaker_list(both)}) were in the training data")
+    else:
+        note = "speaker-independent: none of these speakers were in the training data"
+    protocol = (f"{speech_dataset_name(records)} {speaker_word(records)} {speaker_list(evaluated)} "
+                f"({m['n']:,} clips); {note}; clip-level scores")
+    y = ws.clip_targets(classes)
+    report = {"task": "speech", "name": card.get("name"), "model": str(model_dir), "data": str(data),
+              "backend": active_backend(), **m, "protocol": protocol,
+              "unreadable": [{"file": f, "error": e} for f, e in ws.failed],
+              "calibration": calibration.report_section(calibration.pool(raw, ws.clip),
+                                                        calibration.pool(probs, ws.clip), y, temperature)}
+    rows = robustness_speech(net, card, ws, kinds, seed, temperature, progress) if kinds else None
+    return finish_evaluation(report, model_dir, out, rows, seed,
+                             "perturbations applied to the 16 kHz waveform before features")
+
+
+# ---------------------------------------------------------------- comparison
+
+def compare_speech(split: Split, features: SpeechFeatureConfig, entries: list[dict[str, Any]],
+                   train: TrainConfig, out: str | Path, classes: list[str] | None = None,
+                   progress: bool = True) -> dict[str, Any]:
+    """Train every entry (``{"name", "model", "features", "train"}``) on the same speaker split; write
+    ``comparison.json`` and ``comparison.md`` (:func:`~emotion_keras.pipelines.common.compare_models`)."""
+    spec = ComparisonSpec(
+        task="speech", title="Speech model comparison",
+        columns=[("architecture", lambda r: r["architecture"]), ("features", lambda r: r["feature"])],
+        prep=lambda entry: features.replace(**entry.get("features", {})),
+        train=lambda split, fcfg, entry, tcfg, run: train_speech(split, fcfg, entry["model"], tcfg, run,
+                                                                 name=entry["name"], classes=classes,
+                                                                 progress=progress),
+        lead=lambda card, fcfg: {"architecture": card["model_config"]["architecture"], "feature": fcfg.feature},
+        speed="windows_per_second", tail=lambda card: {"preprocessing": card["preprocessing"]},
+        describe=lambda entry, fcfg: f"training {entry['model']} on {fcfg.feature}")
+    return compare_models(spec, split, entries, train, out)
