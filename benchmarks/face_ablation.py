@@ -85,7 +85,8 @@ def run(data: Path, out: Path, train_limit: int, epochs: int, val_limit: int, on
                "parameters": res["card"]["parameters"]}
         ttas = ["flip"] + (["ten_crop"] if model.get("crop") else [])
         for tta in ttas:
-            for key, spec_eval in (("ferplus_valid", f"ferplus:{ferplus}"), ("fer2013_publictest", f"fer2013:{fer2013}")):
+            sets = (("ferplus_valid", f"ferplus:{ferplus}"), ("fer2013_publictest", f"fer2013:{fer2013}"))
+            for key, spec_eval in sets:
                 rep = evaluate_face(run_dir, spec_eval, split="validation", limit=val_limit, seed=1,
                                     out=run_dir / f"eval-{key}-{tta}", progress=False, tta=tta)
                 row[f"{key}_{tta}"] = {k: round(rep[k], 4) for k in ("accuracy", "uar", "macro_f1")}

@@ -85,7 +85,8 @@ def main() -> int:
              f"![curve]({args.out.with_suffix('.png').name})", "",
              "| stage | epoch | minutes | validation accuracy | validation UAR | training accuracy |",
              "|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['stage']} | {r['epoch']} | {r['minutes']} | {r['val_accuracy']:.4f} | {r['val_uar']:.4f} | {r['accuracy']:.4f} |"
+    lines += [f"| {r['stage']} | {r['epoch']} | {r['minutes']} | {r['val_accuracy']:.4f} | {r['val_uar']:.4f} "
+              f"| {r['accuracy']:.4f} |"
               for r in rows]
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -94,7 +94,8 @@ def worker_infer(data: Path, model_dir: Path, quick: bool) -> dict:
     for _ in range(20):
         rec.predict_inputs(one)
     per_window_ms = (time.perf_counter() - t0) / 20 * 1000
-    return {"files": len(files), "audio_seconds": round(audio_s, 1), "windows": int(sum(len(x["features"]) for x in feats)),
+    windows = int(sum(len(x["features"]) for x in feats))
+    return {"files": len(files), "audio_seconds": round(audio_s, 1), "windows": windows,
             "seconds": round(total, 3), "rtf": round(total / audio_s, 4),
             "model_only_seconds": round(model_only, 3), "rtf_model_only": round(model_only / audio_s, 4),
             "ms_per_window_batch1": round(per_window_ms, 1), "load_before": load,

@@ -20,7 +20,6 @@ Protocol (shipped models, ``KERAS_BACKEND`` default TensorFlow, this machine's 2
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys

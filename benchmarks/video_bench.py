@@ -160,7 +160,6 @@ def main(argv=None) -> int:
                 return 1
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(json.dumps(results[-1]), flush=True)
-    main_run = results[0]
     report = {
         "benchmark": "video analysis real-time factor on CPU",
         "protocol": (f"480x360 H.264/AAC video built from the real CREMA-D clips (actor 1001) looped to "

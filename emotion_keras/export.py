@@ -4,7 +4,8 @@ Face and speech models are exported with two outputs, ``[embedding, probabilitie
 serves the face/speech recognisers and the fusion pipeline; fusion heads keep their one output.
 Exporting goes through Keras 3's ``model.export`` (tf2onnx for ONNX, the TFLite converter for
 LiteRT) on the TensorFlow backend, whatever backend trained the model (``.keras`` files are
-backend-agnostic); ``emotion-keras export`` picks TensorFlow unless ``--backend`` says otherwise. The exported file is written atomically and checked
+backend-agnostic); ``emotion-keras export`` picks TensorFlow unless ``--backend`` says otherwise.
+The exported file is written atomically and checked
 against the Keras model on seeded inputs (``parity_max_abs_diff`` on the card's export record);
 ``tests/test_export.py`` checks parity on real faces and speech.
 
@@ -203,7 +204,8 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
     """Export the model in ``model_dir`` as ``fmt``; returns the export record written on the card.
 
     ``out``: a folder to put ``model.onnx``/``model.tflite``/``saved_model/`` in (created), or a file
-    ending ``.onnx``/``.tflite``; default: the model directory. ``card.json`` beside it is the model's card plus this record.
+    ending ``.onnx``/``.tflite``; default: the model directory. ``card.json`` beside it is the model's card
+    plus this record.
     """
     import keras
 

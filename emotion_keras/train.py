@@ -111,7 +111,8 @@ class UARCallback:
                 probs = self.model.predict(x_val, batch_size=batch_size, verbose=0)
                 m = metrics(y_idx, probs, classes)
                 if logs is not None:
-                    logs["epoch_seconds"] = round(time.perf_counter() - getattr(self, "started", time.perf_counter()), 2)
+                    started = getattr(self, "started", time.perf_counter())
+                    logs["epoch_seconds"] = round(time.perf_counter() - started, 2)
                     p = np.clip(np.asarray(probs, np.float64), 1e-7, 1.0)
                     logs["val_loss"] = float(-(y_dist * np.log(p)).sum(axis=1).mean())
                     logs["val_accuracy"] = m["accuracy"]
@@ -154,8 +155,9 @@ XLA_MIN_STEPS = 200
 
 def resolve_jit(model, config: TrainConfig, total_steps: int | None = None) -> bool:
     """XLA for the train step: ``auto`` always jit-compiles under JAX; under TensorFlow it compiles
-    models without recurrent layers whose schedule is long enough to repay the compilation (on a 2-core CPU, TensorFlow + XLA trains the face CNN 2.3x
-    faster than without; recurrent layers compile slowly and gain little)."""
+    models without recurrent layers whose schedule is long enough to repay the compilation (on a
+    2-core CPU, TensorFlow + XLA trains the face CNN 2.3x faster than without; recurrent layers
+    compile slowly and gain little)."""
     import keras
 
     if config.jit_compile != "auto":

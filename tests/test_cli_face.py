@@ -78,8 +78,8 @@ def test_compare_on_ckplus(shared_data, tmp_path, capsys):
                                          "augment": False}}))
     compare = tmp_path / "compare"
     cargs = ["face", "compare", "--data", f"ckplus:{ck}", "--val-subjects", 0.2, "--configs", cfg, res,
-             "--limit", 600, "--val-limit", 200, "--epochs", 6, "--batch-size", 50, "--learning-rate", 0.003, "--train-config", FAST,
-             "--verbose", 0, "--out", compare]
+             "--limit", 600, "--val-limit", 200, "--epochs", 6, "--batch-size", 50, "--learning-rate", 0.003,
+             "--train-config", FAST, "--verbose", 0, "--out", compare]
     code, out, err = _run(capsys, *cargs)
     assert code == 0, err
     table = json.loads((compare / "comparison.json").read_text())

@@ -30,7 +30,7 @@ from emotion_keras.labels import (FER2013_CODES, JAFFE_CODES, RAFDB_CODES, Label
 
 
 # Folder names that mean a corpus-declared split rather than a label.
-SPLIT_NAMES = {
+SPLIT_FOLDERS = {
     "train": "train", "training": "train",
     "val": "validation", "valid": "validation", "validation": "validation", "publictest": "validation",
     "test": "test", "testing": "test", "privatetest": "test",
@@ -77,11 +77,11 @@ def read_folder(root: str | Path, dataset: str | None = None, cropped: bool = Fa
     root = require_dir(root)
     dataset = dataset or root.name
     subs = _subdirs(root)
-    split_dirs = [d for d in subs if d.name.lower() in SPLIT_NAMES]
+    split_dirs = [d for d in subs if d.name.lower() in SPLIT_FOLDERS]
     records: list[Record] = []
     if split_dirs and len(split_dirs) == len(subs):
         for d in split_dirs:
-            records += _label_folders(d, str(d), SPLIT_NAMES[d.name.lower()], dataset, cropped)
+            records += _label_folders(d, str(d), SPLIT_FOLDERS[d.name.lower()], dataset, cropped)
     else:
         records = _label_folders(root, str(root), None, dataset, cropped)
     if not records:
@@ -276,7 +276,7 @@ def read_csv(path: str | Path, dataset: str | None = None, cropped: bool = False
         split = (row.get(split_col) or "").strip().lower() if split_col else ""
         records.append(Record(
             label=label, path=found, subject=(row.get(subj_col) or "").strip() or None if subj_col else None,
-            split=SPLIT_NAMES.get(split, split or None), dataset=dataset or path.parent.name,
+            split=SPLIT_FOLDERS.get(split, split or None), dataset=dataset or path.parent.name,
             meta={"cropped": True} if cropped else {}))
     if missing:
         raise InputError(path, f"{len(missing)} listed images are missing (e.g. {', '.join(missing[:3])})")
@@ -332,7 +332,7 @@ def detect_kind(path: Path) -> str:
         if any(f.suffix.lower() == ".csv" for f in path.iterdir()):
             return "csv"
         raise InputError(path, "cannot tell the corpus layout; use a spec like folder:/path or csv:/path")
-    names_ok = all(_is_label_name(d.name) or d.name.lower() in SPLIT_NAMES for d in subs)
+    names_ok = all(_is_label_name(d.name) or d.name.lower() in SPLIT_FOLDERS for d in subs)
     csvs = [f for f in path.iterdir() if f.is_file() and f.suffix.lower() == ".csv"]
     if not names_ok and ((path / "labels.csv").is_file() or len(csvs) == 1):
         return "csv"

@@ -52,3 +52,9 @@ def pad_frames(seqs, max_frames: int, dim: int) -> tuple[np.ndarray, np.ndarray]
         out[i, :len(s)] = s
         mask[i, :len(s)] = 1.0
     return out, mask
+
+
+def select_inputs(model, x):
+    """The arrays ``model`` takes out of ``x``: a dict that may hold more (geometry a model leaves
+    out) is arranged by :func:`model_feed`; a single array passes through unchanged."""
+    return model_feed(model, x) if isinstance(x, dict) else x

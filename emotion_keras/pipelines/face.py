@@ -83,14 +83,14 @@ def preprocess_faces(data: str, prep: FacePrepConfig, out: str | Path | None = N
 def select_inputs(model, arrays: FaceArrays):
     """The arrays the model takes, arranged as its inputs are declared (a geometry-less model
     ignores geometry; a model that needs geometry the preprocessing lacks is a config error)."""
-    from emotion_keras.models.io import input_names, model_feed
+    from emotion_keras.models import io
 
     available = arrays.inputs()
-    missing = [n for n in input_names(model) if n not in available]
+    missing = [n for n in io.input_names(model) if n not in available]
     if missing:
         raise ConfigError(f"the model takes inputs {missing} that preprocessing did not produce "
                           "(set geometry: true in the preprocessing config)")
-    return model_feed(model, available)
+    return io.select_inputs(model, available)
 
 
 def warm_start(net, init_from: str | Path, classes: list[str]) -> dict[str, Any]:

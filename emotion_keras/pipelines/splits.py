@@ -44,8 +44,9 @@ def dataset_name(records: Sequence[Record], names: Mapping[str, str]) -> str:
 
 FACE_DATASET_NAMES = {"fer2013": "FER2013", "ferplus": "FER+", "ckplus": "CK+48", "rafdb": "RAF-DB",
                       "jaffe": "JAFFE", "wild_faces": "wild faces (muxspace facial_expressions)"}
-SPLIT_NAMES = {"fer2013": {"train": "Training", "validation": "PublicTest", "test": "PrivateTest"},
-               "ferplus": {"train": "FER2013Train", "validation": "FER2013Valid", "test": "FER2013Test"}}
+# Canonical splits by each corpus's own names, for protocol text (data.faces.FER_USAGE reads FER2013's back).
+CORPUS_SPLIT_NAMES = {"fer2013": {"train": "Training", "validation": "PublicTest", "test": "PrivateTest"},
+                      "ferplus": {"train": "FER2013Train", "validation": "FER2013Valid", "test": "FER2013Test"}}
 
 
 def face_dataset_name(records: list[Record]) -> str:
@@ -57,7 +58,7 @@ def face_split_name(records: list[Record], split: str) -> str:
     """A corpus split by its corpus's own name (FER2013 ``validation`` is ``PublicTest``)."""
     ds = {r.dataset for r in records}
     if len(ds) == 1:
-        return SPLIT_NAMES.get(next(iter(ds)), {}).get(split, split)
+        return CORPUS_SPLIT_NAMES.get(next(iter(ds)), {}).get(split, split)
     return split
 
 

@@ -65,7 +65,7 @@ def export_best(tuner, data: TaskData, out: str | Path, retrain_on_all: bool = F
         retrain = train_cfg.replace(epochs=int(best_epochs), early_stopping=0)
         hm.epochs = int(best_epochs)
         model = hm.build(hp)
-        from emotion_keras.tuning.hypermodels import select_inputs
+        from emotion_keras.models.io import select_inputs
 
         x_all = select_inputs(model, x_all)
         trainlib.compile_model(model, retrain, int(np.ceil(len(y_all) / retrain.batch_size)))
@@ -133,7 +133,7 @@ TUNED_CARD_ORDER = ("task", "name", "classes", "inputs", "preprocessing", "augme
 
 
 def select_for(model, x):
-    from emotion_keras.tuning.hypermodels import select_inputs
+    from emotion_keras.models.io import select_inputs
 
     return select_inputs(model, x)
 

@@ -27,7 +27,7 @@ import keras_tuner as kt
 import numpy as np
 
 from emotion_keras.config import TrainConfig
-from emotion_keras.models.io import input_names
+from emotion_keras.models.io import select_inputs
 
 SPACES = ("small", "full", "cpu")
 
@@ -177,18 +177,6 @@ class TaskHyperModel(kt.HyperModel):
             "n_train": n,
         }
         return history
-
-
-def select_inputs(model, x):
-    """The named arrays ``model`` takes out of a dict that may hold more (geometry the trial left
-    out); arrays pass through unchanged."""
-    if not isinstance(x, dict):
-        return x
-    names = input_names(model)
-    missing = [n for n in names if n not in x]
-    if missing:
-        raise ValueError(f"the model takes inputs {missing}; the data holds {sorted(x)}")
-    return {n: x[n] for n in names}
 
 
 def _len(x) -> int:
