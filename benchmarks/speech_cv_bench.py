@@ -24,6 +24,7 @@ rows and folds are read back.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -70,7 +71,10 @@ def run_row(name, records, epochs, out_root, backend):
     t0 = time.perf_counter()
     rep = crossvalidate_speech(records, 5, fcfg, {**BASE_MODEL, **model}, train, out_root / name,
                                progress=False, augment=AudioAugmentConfig.from_dict(aug) if aug else None)
-    return {"name": name, "features": fcfg.feature, "speaker_norm": fcfg.speaker_norm,
+    epoch_s = 0.0  # the folds' training time, also when they were trained by other processes (--folds)
+    for hist in (out_root / name).glob("fold*/history.csv"):
+        epoch_s += sum(float(e["epoch_seconds"]) for e in csv.DictReader(hist.read_text().splitlines()))
+    return {"name": name, "features": fcfg.feature, "train_seconds": round(epoch_s, 1), "speaker_norm": fcfg.speaker_norm,
             "prosody": fcfg.prosody, "augmentation": aug or {}, "model": {**BASE_MODEL, **model},
             "accuracy": rep["accuracy"], "uar": rep["uar"], "macro_f1": rep["macro_f1"],
             "folds": rep["folds"], "protocol": rep["protocol"], "per_file": rep.get("per_file"), "seconds": round(time.perf_counter() - t0, 1),
@@ -78,9 +82,9 @@ def run_row(name, records, epochs, out_root, backend):
 
 
 def train_folds(name, records, epochs, out_root, fold_ids):
-    """Train some folds of a row only (``--folds 5,4``), so that a second process can share a slow row's
-    folds with a ``--rows`` run, which reads finished folds back. A fold another process has started
-    (its directory exists) is left to it."""
+    """Train some folds of a row only (``--folds 5,4``), so that processes can share a slow row's folds
+    (give each its own folds); a ``--rows`` run afterwards reads the finished folds back. Finished folds
+    are skipped, a killed fold resumes."""
     from emotion_keras.commands.speech import inner_split, kfold_splits, train_speech
     from emotion_keras.config import TrainConfig
     from emotion_keras.labels import class_list
@@ -95,8 +99,7 @@ def train_folds(name, records, epochs, out_root, fold_ids):
     classes = class_list([r.label for r in records])
     for i in fold_ids:
         fold_dir = out_root / name / f"fold{i}"
-        if fold_dir.exists():
-            print(f"  fold {i}: already started elsewhere, left alone", file=sys.stderr, flush=True)
+        if (fold_dir / "test_result.json").exists():
             continue
         split = folds[i - 1]
         print(f"[fold {i}/5] {split.protocol}", file=sys.stderr, flush=True)
@@ -207,7 +210,7 @@ def write(out_dir: Path, rows, meta):
     atomic_write_json(out_dir / "speech_cv.json", {**meta, "rows": rows})
     lines = ["# Speech: normalisation, augmentation and features on the same 5 speaker folds", "",
              f"Protocol: {meta['protocol']}", "",
-             f"Command: `{meta['command']}`. Machine: {meta['machine']}; backend {meta['backend']}; "
+             f"Command: `{meta['command']}`. Machine: {meta['machine']}; backend per row (time column); "
              f"model: 1D CNN over time (`{json.dumps(BASE_MODEL)}`), features `{json.dumps(BASE_FEATURES)}` "
              f"(3 s windows, 20 ms hop), up to {meta['epochs']} epochs (early stopping after 6 without "
              "inner-validation gain), batch 64, AdamW + cosine, label "
@@ -219,7 +222,7 @@ def write(out_dir: Path, rows, meta):
                       + "; the epoch is chosen by val_uar on the inner validation speakers as in every row.", ""]
     lines += [
              "| row | features | speaker norm | waveform augmentation | prosody input | accuracy | UAR | "
-             "macro-F1 | per file: accuracy | per file: UAR | time |", "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "macro-F1 | per file: accuracy | per file: UAR | time (backend) |", "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "skipped" in r:
             lines.append(f"| {r['name']} | | | | | skipped: {r['skipped']} | | | | | |")
@@ -228,7 +231,15 @@ def write(out_dir: Path, rows, meta):
         aug = ", ".join(f"{k}={v}" for k, v in r.get("augmentation", {}).items()) or "none"
         lines.append(f"| {r['name']} | {r.get('features', '')} | {r.get('speaker_norm', '')} | {aug} | "
                      f"{r.get('prosody', '')} | {f('accuracy')} | {f('uar')} | {f('macro_f1')} | "
-                     f"{pf(r, 'accuracy')} | {pf(r, 'uar')} | {r.get('seconds', '')} s |")
+                     f"{pf(r, 'accuracy')} | {pf(r, 'uar')} | {r.get('train_seconds', r.get('seconds', ''))} s ({r.get('backend', '')}) |")
+    scored = [r for r in rows if "skipped" not in r and "(partial" not in r["name"] and "accuracy" in r]
+    if scored:
+        best = max(scored, key=lambda r: r["accuracy"]["mean"])
+        lines += ["", f"Best row by 5-fold mean accuracy: `{best['name']}` ({best['accuracy']['mean']:.3f} ± "
+                  f"{best['accuracy']['std']:.3f}); rows are compared by their mean over all 5 folds, so no fold "
+                  "chooses what it reports, but the comparison of rows itself is made on these folds."]
+    lines += ["", "Time: the folds' summed epoch seconds where recorded (`train_seconds`; folds of one row may "
+              "have run in parallel processes, `--folds`), else the row's wall time; the CPU was shared."]
     lines += ["", "Per fold (accuracy):", ""]
     for r in rows:
         if "folds" in r:
