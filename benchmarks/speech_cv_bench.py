@@ -24,6 +24,7 @@ rows and folds are read back.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -46,7 +47,15 @@ ROWS = {
     "logmel": ({"feature": "logmel"}, {}, None),
     "mfcc+prosody": ({"feature": "mfcc", "prosody": "praat"}, {}, None),
     "mfcc+augment": ({"feature": "mfcc"}, {}, {"copies": 1}),
+    "logmel+augment": ({"feature": "logmel"}, {}, {"copies": 1}),
+    # the shipped model's configuration (saved_models/speech card: CRNN, 16 filters, GRU 64 + attention)
+    "crnn": ({"feature": "logmel"}, {"architecture": "crnn", "filters": 16, "conv_blocks": 3, "kernel_size": 3,
+                                     "rnn": "gru", "rnn_units": 64, "attention_units": 64, "dropout": 0.3,
+                                     "embedding_dim": 128, "bn_momentum": 0.99}, None),
 }
+# rows trained with their own schedule instead of the common one (the shipped card's: 24 epochs, batch 32,
+# no early stopping; the epoch is still chosen by val_uar on the inner validation speakers)
+ROW_TRAIN = {"crnn": {"epochs": 24, "batch_size": 32, "early_stopping": 0}}
 
 
 def run_row(name, records, epochs, out_root, backend):
@@ -57,15 +66,71 @@ def run_row(name, records, epochs, out_root, backend):
 
     feats, model, aug = ROWS[name]
     fcfg = SpeechFeatureConfig.from_dict({**BASE_FEATURES, **feats})
-    train = TrainConfig(epochs=epochs, batch_size=64, early_stopping=6, verbose=0, seed=0)
+    train = TrainConfig(**{"epochs": epochs, "batch_size": 64, "early_stopping": 6, "verbose": 0, "seed": 0,
+                           **ROW_TRAIN.get(name, {})})
     t0 = time.perf_counter()
     rep = crossvalidate_speech(records, 5, fcfg, {**BASE_MODEL, **model}, train, out_root / name,
                                progress=False, augment=AudioAugmentConfig.from_dict(aug) if aug else None)
-    return {"name": name, "features": fcfg.feature, "speaker_norm": fcfg.speaker_norm,
+    epoch_s = 0.0  # the folds' training time, also when they were trained by other processes (--folds)
+    for hist in (out_root / name).glob("fold*/history.csv"):
+        epoch_s += sum(float(e["epoch_seconds"]) for e in csv.DictReader(hist.read_text().splitlines()))
+    return {"name": name, "features": fcfg.feature, "train_seconds": round(epoch_s, 1),
+            "speaker_norm": fcfg.speaker_norm,
             "prosody": fcfg.prosody, "augmentation": aug or {}, "model": {**BASE_MODEL, **model},
             "accuracy": rep["accuracy"], "uar": rep["uar"], "macro_f1": rep["macro_f1"],
-            "folds": rep["folds"], "protocol": rep["protocol"], "per_file": rep.get("per_file"), "seconds": round(time.perf_counter() - t0, 1),
-            "backend": backend}
+            "folds": rep["folds"], "protocol": rep["protocol"], "per_file": rep.get("per_file"),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "backend": backend, **({"train": ROW_TRAIN[name]} if name in ROW_TRAIN else {})}
+
+
+def train_folds(name, records, epochs, out_root, fold_ids):
+    """Train some folds of a row only (``--folds 5,4``), so that processes can share a slow row's folds
+    (give each its own folds); a ``--rows`` run afterwards reads the finished folds back. Finished folds
+    are skipped, a killed fold resumes."""
+    from emotion_keras.pipelines.speech import train_speech
+    from emotion_keras.pipelines.splits import inner_split, speech_kfold_splits as kfold_splits
+    from emotion_keras.config import TrainConfig
+    from emotion_keras.labels import class_list
+    from emotion_keras.preprocess.audio import SpeechFeatureConfig
+    from emotion_keras.preprocess.augment_audio import AudioAugmentConfig
+
+    feats, model, aug = ROWS[name]
+    fcfg = SpeechFeatureConfig.from_dict({**BASE_FEATURES, **feats})
+    train = TrainConfig(**{"epochs": epochs, "batch_size": 64, "early_stopping": 6, "verbose": 0, "seed": 0,
+                           **ROW_TRAIN.get(name, {})})
+    folds = kfold_splits(records, 5)
+    classes = class_list([r.label for r in records])
+    for i in fold_ids:
+        fold_dir = out_root / name / f"fold{i}"
+        if (fold_dir / "test_result.json").exists():
+            continue
+        split = folds[i - 1]
+        print(f"[fold {i}/5] {split.protocol}", file=sys.stderr, flush=True)
+        train_speech(inner_split(split, i - 1, folds), fcfg, {**BASE_MODEL, **model}, train, fold_dir,
+                     classes=classes, progress=False, augment=AudioAugmentConfig.from_dict(aug) if aug else None,
+                     test=split.val, test_protocol=split.protocol)
+
+
+def card_cv5(row, model_dir):
+    """Put a finished row's 5-fold figure on a saved model's card as ``metrics.cv5`` (the row must be
+    that model's configuration): means as the headline numbers, stds and folds beside them."""
+    from emotion_keras.models import store
+
+    card = store.read_card(model_dir)
+    if "(partial" in row["name"]:
+        raise SystemExit(f"row {row['name']!r} is partial: no 5-fold figure to put on the card")
+    if row["model"]["architecture"] != card["model_config"]["architecture"]:
+        raise SystemExit(f"row {row['name']!r} is a {row['model']['architecture']}, the card's model a "
+                         f"{card['model_config']['architecture']}")
+    cv5 = {**{k: row[k]["mean"] for k in ("accuracy", "uar", "macro_f1")},
+           **{f"{k}_std": row[k]["std"] for k in ("accuracy", "uar", "macro_f1")},
+           "folds": row["folds"], "n": sum(f["n"] for f in row["folds"]),
+           "protocol": row["protocol"] + "; this card's configuration (model, features, schedule) retrained "
+           "once per fold; the shipped weights themselves are not among the fold models, so this estimates "
+           "the configuration on new speakers", "source": f"docs/benchmarks/speech_cv.md, row {row['name']}"}
+    store.update_card(model_dir, metrics={**card["metrics"], "cv5": cv5})
+    print(f"{model_dir}: metrics.cv5 = accuracy {cv5['accuracy']:.3f} ± {cv5['accuracy_std']:.3f}, "
+          f"UAR {cv5['uar']:.3f} ± {cv5['uar_std']:.3f}", file=sys.stderr)
 
 
 def partial_row(name, out_root, backend):
@@ -92,6 +157,7 @@ def partial_row(name, out_root, backend):
            "features": feats.get("feature"), "speaker_norm": feats.get("speaker_norm", "none"),
            "prosody": feats.get("prosody", "none"), "augmentation": aug or {}, "model": {**BASE_MODEL, **model},
            **{k: summ([f[k] for f in folds]) for k in ("accuracy", "uar", "macro_f1")}, "folds": folds,
+           **({"train": ROW_TRAIN[name]} if name in ROW_TRAIN else {}),
            "backend": backend, "protocol": "as above" + ("" if len(folds) == 5 else
                                                         f"; only {len(folds)} of 5 folds finished in the time")}
     if all("per_file" in f for f in folds):
@@ -147,13 +213,20 @@ def write(out_dir: Path, rows, meta):
     atomic_write_json(out_dir / "speech_cv.json", {**meta, "rows": rows})
     lines = ["# Speech: normalisation, augmentation and features on the same 5 speaker folds", "",
              f"Protocol: {meta['protocol']}", "",
-             f"Command: `{meta['command']}`. Machine: {meta['machine']}; backend {meta['backend']}; "
+             f"Command: `{meta['command']}`. Machine: {meta['machine']}; backend per row (time column); "
              f"model: 1D CNN over time (`{json.dumps(BASE_MODEL)}`), features `{json.dumps(BASE_FEATURES)}` "
              f"(3 s windows, 20 ms hop), up to {meta['epochs']} epochs (early stopping after 6 without "
              "inner-validation gain), batch 64, AdamW + cosine, label "
-             "smoothing 0.1, class weights, SpecAugment in every row.", "",
+             "smoothing 0.1, class weights, SpecAugment in every row.", ""]
+    for r in rows:  # rows with their own model or schedule (e.g. the shipped CRNN's)
+        if "skipped" not in r and (r.get("model", BASE_MODEL) != BASE_MODEL or r.get("train")):
+            lines += [f"Row `{r['name']}`: model `{json.dumps(r['model'])}`"
+                      + (f", schedule `{json.dumps(r['train'])}` instead of the common one" if r.get("train") else "")
+                      + "; the epoch is chosen by val_uar on the inner validation speakers as in every row.", ""]
+    lines += [
              "| row | features | speaker norm | waveform augmentation | prosody input | accuracy | UAR | "
-             "macro-F1 | per file: accuracy | per file: UAR | time |", "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "macro-F1 | per file: accuracy | per file: UAR | time (backend) |",
+             "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "skipped" in r:
             lines.append(f"| {r['name']} | | | | | skipped: {r['skipped']} | | | | | |")
@@ -162,7 +235,16 @@ def write(out_dir: Path, rows, meta):
         aug = ", ".join(f"{k}={v}" for k, v in r.get("augmentation", {}).items()) or "none"
         lines.append(f"| {r['name']} | {r.get('features', '')} | {r.get('speaker_norm', '')} | {aug} | "
                      f"{r.get('prosody', '')} | {f('accuracy')} | {f('uar')} | {f('macro_f1')} | "
-                     f"{pf(r, 'accuracy')} | {pf(r, 'uar')} | {r.get('seconds', '')} s |")
+                     f"{pf(r, 'accuracy')} | {pf(r, 'uar')} | {r.get('train_seconds', r.get('seconds', ''))} s "
+                     f"({r.get('backend', '')}) |")
+    scored = [r for r in rows if "skipped" not in r and "(partial" not in r["name"] and "accuracy" in r]
+    if scored:
+        best = max(scored, key=lambda r: r["accuracy"]["mean"])
+        lines += ["", f"Best row by 5-fold mean accuracy: `{best['name']}` ({best['accuracy']['mean']:.3f} ± "
+                  f"{best['accuracy']['std']:.3f}); rows are compared by their mean over all 5 folds, so no fold "
+                  "chooses what it reports, but the comparison of rows itself is made on these folds."]
+    lines += ["", "Time: the folds' summed epoch seconds where recorded (`train_seconds`; folds of one row may "
+              "have run in parallel processes, `--folds`), else the row's wall time; the CPU was shared."]
     lines += ["", "Per fold (accuracy):", ""]
     for r in rows:
         if "folds" in r:
@@ -179,34 +261,64 @@ def main(argv=None):
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"))
     ap.add_argument("--report-only", action="store_true",
                     help="train nothing: tabulate the folds finished so far (partial rows marked)")
+    ap.add_argument("--folds", default="",
+                    help="train only these folds of the --rows (e.g. 5,4) and write no table: a second process "
+                         "sharing a slow row's folds; the --rows run reads them back")
+    ap.add_argument("--card", default="", metavar="ROW:MODEL_DIR",
+                    help="train nothing: put ROW's 5-fold figure (from the json) on MODEL_DIR's card as metrics.cv5")
     args = ap.parse_args(argv)
+    if args.card:
+        name, model_dir = args.card.split(":", 1)
+        saved = {r["name"]: r for r in json.loads((Path(args.out) / "speech_cv.json").read_text())["rows"]}
+        if name not in saved:
+            raise SystemExit(f"no row {name!r} in {Path(args.out) / 'speech_cv.json'}")
+        return card_cv5(saved[name], model_dir)
     import keras
 
     from emotion_keras.pipelines.splits import read_speech_records
 
     records = read_speech_records(f"ravdess:{args.data}")
+    if args.folds:
+        for name in [n.strip() for n in args.rows.split(",") if n.strip()]:
+            train_folds(name, records, args.epochs, Path(args.runs), [int(f) for f in args.folds.split(",")])
+        return
     out_dir = Path(args.out)
-    prev = {}
+    prev, prev_cmd = {}, ""
     if (out_dir / "speech_cv.json").exists():
-        prev = {r["name"]: r for r in json.loads((out_dir / "speech_cv.json").read_text()).get("rows", [])}
+        saved = json.loads((out_dir / "speech_cv.json").read_text())
+        prev, prev_cmd = {r["name"]: r for r in saved.get("rows", [])}, saved.get("command", "")
     meta = {"protocol": __doc__.split("\n\n")[1].replace("\n", " ").removeprefix("Protocol (every row): "),
             "command": "KERAS_BACKEND=jax python benchmarks/speech_cv_bench.py " + " ".join(argv or sys.argv[1:]),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs)",
             "backend": keras.backend.backend(), "epochs": args.epochs}
+    if args.report_only or meta["command"] in prev_cmd:  # earlier rows' commands stay on record
+        meta["command"] = prev_cmd or meta["command"]
+    elif prev_cmd:
+        meta["command"] = f"{prev_cmd}; {meta['command']}"
     rows = dict(prev)
+
+    def merged(mine):  # rows another bench process finished meanwhile are kept, not overwritten
+        path = out_dir / "speech_cv.json"
+        disk = {r["name"]: r for r in json.loads(path.read_text()).get("rows", [])} if path.exists() else {}
+        return {**disk, **mine}
+
+    mine = {}
     for name in [n.strip() for n in args.rows.split(",") if n.strip()]:
         print(f"[{name}]", file=sys.stderr, flush=True)
         if name == "egemaps":
             row = egemaps_row(records)
-            rows[row["name"]] = row
+            rows[row["name"]] = mine[row["name"]] = row
         elif args.report_only:
             row = None if name in rows else partial_row(name, Path(args.runs), keras.backend.backend())
             if row is not None:  # finished rows keep their full record
                 rows = {k: v for k, v in rows.items() if not k.startswith(name + " (partial")}
-                rows[row["name"]] = row
+                rows[row["name"]] = mine[row["name"]] = row
         else:
-            rows[name] = run_row(name, records, args.epochs, Path(args.runs), keras.backend.backend())
+            rows[name] = mine[name] = run_row(name, records, args.epochs, Path(args.runs), keras.backend.backend())
             print(f"  accuracy {rows[name]['accuracy']}  uar {rows[name]['uar']}", file=sys.stderr, flush=True)
+        rows = merged(mine)
+        rows = {k: v for k, v in rows.items()
+                if not any(k.startswith(m + " (partial") for m in mine if " (partial" not in m)}
         write(out_dir, list(rows.values()), meta)
 
 
