@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps demo test test-tensorflow test-jax bench clean
+.PHONY: install system-deps demo lint test test-tensorflow test-jax bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,11 @@ test-tensorflow: install system-deps
 test-jax: install system-deps
 	KERAS_BACKEND=jax JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.5 $(PY) -m pytest -q -p no:cacheprovider
 
-test: test-tensorflow test-jax
+# Style and pyflakes-level errors (configuration in pyproject.toml).
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: lint test-tensorflow test-jax
 
 bench: install
 	$(PY) benchmarks/run_all.py
