@@ -27,9 +27,10 @@ demo: install
 test-tensorflow: install system-deps
 	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -p no:cacheprovider
 
+# Tests marked `once` (backend-independent, or comparing the backends themselves) ran in the first pass.
 # JAX's persistent compilation cache: tiny test models share graphs across tests and subprocesses.
 test-jax: install system-deps
-	KERAS_BACKEND=jax JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.5 $(PY) -m pytest -q -p no:cacheprovider
+	KERAS_BACKEND=jax JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.5 $(PY) -m pytest -q -p no:cacheprovider -m "not once"
 
 # Style and pyflakes-level errors (configuration in pyproject.toml).
 lint: install

@@ -24,6 +24,7 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.once  # CLI orchestration; training under each backend: test_models_face, test_recipe
 def test_train_fer2013_subset_beats_chance(shared_data, tmp_path, capsys):
     """700 FER2013 Training images of three classes, 4 epochs of a tiny CNN, judged on 300 held-out
     PublicTest images: chance UAR is 1/3. Then the evaluate verb on the saved model."""
@@ -65,6 +66,7 @@ def test_train_fer2013_subset_beats_chance(shared_data, tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.once
 def test_compare_on_ckplus(shared_data, tmp_path, capsys):
     """Two models on CK+48 with a fifth of the subjects held out (chance UAR 1/7; 600 of the training
     and 200 of the held-out images, so batches of 50 never leave a partial batch to recompile): a tiny

@@ -65,6 +65,7 @@ def test_evaluate_states_whether_speakers_were_seen(trained, ravdess, capsys):
     assert (trained / "eval_seen" / "evaluation.json").exists()
 
 
+@pytest.mark.once  # CLI orchestration; speech training under each backend: test_models_speech
 def test_compare_writes_table(ravdess, tmp_path, capsys):
     out = tmp_path / "cmp"
     tiny = json.dumps({"filters": 4, "conv_blocks": 2, "embedding_dim": 8})

@@ -25,7 +25,7 @@ APP = ROOT / "apps" / "dashboard.py"
 ARTIFACTS = ROOT / "test-artifacts"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.e2e, pytest.mark.once, pytest.mark.timeout(150)]
 
 CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -48,6 +48,7 @@ def _speech_model():
     return keras.Model({"features": seq}, out)
 
 
+@pytest.mark.once  # it runs the other backend itself
 def test_saved_models_predict_the_same_on_the_other_backend(tmp_path, backend):
     other = "jax" if backend == "tensorflow" else "tensorflow"
     rng = np.random.default_rng(0)

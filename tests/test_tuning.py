@@ -120,6 +120,7 @@ def _killing_callback(kill_at: int):
     return Kill()
 
 
+@pytest.mark.once  # the tuner engine; a search under each backend: test_cli_tune_face_end_to_end_on_real_faces
 def test_search_resumes_after_kill_and_exports(tmp_path):
     data = search_data.synthetic_data("fusion", n=64)
     project = tmp_path / "project"
