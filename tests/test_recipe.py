@@ -156,7 +156,7 @@ def test_warm_start_copies_a_saved_model_and_refuses_another_architecture(tmp_pa
     start = warm_start(net, tmp_path, ["a", "b", "c"])
     assert start["name"] == "first" and start["epochs_run"] == 5
     x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype("float32")
-    assert np.allclose(net.predict(x, verbose=0), src.predict(x, verbose=0), atol=1e-5)
+    assert np.allclose(net.predict({"image": x}, verbose=0), src.predict({"image": x}, verbose=0), atol=1e-5)
     with pytest.raises(ConfigError, match="architecture"):
         warm_start(build_face_model(cfg.replace(width=8), 3), tmp_path, ["a", "b", "c"])
     with pytest.raises(ConfigError, match="classes"):
