@@ -14,8 +14,9 @@ Protocol:
   370 ``wild_faces`` photos (load + MTCNN + alignment + geometry), wall time including writing the
   cache.
 * **Training throughput** (per backend): the shipped model's config (``model_config`` on its card,
-  augmentation included) built fresh and compiled as ``train.fit`` does, on ``--train-samples`` real
-  FER2013 Training faces, batch 64: one untimed epoch (compilation), then one timed epoch: samples/s.
+  augmentation included; its training config without EMA) built fresh and compiled as ``train.fit``
+  does, on ``--train-samples`` real FER2013 Training faces, batch 64: one untimed epoch (compilation),
+  then one timed epoch: samples/s.
 
 Each backend runs in its own subprocess with ``KERAS_BACKEND`` set.
 
@@ -101,7 +102,9 @@ def worker(backend: str, data: Path, runs: int, train_samples: int) -> dict:
     classes = rec.classes
     y = keras.utils.to_categorical(arrays.targets(classes), len(classes))
     cfg = FaceModelConfig.from_dict(rec.card["model_config"])
-    train = TrainConfig.from_dict(rec.card.get("train_config") or {})
+    # Without EMA: fitting an EMA optimizer outside train.fit's swap callbacks fails under JAX
+    # (an uninitialised variable), and EMA's per-step cost is one weight average.
+    train = TrainConfig.from_dict(rec.card.get("train_config") or {}).replace(ema=0.0, time_budget=0.0)
     model = build_face_model(cfg, classes)
     batch = 64
     compile_model(model, train.replace(epochs=2, batch_size=batch), int(np.ceil(len(y) / batch)))
