@@ -3,6 +3,8 @@ FLV), audio-only and video-only files, faceless video, late-fusion fallback, cla
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -115,3 +117,19 @@ def test_method_late_forces_weighted_average(models, shared_data):
     assert {w["fused"]["method"] for w in t["windows"]} == {"late fusion"}
     with pytest.raises(ValueError):
         MultimodalEmotionRecognizer(models["fusion"], models["face"], models["speech"], method="best")
+
+
+def test_head_warns_when_a_component_model_changed_since_the_fusion_was_trained():
+    from types import SimpleNamespace
+
+    from emotion_keras.recognizers.multimodal import _warn_if_retrained
+
+    card = {"face_model": {"name": "face-a", "date": "2026-11-24"}, "speech_model": {"name": "sp", "date": "d1"}}
+    same = dict(face=SimpleNamespace(card={"name": "face-a", "date": "2026-11-24"}),
+                speech=SimpleNamespace(card={"name": "sp", "date": "d1"}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_if_retrained(card, **same)  # nothing changed: silent
+    with pytest.warns(UserWarning, match="face model face-a .* loaded is face-b"):
+        _warn_if_retrained(card, face=SimpleNamespace(card={"name": "face-b", "date": "2026-12-02"}),
+                           speech=same["speech"])

@@ -132,6 +132,19 @@ class FaceTracker:
         return face
 
 
+def _warn_if_retrained(card: dict[str, Any], **components) -> None:
+    """The fusion head reads the embeddings of the face and speech models it was trained with; a
+    component model saved since (another name or date on its card) feeds it embeddings it never saw."""
+    for task, rec in components.items():
+        trained = card.get(f"{task}_model") or {}
+        now = getattr(rec, "card", None) or {}
+        if trained and any(trained.get(k) and now.get(k) and trained[k] != now[k] for k in ("name", "date")):
+            _warnings.warn(f"the fusion head was trained on the embeddings of {task} model "
+                           f"{trained.get('name')} ({trained.get('date')}), but the {task} model loaded is "
+                           f"{now.get('name')} ({now.get('date')}): retrain it with `emotion-keras fusion train`, "
+                           "or use method='late'", stacklevel=4)
+
+
 def _fusion_config(card: dict[str, Any], runtime: str):
     """The fusion card's model config; under ONNX read as saved (FusionConfig's module imports keras)."""
     if runtime == "keras":
@@ -184,6 +197,8 @@ class MultimodalEmotionRecognizer(Recognizer):
             # auto: the card's choice (the head only where it beat late fusion on validation data)
             self.use_head = method == "head" or (method == "auto" and card.get("inference", "fusion_head")
                                                  == "fusion_head")
+            if self.use_head:
+                _warn_if_retrained(card, face=face, speech=speech)
         else:
             self.fusion_config = None
             self.classes = list(face.classes)
