@@ -137,3 +137,11 @@ def test_predict_json_contract(tmp_path, capsys):
     # Without --json: a table, same exit code.
     code, out, err = _run(capsys, "predict", face, corrupt)
     assert code == 1 and "face 1 at" in out and "error:" in out
+
+
+def test_predict_refuses_an_empty_file_name(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photo.jpg").write_bytes(b"not analysed")  # "" would have meant this folder
+    code, out, err = _run(capsys, "predict", str(tmp_path / "photo.jpg"), "")
+    assert code == 2 and out == ""
+    assert "empty file name" in err and "nothing was analysed" in err
