@@ -21,7 +21,8 @@ from emotion_keras.commands.common import (add_perturb_arg, add_run_args, add_tr
 from emotion_keras.config import ConfigError, TrainConfig
 from emotion_keras.data.cache import cache_key
 from emotion_keras.models.face import BACKBONES
-from emotion_keras.pipelines.face import TTA_MODES, compare_faces, evaluate_face, preprocess_faces, train_face
+from emotion_keras.pipelines.face import (TTA_MODES, compare_faces, configs_of, evaluate_face, preprocess_faces,
+                                          train_face)
 from emotion_keras.pipelines.splits import Split, load_face_split
 from emotion_keras.preprocess.faces import FacePrepConfig
 
@@ -197,13 +198,10 @@ def cmd_train(args) -> int:
     prep = prep_config_from_args(args)
     train = train_config_from_args(args)
     model = model_config_dict_from_args(args)
-    if args.init_from and not model:  # fine-tuning: the source's architecture and preprocessing
-        from emotion_keras.models.store import read_card
-
-        card = read_card(Path(args.init_from))
-        model = dict(card["model_config"])
-        if not args.prep_config:
-            prep = FacePrepConfig.from_dict(card["preprocessing"])
+    if args.init_from:  # fine-tuning: the source's architecture and preprocessing unless given
+        given = any(getattr(args, k, None) not in (None, False) for k in
+                    ("prep_config", "size", "rgb", "geometry", "detect", "margin"))
+        model, prep = configs_of(args.init_from, model, prep if given else None)
     split = _split_from_args(args)
     run_dir = _default_run_dir(args, split, prep, model, train)
     if skip_finished_run(run_dir, args.force):

@@ -93,6 +93,16 @@ def select_inputs(model, arrays: FaceArrays):
     return io.select_inputs(model, available)
 
 
+def configs_of(init_from: str | Path, model: dict[str, Any], prep: FacePrepConfig | None):
+    """``(model config dict, preprocessing)`` for a run started from a saved model: the source's
+    architecture unless ``model`` names one, and its preprocessing unless ``prep`` is given."""
+    from emotion_keras.models.store import read_card
+
+    card = read_card(Path(init_from))
+    return (model or dict(card["model_config"]),
+            prep if prep is not None else FacePrepConfig.from_dict(card["preprocessing"]))
+
+
 def warm_start(net, init_from: str | Path, classes: list[str]) -> dict[str, Any]:
     """Copy a saved face model's weights into ``net`` (same architecture and classes) and return
     what the card records about the start: the source's name, folder and training history."""
