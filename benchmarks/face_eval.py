@@ -68,8 +68,7 @@ def main() -> int:
             "protocol": f"{rep['protocol']} (benchmarks/face_eval.py)"}
     atomic_write_text(args.out.parent / "face_eval.md", "\n".join(lines) + "\n")
     if figures and not args.no_card:  # the card carries the cross-corpus figures next to its validation
-        card = read_card(args.model)
-        card.setdefault("metrics", {}).update(figures)
+        card.setdefault("metrics", {}).update(figures)  # evaluate_face with ``out`` left the card as read
         atomic_write_json(args.model / CARD_FILE, card)
     return 0
 
