@@ -77,6 +77,7 @@ class TrainConfig(Config):
     schedule: str = "cosine"  # cosine | constant
     warmup_epochs: int = 1
     class_weights: bool = True
+    class_weight_power: float = 1.0  # class weights = inverse frequency ** power (0.5: square-root balance)
     early_stopping: int = 8  # patience in epochs on the monitored metric; 0 disables
     monitor: str = "val_uar"  # val_uar | val_accuracy | val_loss
     mixed_precision: str = "auto"  # auto (bf16 on GPU) | on | off
@@ -103,8 +104,8 @@ class TrainConfig(Config):
             raise ConfigError(f"jit_compile must be auto, on or off, not {self.jit_compile!r}")
         if not 0 <= self.ema < 1:
             raise ConfigError(f"ema must be in [0, 1), not {self.ema}")
-        if self.mixup < 0 or self.cutmix < 0 or self.time_budget < 0:
-            raise ConfigError("mixup, cutmix and time_budget must be >= 0")
+        if self.mixup < 0 or self.cutmix < 0 or self.time_budget < 0 or self.class_weight_power < 0:
+            raise ConfigError("mixup, cutmix, time_budget and class_weight_power must be >= 0")
 
 
 def parse_duration(text: str | float) -> float:

@@ -29,6 +29,14 @@ def test_class_weights_balance_counts():
     assert w[1] == 3 * w[0] and w[2] == 1.0
 
 
+def test_class_weight_power_softens_the_balance():
+    y = np.array([0] * 16 + [1])
+    full, root = class_weights(y, 2), class_weights(y, 2, power=0.5)
+    assert np.isclose(full[1] / full[0], 16) and np.isclose(root[1] / root[0], 4)
+    assert np.isclose((root[0] + root[1]) / 2, 1.0)  # still mean 1
+    assert class_weights(y, 2, power=0.0) == {0: 1.0, 1: 1.0}
+
+
 def test_fit_learns_and_records_history(tmp_path):
     x, y = _data()
     xv, yv = _data(90, 1)

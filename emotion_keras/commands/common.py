@@ -50,6 +50,8 @@ def add_train_args(p, classes: bool = False) -> None:
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
     g.add_argument("--no-class-weights", action="store_true")
+    g.add_argument("--class-weight-power", type=float, metavar="P",
+                   help="class weights = inverse frequency ** P (default 1: balanced; 0.5: square root)")
     g.add_argument("--optimizer", choices=("adamw", "sgd"), help="adamw (default) or sgd (Nesterov momentum)")
     g.add_argument("--ema", type=float, metavar="MOMENTUM", help="average the weights (e.g. 0.999; 0: off)")
     g.add_argument("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(alpha, alpha) (0: off)")
@@ -83,7 +85,8 @@ def train_config_from_args(args) -> TrainConfig:
     return TrainConfig.from_dict(
         base, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         early_stopping=args.patience, seed=args.seed, verbose=args.verbose,
-        class_weights=False if args.no_class_weights else None, label_smoothing=args.label_smoothing,
+        class_weights=False if args.no_class_weights else None,
+        class_weight_power=getattr(args, "class_weight_power", None), label_smoothing=args.label_smoothing,
         optimizer=getattr(args, "optimizer", None), ema=getattr(args, "ema", None),
         mixup=getattr(args, "mixup", None), cutmix=getattr(args, "cutmix", None),
         jit_compile=getattr(args, "jit_compile", None),
