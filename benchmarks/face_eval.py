@@ -9,10 +9,13 @@ Protocol: ``face evaluate`` (the library function behind it) on
 * ``wild_faces``, 370 web photos through detection and alignment: cross-corpus,
 
 each with the TTA given (default ten-crop, which falls back to shifted views for models without a
-crop). The held-out test splits (FER2013 PrivateTest, FER+ Test) are not here: they are measured
+crop) and the card's prior correction (``--balance`` to choose another); a second table gives every
+set at each balance of ``--sweep`` (the same predictions: only the decision rule changes). The
+held-out test splits (FER2013 PrivateTest, FER+ Test) are not here: they are measured
 independently.
 
     python benchmarks/face_eval.py [--model saved_models/face] [--tta ten_crop] [--data ../shared/data]
+                                   [--balance B] [--sweep 0,0.25,0.5,0.75,1]
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ def main() -> int:
     ap.add_argument("--tta", default="ten_crop", choices=("none", "flip", "ten_crop"))
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "face_eval")
     ap.add_argument("--no-card", action="store_true", help="do not record the figures on the model's card")
+    ap.add_argument("--balance", type=float, help="prior correction (default: the card's)")
+    ap.add_argument("--sweep", default="0,0.25,0.5,0.75,1", help="balances of the second table ('' for none)")
     args = ap.parse_args()
 
     from emotion_keras.backend import active_backend
@@ -48,24 +53,38 @@ def main() -> int:
     from emotion_keras.pipelines.face import evaluate_face
 
     card = read_card(args.model)
+    sweep = [float(b) for b in args.sweep.split(",") if b.strip()]
+    flags = f"--tta {args.tta}" + (f" --balance {args.balance:g}" if args.balance is not None else "")
     lines = [f"# {card.get('name', args.model.name)} on every labelled face set here", "",
-             f"Measured {time.strftime('%Y-%m-%d')} by `benchmarks/face_eval.py --tta {args.tta}` "
+             f"Measured {time.strftime('%Y-%m-%d')} by `benchmarks/face_eval.py {flags}` "
              f"(protocol in its docstring), backend {active_backend()}. Model: {card.get('name')} "
              f"({card.get('parameters', 0):,} parameters), trained on {(card.get('data') or {}).get('corpus')}.", "",
-             "| set | faces | accuracy | UAR | macro-F1 | protocol |", "|---|---:|---:|---:|---:|---|"]
-    figures = {}
+             "| set | faces | accuracy | UAR | macro-F1 | balance | protocol |", "|---|---:|---:|---:|---:|---:|---|"]
+    figures, swept = {}, []
     for key, folder, split, label in SETS:
         path = args.data / folder
         if not path.exists():
-            lines.append(f"| {label} | | | | | not found at {path} |")
+            lines.append(f"| {label} | | | | | | not found at {path} |")
             continue
         spec = f"{'ckplus' if folder == 'ckplus48' else 'csv' if folder == 'wild_faces' else folder}:{path}"
-        rep = evaluate_face(args.model, spec, split=split, out=args.out / key, tta=args.tta, progress=False)
-        lines.append(f"| {label} | {rep['n']:,} | "
-                     f"{rep['accuracy']:.3f} | {rep['uar']:.3f} | {rep['macro_f1']:.3f} | {rep['protocol']} |")
+        rep = evaluate_face(args.model, spec, split=split, out=args.out / key, tta=args.tta, progress=False,
+                            balance=args.balance, balances=sweep)
+        lines.append(f"| {label} | {rep['n']:,} | {rep['accuracy']:.3f} | {rep['uar']:.3f} | "
+                     f"{rep['macro_f1']:.3f} | {rep['balance']:g} | {rep['protocol']} |")
         print(lines[-1], flush=True)
-        figures[f"{key}_{args.tta}"] = {k: rep[k] for k in ("accuracy", "uar", "macro_f1", "n")} | {
-            "protocol": f"{rep['protocol']} (benchmarks/face_eval.py)"}
+        figures[f"{key}_{args.tta}"] = {k: rep[k] for k in ("accuracy", "uar", "macro_f1", "n", "balance")} | {
+            "protocol": f"{rep['protocol']}; prior correction balance {rep['balance']:g} (benchmarks/face_eval.py)"}
+        swept.append((label, rep.get("balance_sweep", [])))
+    if sweep and swept:
+        lines += ["", "## The prior correction: accuracy (UAR) at each balance", "",
+                  "The same predictions with the decision moved from the training class frequencies (balance 0) "
+                  "towards equal ones (balance 1): `p / prior ** balance` on the calibrated probabilities "
+                  "(emotion_keras.calibration). FER+ Valid has the training corpus's frequencies; CK+ has no "
+                  "neutral faces and wild_faces about equal classes.", "",
+                  "| set | " + " | ".join(f"balance {b:g}" for b in sweep) + " |",
+                  "|---|" + "---:|" * len(sweep)]
+        for label, rows in swept:
+            lines.append(f"| {label} | " + " | ".join(f"{r['accuracy']:.3f} ({r['uar']:.3f})" for r in rows) + " |")
     atomic_write_text(args.out.parent / "face_eval.md", "\n".join(lines) + "\n")
     if figures and not args.no_card:  # the card carries the cross-corpus figures next to its validation
         card.setdefault("metrics", {}).update(figures)  # evaluate_face with ``out`` left the card as read

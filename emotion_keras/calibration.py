@@ -10,11 +10,22 @@ Where a clip's result is the mean of its windows' probabilities (speech), the te
 per window and fitted on the pooled clip probabilities, which is what the recogniser reports.
 
 The fitted temperature lives on the model card (``card["calibration"]``) and every recogniser
-applies it (:func:`temperature_of`). Plain numpy: no backend needed.
+applies it (:func:`temperature_of`).
+
+A second, separate correction is for the class frequencies. A model learns the prior of its training
+targets: FER+ faces are 35% neutral and 0.5% disgust, so a disgusted face in a user's photo, or in a
+corpus with other frequencies (CK+ has no neutral faces at all), is under-predicted. Logit adjustment
+(Menon et al. 2021, "Long-tail learning via logit adjustment") divides the calibrated probabilities by
+the training prior raised to a ``balance`` in [0, 1] and renormalises: 0 keeps the model's decision,
+1 is the Bayes decision under equal class frequencies (it maximises the balanced accuracy of a
+calibrated model), 0.5 assumes frequencies halfway (geometrically) between the two. The prior the loss
+saw (targets times class weights) and the default balance live on the card (``card["class_prior"]``,
+:func:`prior_of`). Plain numpy: no backend needed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +44,53 @@ def apply_temperature(probs, temperature: float) -> np.ndarray:
     z -= z.max(-1, keepdims=True)
     e = np.exp(z)
     return (e / e.sum(-1, keepdims=True)).astype(np.float32)
+
+
+def apply_balance(probs, prior, balance: float) -> np.ndarray:
+    """``p / prior ** balance`` row-wise, renormalised; ``balance == 0`` or no prior returns ``probs``."""
+    p = np.asarray(probs, np.float32)
+    if prior is None or balance == 0 or p.size == 0:
+        return p
+    q = p.astype(np.float64) / np.clip(np.asarray(prior, np.float64), _EPS, 1.0) ** float(balance)
+    return (q / q.sum(-1, keepdims=True)).astype(np.float32)
+
+
+def class_prior(targets, n_classes: int, weights: dict[int, float] | None = None) -> np.ndarray:
+    """The class prior the loss saw: the mean target distribution (class indices count one-hot),
+    each class scaled by its class weight, renormalised."""
+    t = np.asarray(targets)
+    mean = (np.bincount(t.astype(int), minlength=n_classes) / max(len(t), 1) if t.ndim == 1
+            else t.astype(np.float64).mean(0))
+    if weights:
+        mean = mean * np.array([weights.get(i, 1.0) for i in range(n_classes)])
+    return mean / mean.sum() if mean.sum() > 0 else np.full(n_classes, 1.0 / n_classes)
+
+
+DEFAULT_BALANCE = 0.5
+
+
+def prior_entry(classes: list[str], prior, source: str, balance: float = DEFAULT_BALANCE) -> dict[str, Any]:
+    """The card's ``class_prior`` field: ``{"frequencies": {class: p}, "balance", "source"}``."""
+    check_balance(balance)
+    return {"frequencies": {c: round(float(v), 6) for c, v in zip(classes, prior)},
+            "balance": float(balance), "source": source}
+
+
+def check_balance(balance: float) -> float:
+    if not 0.0 <= float(balance) <= 1.0:
+        raise ValueError(f"balance must be in [0, 1] (0: the training frequencies, 1: equal ones), not {balance}")
+    return float(balance)
+
+
+def prior_of(card: dict[str, Any] | None) -> tuple[np.ndarray | None, float]:
+    """``(prior in the card's class order, default balance)``; ``(None, 0.0)`` for a card without one
+    (older cards: the model's decision is kept)."""
+    entry = (card or {}).get("class_prior") or {}
+    freq = entry.get("frequencies") or {}
+    classes = list((card or {}).get("classes") or [])
+    if not freq or any(c not in freq for c in classes):
+        return None, 0.0
+    return np.array([freq[c] for c in classes], np.float64), float(entry.get("balance", DEFAULT_BALANCE))
 
 
 def pool(probs: np.ndarray, groups) -> np.ndarray:
@@ -133,6 +191,25 @@ def temperature_of(card: dict[str, Any] | None) -> float:
     """The card's fitted temperature (1.0, i.e. none, for an uncalibrated model)."""
     cal = (card or {}).get("calibration") or {}
     return float(cal.get("temperature", 1.0)) if cal.get("method", "temperature") == "temperature" else 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """What turns a model's softmax into the probabilities a recogniser reports: the temperature,
+    then the prior correction. ``Calibration.of(card)`` reads both from a card."""
+
+    temperature: float = 1.0
+    prior: Any = None  # (classes,) training prior, or None
+    balance: float = 0.0
+
+    @classmethod
+    def of(cls, card: dict[str, Any] | None, balance: float | None = None) -> Calibration:
+        """The card's calibration; ``balance`` (0..1) replaces the card's default balance."""
+        prior, default = prior_of(card)
+        return cls(temperature_of(card), prior, default if balance is None else check_balance(balance))
+
+    def __call__(self, probs) -> np.ndarray:
+        return apply_balance(apply_temperature(probs, self.temperature), self.prior, self.balance)
 
 
 def calibration_entry(probs, y, protocol: str, groups=None, date: str | None = None) -> dict[str, Any]:

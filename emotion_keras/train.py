@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from emotion_keras.calibration import class_prior
 from emotion_keras.config import TrainConfig
 from emotion_keras.evaluate import metrics
 
@@ -65,7 +66,8 @@ def class_weights(y: np.ndarray, n_classes: int, power: float = 1.0) -> dict[int
     return {i: float(w[i]) if present[i] else 1.0 for i in range(n_classes)}
 
 
-def _class_weights_of(y: np.ndarray, n_classes: int, config) -> dict[int, float] | None:
+def config_class_weights(y: np.ndarray, n_classes: int, config) -> dict[int, float] | None:
+    """The class weights ``config`` (a ``TrainConfig``) asks for on targets ``y`` (None: none)."""
     return class_weights(hard_labels(y), n_classes, config.class_weight_power) if config.class_weights else None
 
 
@@ -225,7 +227,7 @@ def fit_epochs(model, x, y, classes: list[str], config: TrainConfig, validation:
     y = as_distributions(y, n_classes)
     if validation is not None:
         validation = (validation[0], as_distributions(validation[1], n_classes))
-    weights = _class_weights_of(y, n_classes, config)
+    weights = config_class_weights(y, n_classes, config)
     return model.fit(x, y, validation_data=validation, batch_size=config.batch_size,
                      epochs=config.epochs if epochs is None else epochs, initial_epoch=initial_epoch,
                      shuffle=True, class_weight=weights, callbacks=callbacks,
@@ -241,6 +243,7 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
     use their argmax. Mixup/CutMix, EMA, the optimizer and ``time_budget`` come from ``config``.
     The best weights by ``config.monitor`` are restored at the end. ``run_dir`` receives
     ``history.csv`` (the training curves), ``best.weights.h5``, ``budget.json`` and the resume state.
+    The result's ``class_prior`` is the prior the loss saw (:func:`emotion_keras.calibration.class_prior`).
     """
     import keras
 
@@ -287,7 +290,7 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
                                                        patience=config.early_stopping))
     callbacks += extra_callbacks or []
 
-    weights = _class_weights_of(y_train, n_classes, config)
+    weights = config_class_weights(y_train, n_classes, config)
     start = time.perf_counter()
     if mixing:
         data = MixedBatches(x_train, y_train, config.batch_size, mixup=config.mixup,
@@ -311,6 +314,7 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
         "validation": val,
         "train_config": config.to_dict(),
         "budget": budget,
+        "class_prior": [float(v) for v in class_prior(y_train, n_classes, weights)],
     }
 
 

@@ -70,3 +70,58 @@ def test_entry_noise_floor_and_plot(tmp_path):
 def test_no_samples_is_an_error():
     with pytest.raises(ValueError, match="no validation samples"):
         C.fit_temperature(np.zeros((0, 3)), np.zeros(0, int))
+
+
+def test_balance_divides_by_the_prior_and_zero_keeps_the_decision():
+    prior = np.array([0.9, 0.1])
+    probs = np.array([[0.6, 0.4], [0.95, 0.05]], np.float32)
+    np.testing.assert_array_equal(C.apply_balance(probs, prior, 0.0), probs)
+    np.testing.assert_array_equal(C.apply_balance(probs, None, 1.0), probs)  # a card without a prior
+    full = C.apply_balance(probs, prior, 1.0)
+    np.testing.assert_allclose(full[0], np.array([0.6 / 0.9, 0.4 / 0.1]) / (0.6 / 0.9 + 0.4 / 0.1), rtol=1e-6)
+    assert full.argmax(1).tolist() == [1, 0]  # the rare class wins the close call only
+    half = C.apply_balance(probs, prior, 0.5)
+    assert full[0, 1] > half[0, 1] > probs[0, 1]
+    np.testing.assert_allclose(half.sum(1), 1, atol=1e-6)
+
+
+def test_balance_one_is_the_bayes_decision_for_equal_frequencies():
+    """Calibrated posteriors of a skewed training prior, divided by that prior, maximise UAR."""
+    rng = np.random.default_rng(0)
+    prior = np.array([0.7, 0.2, 0.1])
+    means = np.eye(3) * 1.2
+    y = rng.choice(3, 6000, p=prior)
+    x = means[y] + rng.normal(0, 1, (6000, 3))
+    lik = np.exp(-0.5 * ((x[:, None, :] - means[None]) ** 2).sum(-1))
+    post = lik * prior / (lik * prior).sum(1, keepdims=True)
+
+    def uar(p):
+        return np.mean([(p.argmax(1)[y == c] == c).mean() for c in range(3)])
+
+    scores = {b: uar(C.apply_balance(post, prior, b)) for b in (0.0, 0.5, 1.0)}
+    assert scores[1.0] > scores[0.5] > scores[0.0]
+    accuracy = {b: (C.apply_balance(post, prior, b).argmax(1) == y).mean() for b in (0.0, 1.0)}
+    assert accuracy[0.0] > accuracy[1.0]  # the skewed test set itself is best served by the prior
+
+
+def test_class_prior_of_soft_targets_and_class_weights():
+    soft = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
+    np.testing.assert_allclose(C.class_prior(soft, 3), [0.75, 0.25, 0.0])
+    np.testing.assert_allclose(C.class_prior(np.array([0, 0, 0, 1]), 2, {0: 1.0, 1: 3.0}), [0.5, 0.5])
+
+
+def test_prior_entry_round_trips_through_a_card_and_checks_balance():
+    entry = C.prior_entry(["happy", "sad"], [0.8, 0.2], "test")
+    assert entry == {"frequencies": {"happy": 0.8, "sad": 0.2}, "balance": C.DEFAULT_BALANCE, "source": "test"}
+    prior, balance = C.prior_of({"classes": ["sad", "happy"], "class_prior": entry})
+    np.testing.assert_allclose(prior, [0.2, 0.8])  # in the card's class order
+    assert balance == C.DEFAULT_BALANCE
+    assert C.prior_of({"classes": ["happy", "angry"], "class_prior": entry}) == (None, 0.0)  # not its classes
+    assert C.prior_of({}) == (None, 0.0)
+    cal = C.Calibration.of({"classes": ["happy", "sad"], "class_prior": entry,
+                            "calibration": {"method": "temperature", "temperature": 2.0}}, balance=1.0)
+    assert (cal.temperature, cal.balance) == (2.0, 1.0)
+    np.testing.assert_allclose(cal(np.array([[0.8, 0.2]])),
+                               C.apply_balance(C.apply_temperature(np.array([[0.8, 0.2]]), 2.0), [0.8, 0.2], 1.0))
+    with pytest.raises(ValueError, match=r"balance must be in \[0, 1\]"):
+        C.Calibration.of({}, balance=1.5)

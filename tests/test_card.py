@@ -13,8 +13,10 @@ from emotion_keras.config import ConfigError
 from emotion_keras.models.card import ModelCard
 
 ROOT = Path(__file__).resolve().parents[1]
-# Added after training: by store.save, and later by calibrate / evaluate --perturb / export.
-LATER = {"backend", "parameters", "size_bytes", "versions", "date", "calibration", "robustness", "exports"}
+# Added after training: by store.save, and later by calibrate / evaluate --perturb / export (a class
+# prior is written by the trainers, and by calibrate on cards saved before they did).
+LATER = {"backend", "parameters", "size_bytes", "versions", "date", "calibration", "robustness", "exports",
+         "class_prior"}
 CORE = [f.name for f in dataclasses.fields(ModelCard) if f.name not in ("extra", "order")]
 
 
@@ -53,6 +55,13 @@ def test_default_order_puts_extra_after_metrics_then_training_and_history():
                        "data", "metrics", "augmentation", "speaker_norm_prior", "training", "history"]
     assert d["augmentation"] is None and d["classes"] == ["angry", "sad"]
     json.dumps(d)  # JSON-able as store.save writes it
+
+
+def test_a_class_prior_follows_the_metrics_and_an_empty_one_is_left_out():
+    prior = {"frequencies": {"angry": 0.5, "sad": 0.5}, "balance": 0.5, "source": "test"}
+    assert list(_minimal(class_prior=prior, extra={"augmentation": None}).to_dict())[8:11] == [
+        "metrics", "class_prior", "augmentation"]
+    assert "class_prior" not in _minimal().to_dict()
 
 
 def test_order_moves_named_keys_first_and_keeps_the_rest():

@@ -48,6 +48,11 @@ def test_train_fer2013_subset_beats_chance(shared_data, tmp_path, capsys):
     # training fits a temperature on the validation split and reports ECE with a reliability diagram
     assert card["calibration"]["n"] == m["n"] and card["calibration"]["temperature"] > 0
     assert (run / "evaluation_reliability.png").exists()
+    # ... and records the class prior the loss saw (class weights on: about equal) with the default balance
+    prior = card["class_prior"]
+    assert list(prior["frequencies"]) == card["classes"] and prior["balance"] == 0.5
+    assert sum(prior["frequencies"].values()) == pytest.approx(1, abs=1e-4)
+    assert max(prior["frequencies"].values()) < 0.4 and "class weights" in prior["source"]
     # Rerunning a finished run does not train again.
     code, out, err = _run(capsys, *args)
     assert code == 0 and "already holds a finished run" in err
@@ -63,6 +68,10 @@ def test_train_fer2013_subset_beats_chance(shared_data, tmp_path, capsys):
     assert report["tta_flip"] and "PublicTest" in report["protocol"]
     assert json.loads((rep_dir / "evaluation.json").read_text())["n"] == report["n"]
     assert (rep_dir / "evaluation_confusion.png").stat().st_size > 1000
+    assert report["balance"] == 0.5  # the card's prior correction
+    code, out, err = _run(capsys, "face", "evaluate", "--model", run, "--data", f"fer2013:{fer}",
+                          "--split", "validation", "--limit", 300, "--balance", 0, "--out", rep_dir, "--json")
+    assert code == 0 and json.loads(out)["balance"] == 0
 
 
 @pytest.mark.slow
@@ -137,6 +146,15 @@ def test_predict_json_contract(tmp_path, capsys):
     # Without --json: a table, same exit code.
     code, out, err = _run(capsys, "predict", face, corrupt)
     assert code == 1 and "face 1 at" in out and "error:" in out
+
+
+def test_balance_outside_0_1_is_refused_by_the_parser(capsys):
+    for verb in (["predict", str(ROOT / "samples" / "face.jpg")], ["face", "evaluate", "--data", "x"],
+                 ["speech", "evaluate", "--data", "x"], ["calibrate", "--model", "x"]):
+        with pytest.raises(SystemExit) as stop:
+            _run(capsys, *verb, "--balance", "1.5")
+        assert stop.value.code == 2
+        assert "--balance: must be in [0, 1], not 1.5" in capsys.readouterr().err
 
 
 def test_predict_refuses_an_empty_file_name(tmp_path, capsys, monkeypatch):

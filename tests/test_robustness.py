@@ -8,6 +8,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 
 from conftest import ROOT, corpus
 from emotion_keras.cli import main
@@ -21,6 +22,7 @@ def _copy(task, tmp_path):
     card = json.loads((d / "card.json").read_text())
     card.pop("calibration", None)
     card.pop("robustness", None)
+    card.pop("class_prior", None)  # as a card saved before trainers recorded it
     (d / "card.json").write_text(json.dumps(card))
     return d
 
@@ -67,26 +69,37 @@ def test_speech_evaluate_perturb(shared_data, tmp_path, capsys):
 
 
 def test_calibrate_writes_the_card_and_recognisers_apply_it(shared_data, tmp_path, capsys):
-    from emotion_keras.calibration import apply_temperature
+    from emotion_keras.calibration import apply_balance, apply_temperature
     from emotion_keras.recognizers.face import FaceEmotionRecognizer
 
     fer = corpus(shared_data, "fer2013")
     model = _copy("face", tmp_path)
     plain = FaceEmotionRecognizer(model)
-    code = main(["calibrate", "--model", str(model), "--data", f"fer2013:{fer}", "--limit", "300", "--json"])
+    code = main(["calibrate", "--model", str(model), "--data", f"fer2013:{fer}", "--limit", "300", "--json",
+                 "--balance", "0.3"])
     out = capsys.readouterr()
     assert code == 0, out.err
     entry = json.loads(out.out)
+    prior = entry.pop("class_prior")
     card = json.loads((model / "card.json").read_text())
     assert card["calibration"] == entry and entry["method"] == "temperature" and entry["n"] == 300
+    # the prior came from the training split's labels (FER2013 Training here), with the balance asked for
+    assert card["class_prior"] == prior and prior["balance"] == 0.3 and "rebuilt" in prior["source"]
+    freq = prior["frequencies"]
+    assert list(freq) == card["classes"] and sum(freq.values()) == pytest.approx(1, abs=1e-4)
+    assert freq["happy"] > 0.2 > freq["disgust"] > 0  # FER2013 Training: 25% happy, 1.5% disgust
     assert "PublicTest" in entry["fitted_on"]  # the card's validation split by default
     assert entry["nll_after"] <= entry["nll_before"] + 1e-9
     assert (model / "calibration_reliability.png").exists()
-    calibrated = FaceEmotionRecognizer(model)
+    calibrated = FaceEmotionRecognizer(model, balance=0)
     assert calibrated.temperature == entry["temperature"]
     crops = np.random.default_rng(0).integers(0, 255, (4, 48, 48, 1)).astype(np.uint8)
     np.testing.assert_allclose(calibrated._run(crops, None), apply_temperature(plain._run(crops, None),
                                                                              entry["temperature"]), atol=1e-5)
+    balanced = FaceEmotionRecognizer(model)  # the card's balance, 0.3
+    assert balanced.balance == 0.3
+    np.testing.assert_allclose(balanced._run(crops, None),
+                               apply_balance(calibrated._run(crops, None), list(freq.values()), 0.3), atol=1e-5)
 
 
 def test_calibrate_refuses_fusion_and_cards_without_data(tmp_path, capsys):

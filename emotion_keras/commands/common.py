@@ -66,6 +66,24 @@ def add_train_args(p, classes: bool = False) -> None:
         g.add_argument("--classes", help="comma-separated class list (default: the training labels)")
 
 
+def add_balance_arg(p) -> None:
+    """``--balance B``: the prior correction of :mod:`emotion_keras.calibration` (default: the card's)."""
+    def balance(text: str) -> float:
+        import argparse
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not 0.0 <= value <= 1.0:
+            raise argparse.ArgumentTypeError(f"must be in [0, 1], not {text}")
+        return value
+
+    p.add_argument("--balance", type=balance, metavar="B",
+                   help="prior correction, 0..1: 0 keeps the decision the training class frequencies give, "
+                        "1 assumes equal class frequencies (default: the model card's)")
+
+
 def add_run_args(p, task: str) -> None:
     """``train``'s run arguments: name, run directory (resume), output folder, ``--force``."""
     p.add_argument("--name", help="model name (default: the run directory's name)")
@@ -161,7 +179,8 @@ def print_evaluation(report: dict[str, Any], as_json: bool = False) -> None:
         print(json.dumps(report))
         return
     print(f"{report['protocol']}\n  accuracy {report['accuracy']:.3f}  UAR {report['uar']:.3f}  "
-          f"macro-F1 {report['macro_f1']:.3f}")
+          f"macro-F1 {report['macro_f1']:.3f}" + (f"  (prior correction: balance {report['balance']:g})"
+                                                  if report.get("balance") else ""))
     for c, r in report["per_class_recall"].items():
         print(f"  {c:>9s} recall {r:.3f}")
     cal = report.get("calibration")

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from emotion_keras.commands.common import (add_perturb_arg, add_run_args, add_train_args, classes_arg, json_arg,
-                                           perturb_arg, print_evaluation, saved_line, skip_finished_run,
-                                           train_config_from_args)
+from emotion_keras.commands.common import (add_balance_arg, add_perturb_arg, add_run_args, add_train_args,
+                                           classes_arg, json_arg, perturb_arg, print_evaluation, saved_line,
+                                           skip_finished_run, train_config_from_args)
 from emotion_keras.config import ConfigError, TrainConfig
 from emotion_keras.data.cache import cache_key
 from emotion_keras.models.face import BACKBONES
@@ -148,6 +148,7 @@ def register(subparsers) -> None:
     ep.add_argument("--limit", type=int, help="evaluate a stratified subset of N images")
     ep.add_argument("--out", help="report folder (default: the model directory)")
     add_perturb_arg(ep, "occlusion (eyes, mouth, blocks), blur, noise, jpeg, rotate, downscale")
+    add_balance_arg(ep)
     ep.add_argument("--json", action="store_true", help="print the full report as JSON")
     ep.set_defaults(func=cmd_evaluate)
 
@@ -220,7 +221,8 @@ def cmd_evaluate(args) -> int:
 
     report = evaluate_face(args.model or default_model_dir("face"), args.data, split=args.split,
                            tta_flip=args.tta_flip, out=args.out, limit=args.limit, progress=not args.json,
-                           perturb=perturb_arg(args), seed=args.seed, tta=args.tta)
+                           perturb=perturb_arg(args), seed=args.seed, tta=args.tta,
+                           balance=args.balance)
     print_evaluation(report, args.json)
     return 0
 

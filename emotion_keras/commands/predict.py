@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from emotion_keras.commands.common import add_batch_parser, batch_exit
+from emotion_keras.commands.common import add_balance_arg, add_batch_parser, batch_exit
 from emotion_keras.data.files import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 
@@ -47,8 +47,9 @@ class Recognizers:
     """One recogniser per kind, built lazily; a failed build is remembered and reported per file."""
 
     def __init__(self, face_model_dir=None, speech_model_dir=None, fusion_model_dir=None,
-                 runtime: str = "keras"):
+                 runtime: str = "keras", balance: float | None = None):
         self.face_model_dir = face_model_dir
+        self.balance = balance  # the face and speech models' prior correction (None: their cards')
         self.speech_model_dir = speech_model_dir
         self.fusion_model_dir = fusion_model_dir
         self.runtime = runtime
@@ -73,7 +74,8 @@ class Recognizers:
         if task == "fusion":  # the fusion head and the two models it fuses
             return cls.from_dir(self.fusion_model_dir, self.face_model_dir, self.speech_model_dir,
                                 runtime=self.runtime)
-        return cls.from_dir(self.face_model_dir if task == "face" else self.speech_model_dir, runtime=self.runtime)
+        return cls.from_dir(self.face_model_dir if task == "face" else self.speech_model_dir, runtime=self.runtime,
+                            balance=self.balance)
 
 
 def _error_text(e: BaseException) -> str:
@@ -260,6 +262,7 @@ def register(subparsers) -> None:
                    help="keras (default) or onnx: the model folders' exported model.onnx, run by "
                         "onnxruntime without TensorFlow or JAX (see `emotion-keras export`)")
     p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
+    add_balance_arg(p)
     p.set_defaults(func=cmd_predict)
 
 
@@ -269,7 +272,8 @@ def cmd_predict(args) -> int:
 
         # Path("") is the working directory: an unset shell variable would analyse everything below it.
         raise ConfigError("an empty file name was given (an unset shell variable?); nothing was analysed")
-    recognizers = Recognizers(args.model_dir, args.speech_model_dir, args.fusion_model_dir, args.runtime)
+    recognizers = Recognizers(args.model_dir, args.speech_model_dir, args.fusion_model_dir, args.runtime,
+                              args.balance)
     heatmap_dir = Path(args.heatmap_dir) if args.heatmap_dir else None
     failed = total = 0
     rows = []

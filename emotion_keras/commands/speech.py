@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from emotion_keras.commands.common import (add_perturb_arg, add_run_args, add_train_args, classes_arg, json_arg,
-                                           perturb_arg, print_evaluation, saved_line, skip_finished_run,
-                                           train_config_from_args)
+from emotion_keras.commands.common import (add_balance_arg, add_perturb_arg, add_run_args, add_train_args,
+                                           classes_arg, json_arg, perturb_arg, print_evaluation, saved_line,
+                                           skip_finished_run, train_config_from_args)
 from emotion_keras.config import ConfigError
 from emotion_keras.data.cache import cache_key
 from emotion_keras.pipelines.speech import (FAMILIES, compare_speech, crossvalidate_speech, evaluate_speech,
@@ -158,6 +158,7 @@ def register(subparsers) -> None:
     _add_data_args(ep, split=False)
     ep.add_argument("--out", help="report folder (default: the model directory)")
     add_perturb_arg(ep, "noise, reverb, codec, gain")
+    add_balance_arg(ep)
     ep.add_argument("--json", action="store_true", help="print the full report as JSON")
     ep.set_defaults(func=cmd_evaluate)
 
@@ -232,7 +233,8 @@ def cmd_evaluate(args) -> int:
     from emotion_keras.models.store import default_model_dir
 
     report = evaluate_speech(args.model or default_model_dir("speech"), args.data, speakers=args.speakers,
-                             out=args.out, progress=not args.json, perturb=perturb_arg(args), seed=args.seed)
+                             out=args.out, progress=not args.json, perturb=perturb_arg(args), seed=args.seed,
+                             balance=args.balance)
     print_evaluation(report, args.json)
     return 0
 

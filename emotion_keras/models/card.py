@@ -32,6 +32,8 @@ class ModelCard(Config):
         train_config: the ``TrainConfig`` dict it was trained with.
         data: corpus, split and licence of the training data.
         metrics: ``{split name: metrics dict with its "protocol" sentence}``.
+        class_prior: the class prior the loss saw and the default balance of the prior correction
+            (:func:`emotion_keras.calibration.prior_entry`; empty: none, the field is left out).
         history: per-epoch curves.
         training: wall time, speed, epochs run and the like.
         extra: the fields only this kind of model has, written after ``metrics``.
@@ -48,6 +50,7 @@ class ModelCard(Config):
     train_config: dict[str, Any] = dataclasses.field(default_factory=dict)
     data: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    class_prior: dict[str, Any] = dataclasses.field(default_factory=dict)
     history: dict[str, Any] = dataclasses.field(default_factory=dict)
     training: dict[str, Any] = dataclasses.field(default_factory=dict)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -73,7 +76,8 @@ class ModelCard(Config):
         d = {"task": self.task, "name": self.name, "classes": list(self.classes), "inputs": self.inputs,
              "preprocessing": self.preprocessing, "model_config": self.model_config,
              "train_config": self.train_config, "data": self.data, "metrics": self.metrics,
-             **self.extra, "training": self.training, "history": self.history}
+             **({"class_prior": self.class_prior} if self.class_prior else {}), **self.extra,
+             "training": self.training, "history": self.history}
         if not self.order:
             return d
         return {**{k: d[k] for k in self.order if k in d}, **{k: v for k, v in d.items() if k not in self.order}}

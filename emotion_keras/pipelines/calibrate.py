@@ -1,5 +1,6 @@
 """Fit and store a saved face or speech model's temperature on its validation split (the card's
-``data.validation`` / ``data.validation_speakers`` on ``data.spec`` by default); the ``calibrate``
+``data.validation`` / ``data.validation_speakers`` on ``data.spec`` by default), and its class prior
+(from the training split's labels, for cards saved before trainers recorded it); the ``calibrate``
 verb and ``export --calibrate`` call :func:`calibrate_model`.
 """
 
@@ -8,13 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from emotion_keras.calibration import check_balance
 from emotion_keras.config import ConfigError
 
 
 def calibrate_model(model_dir: str | Path, data: str | None = None, split: str | None = None,
                     speakers: str | None = None, limit: int | None = None, seed: int = 0,
-                    progress: bool = True) -> dict[str, Any]:
-    """Fit and store a saved model's temperature; returns the card's new ``calibration`` entry."""
+                    progress: bool = True, balance: float | None = None) -> dict[str, Any]:
+    """Fit and store a saved model's temperature; returns the card's new ``calibration`` entry. A card
+    without a class prior gets one from its training split; ``balance`` sets the card's default prior
+    correction (:mod:`emotion_keras.calibration`)."""
     from emotion_keras.calibration import plot_reliability, reliability, apply_temperature, pool
     from emotion_keras.pipelines.common import calibration_fields
     from emotion_keras.models import store
@@ -59,5 +63,44 @@ def calibrate_model(model_dir: str | Path, data: str | None = None, split: str |
     plot_reliability(bins, model_dir / "calibration_reliability.png",
                      f"{card.get('name')}: {protocol}\nT = {entry['temperature']:.3g}; ECE before "
                      f"{entry['ece_before']:.3f}", entry["ece_after"])
-    store.update_card(model_dir, calibration=entry)
+    prior = card.get("class_prior") or training_prior_of(card, data)
+    if balance is not None:
+        prior = {**prior, "balance": check_balance(balance)}
+    store.update_card(model_dir, calibration=entry, class_prior=prior)
     return entry
+
+
+def training_prior_of(card: dict[str, Any], data: str) -> dict[str, Any]:
+    """The ``class_prior`` a trainer records (:func:`emotion_keras.pipelines.common.training_prior`),
+    rebuilt from the labels of the card's training split on ``data``: FER+ vote distributions where
+    the corpus has them, the card's class weights applied."""
+    from emotion_keras.calibration import class_prior
+    from emotion_keras.config import TrainConfig
+    from emotion_keras.pipelines.common import training_prior
+    from emotion_keras.train import as_distributions, config_class_weights
+
+    classes, info = list(card["classes"]), card.get("data") or {}
+    if card["task"] == "face":
+        from emotion_keras.data.faces import read_faces
+        from emotion_keras.data.ferplus import soft_targets
+
+        records = [r for r in read_faces(data) if r.split == "train" and r.label in classes]
+        what = "training split"
+        soft = soft_targets(records, [r.name for r in records], classes)
+        targets = soft if soft is not None else as_distributions([classes.index(r.label) for r in records],
+                                                                len(classes))
+    else:
+        from emotion_keras.pipelines.splits import read_speech_records
+
+        ids = set(info.get("train_speakers") or [])
+        records = [r for r in read_speech_records(data) if r.subject in ids and r.label in classes]
+        what = "training speakers' clips"
+        targets = as_distributions([classes.index(r.label) for r in records], len(classes))
+    if not records:
+        raise ConfigError(f"{data}: no training records with the model's classes to take its class prior from")
+    train = TrainConfig.from_dict({k: v for k, v in (card.get("train_config") or {}).items()
+                                   if k in TrainConfig.__dataclass_fields__})
+    weights = config_class_weights(targets, len(classes), train)
+    return training_prior(classes, class_prior(targets, len(classes), weights), train,
+                          f"mean training target over the {what} ({len(records):,}; rebuilt by "
+                          "`emotion-keras calibrate` from the card's training data)")

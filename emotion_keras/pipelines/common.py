@@ -57,6 +57,16 @@ def save_trained(net, card: ModelCard, val_metrics: dict[str, Any], out: Path, r
     return {"card": card, "metrics": val_metrics, "out": out, "fit": fit, "model": net}
 
 
+def training_prior(classes: list[str], prior, train, source: str = "mean training target") -> dict[str, Any]:
+    """The card's ``class_prior``: ``prior`` (a finished :func:`emotion_keras.train.fit`'s
+    ``class_prior``) with how ``train`` (its ``TrainConfig``) weighted the classes."""
+    from emotion_keras.calibration import prior_entry
+
+    weighting = (f"class weights (inverse frequency ** {train.class_weight_power:g})" if train.class_weights
+                 else "no class weights")
+    return prior_entry(classes, prior, f"{source}, {weighting}")
+
+
 def calibration_fields(protocol: str, probs, y, groups=None) -> dict[str, Any]:
     """The card's ``calibration`` entry fitted on validation predictions (see emotion_keras.calibration)."""
     from emotion_keras.calibration import calibration_entry

@@ -9,6 +9,7 @@ import dataclasses
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from emotion_keras.data.records import Record
 from emotion_keras.errors import InputError
 from emotion_keras.models.card import ModelCard
 from emotion_keras.models.io import input_spec
-from emotion_keras.pipelines.common import ComparisonSpec, compare_models, finish_evaluation, history_dict, save_trained
+from emotion_keras.pipelines.common import (ComparisonSpec, compare_models, finish_evaluation, history_dict,
+                                           save_trained, training_prior)
 from emotion_keras.pipelines.splits import Split, face_dataset_name, face_split_name, stratified_subset
 from emotion_keras.preprocess.faces import FaceArrays, FacePrepConfig, prepare_faces
 
@@ -210,6 +212,7 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
                   "batchnorm_momentum": bn_momentum, "targets": "vote distributions" if soft is not None
                   else "class labels", **({"budget": result["budget"]} if result.get("budget") else {}),
                   **({"init_from": start} if start else {})},
+        class_prior=training_prior(classes, result["class_prior"], train),
         history=history_dict(run_dir, result["history"]))
     return save_trained(net, card, val_metrics, out, run_dir, result,
                         calibrate_on=(predict_arrays(net, va), to_indices(va.labels, classes)))
@@ -293,20 +296,22 @@ def corpus_faces(model, card: dict[str, Any], data: str, split: str | None = Non
 
 
 def robustness_faces(model, arrays: FaceArrays, y: np.ndarray, classes: list[str], kinds: list[str],
-                     tta: str = "none", seed: int = 0, temperature: float = 1.0,
+                     tta: str = "none", seed: int = 0, calibrate=None,
                      progress: bool = True, crop: int = 0) -> list[dict[str, Any]]:
-    """Accuracy, UAR and ECE per perturbation and strength (:mod:`emotion_keras.perturb`)."""
+    """Accuracy, UAR and ECE per perturbation and strength (:mod:`emotion_keras.perturb`), the
+    probabilities through ``calibrate`` (a :class:`~emotion_keras.calibration.Calibration`; None: none)."""
     from emotion_keras import perturb
-    from emotion_keras.calibration import apply_temperature, ece
+    from emotion_keras.calibration import Calibration, ece
     from emotion_keras.evaluate import metrics
 
+    calibrate = calibrate or Calibration()
     rows = []
     for kind in kinds:
         strengths, unit = perturb.FACE[kind]
         for strength in strengths:
             images = perturb.perturb_faces(arrays.images, kind, strength, seed)
-            probs = apply_temperature(predict_arrays(model, dataclasses.replace(arrays, images=images), tta=tta,
-                                                     batch_size=min(256, len(arrays)), crop=crop), temperature)
+            probs = calibrate(predict_arrays(model, dataclasses.replace(arrays, images=images), tta=tta,
+                                             batch_size=min(256, len(arrays)), crop=crop))
             m = metrics(y, probs, classes)
             rows.append({"perturbation": kind, "strength": strength, "unit": unit,
                          "accuracy": m["accuracy"], "uar": m["uar"], "ece": ece(probs, y)})
@@ -316,15 +321,22 @@ def robustness_faces(model, arrays: FaceArrays, y: np.ndarray, classes: list[str
     return rows
 
 
+def _scores(m: dict[str, Any], balance: float) -> dict[str, Any]:
+    return {"balance": balance, **{k: m[k] for k in ("accuracy", "uar", "macro_f1")}}
+
+
 def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tta_flip: bool = False,
                   out: str | Path | None = None, limit: int | None = None, seed: int = 0,
                   progress: bool = True, perturb: list[str] | None = None,
-                  tta: str | None = None) -> dict[str, Any]:
+                  tta: str | None = None, balance: float | None = None,
+                  balances: Sequence[float] = ()) -> dict[str, Any]:
     """Accuracy, UAR, macro-F1, confusion, calibration (ECE, reliability) and, with ``perturb``, the
     robustness table of a saved face model on a corpus; writes ``evaluation.json``,
     ``evaluation_confusion.png`` and ``evaluation_reliability.png`` into ``out`` (default: the model
     dir, whose card then also records the robustness table). ``tta`` is ``none``, ``flip`` or
-    ``ten_crop`` (``tta_flip`` is the older spelling of ``flip``)."""
+    ``ten_crop`` (``tta_flip`` is the older spelling of ``flip``). Probabilities are calibrated as
+    the recogniser does; ``balance`` replaces the card's prior correction, and ``balances`` adds a
+    ``balance_sweep`` of the scores at each (:mod:`emotion_keras.calibration`)."""
     from emotion_keras import calibration
     from emotion_keras.evaluate import metrics
     from emotion_keras.models import store
@@ -342,8 +354,8 @@ def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tt
     crop = int((card.get("model_config") or {}).get("crop") or 0)
     raw = predict_arrays(model, arrays, tta=tta, batch_size=min(256, len(arrays)), crop=crop)
     seconds = time.perf_counter() - start
-    temperature = calibration.temperature_of(card)
-    probs = calibration.apply_temperature(raw, temperature)
+    calibrate = calibration.Calibration.of(card, balance)
+    probs = calibrate(raw)
     m = metrics(y, probs, classes)
     ds = face_dataset_name(records)
     protocol = (f"{ds} {face_split_name(records, split_used) if split_used != 'all' else 'all images'} "
@@ -358,9 +370,12 @@ def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tt
               "data": str(data), "split": split_used, "tta": tta, "tta_flip": tta != "none",
               "backend": active_backend(),
               "no_face": arrays.no_face, "unreadable": [f for f, _ in arrays.failed],
-              "predict_seconds": round(seconds, 3), **m, "protocol": protocol,
-              "calibration": calibration.report_section(raw, probs, y, temperature)}
-    rows = (robustness_faces(model, arrays, y, classes, kinds, tta, seed, temperature, progress, crop)
+              "predict_seconds": round(seconds, 3), **m, "protocol": protocol, "balance": calibrate.balance,
+              "calibration": calibration.report_section(raw, probs, y, calibrate.temperature)}
+    if balances:
+        report["balance_sweep"] = [_scores(metrics(y, dataclasses.replace(calibrate, balance=b)(raw), classes), b)
+                                   for b in map(calibration.check_balance, balances)]
+    rows = (robustness_faces(model, arrays, y, classes, kinds, tta, seed, calibrate, progress, crop)
             if kinds else None)
     return finish_evaluation(report, model_dir, out, rows, seed, "perturbations applied to the aligned face crops")
 

@@ -21,7 +21,8 @@ from emotion_keras.data.cache import atomic_write_json, atomic_write_text
 from emotion_keras.data.records import Record, subjects_of
 from emotion_keras.errors import InputError
 from emotion_keras.models.card import ModelCard
-from emotion_keras.pipelines.common import ComparisonSpec, compare_models, finish_evaluation, history_dict, save_trained
+from emotion_keras.pipelines.common import (ComparisonSpec, compare_models, finish_evaluation, history_dict,
+                                           save_trained, training_prior)
 from emotion_keras.pipelines.splits import (Split, inner_split, read_speech_records, speaker_list,
                                             speaker_word, speech_dataset_name, speech_kfold_splits)
 from emotion_keras.preprocess.audio import SpeechFeatureConfig, speech_features
@@ -249,6 +250,7 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
         training={"seconds": result["train_seconds"], "windows_per_second": result["samples_per_second"],
                   "epochs_run": result["epochs_run"], "dtype_policy": policy,
                   "window_level_validation": {k: result["validation"][k] for k in ("accuracy", "uar", "macro_f1")}},
+        class_prior=training_prior(classes, result["class_prior"], train),
         history=history_dict(run_dir, result["history"]))
     res = save_trained(net, card, val_metrics, out, run_dir, result,
                        calibrate_on=(probs, va.clip_targets(classes), va.clip))
@@ -383,17 +385,20 @@ def window_probabilities(net, x: np.ndarray | dict[str, np.ndarray]) -> np.ndarr
 
 
 def robustness_speech(net, card: dict[str, Any], ws: WindowSet, kinds: list[str], seed: int = 0,
-                      temperature: float = 1.0, progress: bool = True) -> list[dict[str, Any]]:
-    """Clip-level accuracy, UAR and ECE per waveform perturbation and strength. Clips are decoded
-    once; features are recomputed from each perturbed waveform (not cached)."""
+                      calibrate=None, progress: bool = True) -> list[dict[str, Any]]:
+    """Clip-level accuracy, UAR and ECE per waveform perturbation and strength (window
+    probabilities through ``calibrate``, a :class:`~emotion_keras.calibration.Calibration`; None:
+    the card's). Clips are decoded once; features are recomputed from each perturbed waveform (not
+    cached)."""
     from emotion_keras import perturb
-    from emotion_keras.calibration import apply_temperature, ece, pool
+    from emotion_keras.calibration import Calibration, ece, pool
     from emotion_keras.evaluate import metrics
     from emotion_keras.preprocess import audio
 
     from emotion_keras.preprocess.preprocessors import SpeechPreprocessor
 
     classes = list(card["classes"])
+    calibrate = calibrate or Calibration.of(card)
     pre = SpeechPreprocessor.from_card(card)
     config = pre.config
     clips = [int(i) for i in np.unique(ws.clip)]
@@ -414,7 +419,7 @@ def robustness_speech(net, card: dict[str, Any], ws: WindowSet, kinds: list[str]
                 owner += [k] * len(f)
             pooled = np.full((len(clips), len(classes)), 1.0 / len(classes), np.float32)
             if feats:
-                p = apply_temperature(window_probabilities(net, np.concatenate(feats)), temperature)
+                p = calibrate(window_probabilities(net, np.concatenate(feats)))
                 pooled[np.unique(owner)] = pool(p, owner)
             probs_a = pooled
             y_a = np.asarray([classes.index(ws.records[i].label) for i in clips])
@@ -430,9 +435,10 @@ def robustness_speech(net, card: dict[str, Any], ws: WindowSet, kinds: list[str]
 
 def evaluate_speech(model_dir: str | Path, data: str, speakers: str | None = None,
                     out: str | Path | None = None, progress: bool = True, perturb: list[str] | None = None,
-                    seed: int = 0) -> dict[str, Any]:
+                    seed: int = 0, balance: float | None = None) -> dict[str, Any]:
     """Clip-level metrics, calibration (ECE, reliability) and, with ``perturb``, the robustness table
-    of a saved model on ``data`` (optionally some speakers only).
+    of a saved model on ``data`` (optionally some speakers only). Probabilities are calibrated as the
+    recogniser does; ``balance`` replaces the card's prior correction (:mod:`emotion_keras.calibration`).
 
     The protocol says whether the evaluated speakers were in the model's training data (from its card).
     """
@@ -446,8 +452,8 @@ def evaluate_speech(model_dir: str | Path, data: str, speakers: str | None = Non
     classes = list(card["classes"])
     records, ws = corpus_clips(card, data, speakers, progress)
     raw = window_probabilities(net, ws.inputs())
-    temperature = calibration.temperature_of(card)
-    probs = calibration.apply_temperature(raw, temperature)
+    calibrate = calibration.Calibration.of(card, balance)
+    probs = calibrate(raw)
     m = ws.clip_metrics(probs, classes)
     seen = set(card.get("data", {}).get("train_speakers", []))
     evaluated = subjects_of(records)
@@ -463,11 +469,11 @@ def evaluate_speech(model_dir: str | Path, data: str, speakers: str | None = Non
                 f"({m['n']:,} clips); {note}; clip-level scores")
     y = ws.clip_targets(classes)
     report = {"task": "speech", "name": card.get("name"), "model": str(model_dir), "data": str(data),
-              "backend": active_backend(), **m, "protocol": protocol,
+              "backend": active_backend(), **m, "protocol": protocol, "balance": calibrate.balance,
               "unreadable": [{"file": f, "error": e} for f, e in ws.failed],
               "calibration": calibration.report_section(calibration.pool(raw, ws.clip),
-                                                        calibration.pool(probs, ws.clip), y, temperature)}
-    rows = robustness_speech(net, card, ws, kinds, seed, temperature, progress) if kinds else None
+                                                        calibration.pool(probs, ws.clip), y, calibrate.temperature)}
+    rows = robustness_speech(net, card, ws, kinds, seed, calibrate, progress) if kinds else None
     return finish_evaluation(report, model_dir, out, rows, seed,
                              "perturbations applied to the 16 kHz waveform before features")
 

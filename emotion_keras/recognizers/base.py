@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from emotion_keras.calibration import apply_temperature, temperature_of
+from emotion_keras.calibration import Calibration
 from emotion_keras.errors import InputError
 from emotion_keras.recognizers import RECOGNIZERS
 
@@ -51,7 +51,8 @@ class Recognizer(metaclass=_FolderShorthand):
 
     Attributes kept for every modality: ``net`` (the runtime's forward pass, see
     :mod:`emotion_keras.runtime`), ``card``, ``preprocessor``, ``model`` (the Keras model, None under
-    ONNX), ``model_dir``, ``runtime``, ``classes`` and ``temperature``.
+    ONNX), ``model_dir``, ``runtime``, ``classes``, ``temperature``, ``prior`` and ``balance`` (the
+    prior correction, :mod:`emotion_keras.calibration`; ``balance`` may be changed at any time).
     """
 
     task: str = ""
@@ -63,7 +64,8 @@ class Recognizer(metaclass=_FolderShorthand):
     default_batch_size: int | None = None  # inputs per model call (None: all in one call)
 
     def __init__(self, *, net, card: dict[str, Any], preprocessor=None, model=None,
-                 model_dir: str | Path | None = None, runtime: str = "keras", batch_size: int | None = None):
+                 model_dir: str | Path | None = None, runtime: str = "keras", batch_size: int | None = None,
+                 balance: float | None = None):
         """Args:
             net: the forward pass (:class:`~emotion_keras.runtime.KerasNet` or ``OnnxNet``).
             card: the model card.
@@ -73,6 +75,8 @@ class Recognizer(metaclass=_FolderShorthand):
             model_dir: the folder it was loaded from (named in errors).
             runtime: ``"keras"`` or ``"onnx"``.
             batch_size: inputs per model call (None: the class default).
+            balance: how far to move the decision from the training class frequencies towards
+                equal ones, 0..1 (None: the card's default; no effect for a card without a prior).
         """
         self.net = net
         self.card = card
@@ -82,7 +86,8 @@ class Recognizer(metaclass=_FolderShorthand):
         self.runtime = runtime
         self.batch_size = self.default_batch_size if batch_size is None else int(batch_size)
         self.classes: list[str] = list(card.get("classes") or [])
-        self.temperature = temperature_of(card)  # calibration (1.0 when the card has none)
+        cal = Calibration.of(card, balance)  # temperature 1.0 and no prior when the card has none
+        self.temperature, self.prior, self.balance = cal.temperature, cal.prior, cal.balance
         self._embedder = None
 
     # ------------------------------------------------------------------ loading
@@ -175,7 +180,7 @@ class Recognizer(metaclass=_FolderShorthand):
         return [np.concatenate(outs) for outs in zip(*parts)]
 
     def predict_proba(self, inputs) -> np.ndarray:
-        """Calibrated class probabilities ``(n, classes)`` for prepared model inputs.
+        """Calibrated (and prior-corrected) class probabilities ``(n, classes)`` for prepared model inputs.
 
         Args:
             inputs: the ``main_input`` array (face crops ``(n, H, W, C)`` uint8, speech feature
@@ -186,7 +191,10 @@ class Recognizer(metaclass=_FolderShorthand):
         if not len(x[self.main_input]):
             return np.zeros((0, len(self.classes)), np.float32)
         (probs,) = self._batched(lambda c: (self.net.probabilities(c),), x)
-        return apply_temperature(probs, self.temperature)
+        return self._calibrated(probs)
+
+    def _calibrated(self, probs: np.ndarray) -> np.ndarray:
+        return Calibration(self.temperature, self.prior, self.balance)(probs)
 
     def embeddings(self, inputs) -> tuple[np.ndarray, np.ndarray]:
         """``(embeddings, calibrated probabilities)`` for prepared inputs: what fusion consumes.
@@ -200,7 +208,7 @@ class Recognizer(metaclass=_FolderShorthand):
             self._embedder = KerasNet(self.model, embedding=True) if self.model is not None else self.net
         x = self._feed(inputs)
         emb, probs = self._batched(self._embedder.embed, x)
-        return emb, apply_temperature(probs, self.temperature)
+        return emb, self._calibrated(probs)
 
     # ------------------------------------------------------------------ files
 

@@ -40,7 +40,8 @@ class FaceEmotionRecognizer(Recognizer):
     zero_inputs = ("geometry",)  # crops carry no landmarks: geometry zeros, as in training
 
     @classmethod
-    def from_dir(cls, directory: str | Path | None = None, detector=None, runtime: str = "keras"):
+    def from_dir(cls, directory: str | Path | None = None, detector=None, runtime: str = "keras",
+                 balance: float | None = None):
         """Load a saved face model.
 
         Args:
@@ -48,10 +49,13 @@ class FaceEmotionRecognizer(Recognizer):
             detector: any object with ``detect(rgb) -> list[Face]`` (None: the package's MTCNN,
                 built on first use).
             runtime: ``"keras"`` or ``"onnx"``.
+            balance: the prior correction, 0..1 (None: the card's): how far to move the decision
+                from the training corpus's class frequencies towards equal ones
+                (:mod:`emotion_keras.calibration`).
         """
         net, card, model, directory = cls._load(directory, runtime)
         return cls(net=net, card=card, preprocessor=FacePreprocessor.from_card(card, detector=detector),
-                   model=model, model_dir=directory, runtime=runtime)
+                   model=model, model_dir=directory, runtime=runtime, balance=balance)
 
     @property
     def prep(self):

@@ -56,7 +56,7 @@ class SpeechEmotionRecognizer(Recognizer):
 
     @classmethod
     def from_dir(cls, directory: str | Path | None = None, stream_seconds: float = 600.0,
-                 batch_size: int = 64, runtime: str = "keras"):
+                 batch_size: int = 64, runtime: str = "keras", balance: float | None = None):
         """Load a saved speech model, checking its inputs against its card's preprocessing.
 
         Args:
@@ -64,12 +64,13 @@ class SpeechEmotionRecognizer(Recognizer):
             stream_seconds: files longer than this are streamed (bounded memory, no trimming).
             batch_size: windows per model call (a 10-minute file is 400 windows).
             runtime: ``"keras"`` or ``"onnx"`` (the folder's ``model.onnx``, no TensorFlow/JAX).
+            balance: the prior correction, 0..1 (None: the card's; see :mod:`emotion_keras.calibration`).
         """
         net, card, model, directory = cls._load(directory, runtime)
         prep = SpeechPreprocessor.from_card(card)
         prep.check_model(net.input_names, net.input_shapes, directory)
         return cls(net=net, card=card, preprocessor=prep, model=model, model_dir=directory, runtime=runtime,
-                   batch_size=batch_size, stream_seconds=stream_seconds)
+                   batch_size=batch_size, stream_seconds=stream_seconds, balance=balance)
 
     @property
     def config(self):
