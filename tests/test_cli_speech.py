@@ -132,3 +132,31 @@ def test_crossvalidation_chooses_epochs_on_inner_speakers(ravdess, tmp_path, cap
     assert fold["metrics"]["n"] == 16 and "actors 1 " in fold["metrics"]["protocol"]
     card = json.loads((run / "fold1" / "card.json").read_text())
     assert card["data"]["validation_speakers"] == ["02"] and card["data"]["train_speakers"] == ["03"]
+
+    # The fold models as one model averaging them, calibrated on their out-of-fold clips.
+    from emotion_keras.models import store
+    from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
+
+    ens = tmp_path / "ensemble"
+    code = main(["speech", "ensemble", "--cv-dir", str(run), "--out", str(ens)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "3 members" in out.out and "fitted out of fold" in out.out
+    card = json.loads((ens / "card.json").read_text())
+    assert card["model_config"]["architecture"] == "ensemble" and card["model_config"]["members"] == 3
+    assert card["metrics"]["cv5"]["accuracy"] == report["accuracy"]["mean"]
+    assert card["calibration"]["n"] == 48 and "out-of-fold" in card["calibration"]["fitted_on"]
+    assert card["data"]["train_speakers"] == ["01", "02", "03"]
+    assert [m["held_out_speakers"] for m in card["ensemble"]["members"]] == [["01"], ["02"], ["03"]]
+    model, _ = store.load(ens)
+    members = [store.load(run / f"fold{i}")[0] for i in (1, 2, 3)]
+    x = np.random.default_rng(0).normal(0, 1, (4, *card["inputs"]["features"])).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               np.mean([m.predict(x, verbose=0) for m in members], 0), atol=1e-5)
+    rec = SpeechEmotionRecognizer(ens)
+    emb, probs = rec.embeddings(x)
+    assert emb.shape == (4, 3 * 16) and probs.shape == (4, 2)  # the members' embeddings side by side
+    clip = next(r.path for r in records if r.subject == "01")
+    assert set(rec.predict_file(clip)["probabilities"]) == {"angry", "sad"}
+    assert main(["speech", "ensemble", "--cv-dir", str(tmp_path), "--out", str(ens)]) == 2
+    assert "no cv.json here" in capsys.readouterr().err

@@ -24,8 +24,8 @@ from emotion_keras.commands.common import (add_balance_arg, add_perturb_arg, add
                                            skip_finished_run, train_config_from_args)
 from emotion_keras.config import ConfigError
 from emotion_keras.data.cache import cache_key
-from emotion_keras.pipelines.speech import (FAMILIES, compare_speech, crossvalidate_speech, evaluate_speech,
-                                            preprocess_speech, train_speech)
+from emotion_keras.pipelines.speech import (FAMILIES, compare_speech, crossvalidate_speech, ensemble_speech,
+                                            evaluate_speech, preprocess_speech, train_speech)
 from emotion_keras.pipelines.splits import Split, load_speech_split, read_speech_records
 from emotion_keras.preprocess.audio import SpeechFeatureConfig
 
@@ -162,6 +162,14 @@ def register(subparsers) -> None:
     ep.add_argument("--json", action="store_true", help="print the full report as JSON")
     ep.set_defaults(func=cmd_evaluate)
 
+    en = sub.add_parser("ensemble", help="save the fold models of a `train --folds K` run as one model "
+                                         "averaging them, with the cross-validation figure on its card")
+    en.add_argument("--cv-dir", required=True, help="the finished run directory of `speech train --folds K`")
+    en.add_argument("--out", required=True, help="where to save the ensemble, e.g. saved_models/speech")
+    en.add_argument("--name", help="model name (default: the output folder's name)")
+    en.add_argument("--data", metavar="SPEC", help="the corpus of the folds (default: the members' card's)")
+    en.set_defaults(func=cmd_ensemble)
+
     cp = sub.add_parser("compare", help="train several model families on the same speaker split; tabulate")
     cp.add_argument("--families", help="comma-separated: crnn,cnn2d,cnn1d,transformer (default: all)")
     cp.add_argument("--configs", nargs="+", metavar="JSON", help="entries {name, model, features, train}")
@@ -212,7 +220,8 @@ def cmd_train(args) -> int:
         run_dir = _default_run_dir(args, (args.data, args.folds, features.to_dict(), model, train.to_dict(),
                                           args.augment_copies, args.no_inner))
         report = crossvalidate_speech(records, args.folds, features, model, train, run_dir, classes,
-                                      augment=augment_config_from_args(args), inner=not args.no_inner)
+                                      augment=augment_config_from_args(args), inner=not args.no_inner,
+                                      spec=args.data)
         print(f"{report['protocol']}\n  accuracy {report['accuracy']['mean']:.3f} ± "
               f"{report['accuracy']['std']:.3f}  UAR {report['uar']['mean']:.3f} ± {report['uar']['std']:.3f}"
               f"  macro-F1 {report['macro_f1']['mean']:.3f} ± {report['macro_f1']['std']:.3f}\n"
@@ -236,6 +245,17 @@ def cmd_evaluate(args) -> int:
                              out=args.out, progress=not args.json, perturb=perturb_arg(args), seed=args.seed,
                              balance=args.balance)
     print_evaluation(report, args.json)
+    return 0
+
+
+def cmd_ensemble(args) -> int:
+    res = ensemble_speech(args.cv_dir, args.out, name=args.name, data=args.data)
+    card = res["card"]
+    cv5, cal = card["metrics"]["cv5"], card["calibration"]
+    print(f"saved {res['out']}: {card['model_config']['members']} members; their {len(cv5['folds'])}-fold figure "
+          f"accuracy {cv5['accuracy']:.3f} ± {cv5['accuracy_std']:.3f}, UAR {cv5['uar']:.3f} ± {cv5['uar_std']:.3f}; "
+          f"temperature {cal['temperature']:.3g} fitted out of fold (ECE {cal['ece_before']:.3f} -> "
+          f"{cal['ece_after']:.3f})")
     return 0
 
 

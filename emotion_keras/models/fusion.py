@@ -139,14 +139,28 @@ def _embedding_layer(model):
                           ) from None
 
 
+def _embedding_and_probabilities(model):
+    """``model``'s ``(embedding, probabilities)`` tensors on its inputs; for an ensemble
+    (:mod:`emotion_keras.models.ensemble`), its members' embeddings side by side."""
+    from emotion_keras.models.ensemble import members_of
+
+    members = members_of(model)
+    if not members:
+        return _embedding_layer(model).output, model.output
+    feed = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    pairs = [embedding_and_probabilities(m)(feed) for m in members]
+    return (keras.layers.Concatenate(name="embedding")([e for e, _ in pairs]),
+            keras.layers.Average(name="probabilities", dtype="float32")([p for _, p in pairs]))
+
+
 def embedding_model(model, name: str | None = None):
     """The sub-model from ``model``'s inputs to its ``"embedding"`` layer (the fusion contract)."""
-    return keras.Model(model.inputs, _embedding_layer(model).output, name=name or f"{model.name}_embedding")
+    return keras.Model(model.inputs, _embedding_and_probabilities(model)[0], name=name or f"{model.name}_embedding")
 
 
 def embedding_and_probabilities(model):
     """One model returning ``[embedding, probabilities]``: both from a single forward pass."""
-    return keras.Model(model.inputs, [_embedding_layer(model).output, model.output])
+    return keras.Model(model.inputs, list(_embedding_and_probabilities(model)))
 
 
 def _copy(model):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from emotion_keras.backend import active_backend
-from emotion_keras.config import TrainConfig
+from emotion_keras.config import ConfigError, TrainConfig
 from emotion_keras.data.cache import atomic_write_json, atomic_write_text
 from emotion_keras.data.records import Record, subjects_of
 from emotion_keras.errors import InputError
@@ -289,19 +289,22 @@ def _summary(values: list[float]) -> dict[str, float]:
 def crossvalidate_speech(records: list[Record], k: int, features: SpeechFeatureConfig,
                          model: dict[str, Any], train: TrainConfig, run_dir: str | Path,
                          classes: list[str] | None = None, progress: bool = True, augment=None,
-                         inner: bool = True) -> dict[str, Any]:
+                         inner: bool = True, spec: str | None = None) -> dict[str, Any]:
     """Speaker-grouped k-fold CV: one model per fold in ``run_dir/fold<i>``; writes ``cv.json``/``cv.md``.
 
     With ``inner`` (the default) each fold trains on k-2 speaker groups, chooses its epoch on the next
     group (:func:`inner_split`) and reports the held-out group it never looked at; without it, the
     epoch is chosen on the reported group (optimistic; kept for comparison with older figures).
-    Folds already finished are read back, not retrained.
+    Folds already finished are read back, not retrained. ``spec``: the corpus the records came from,
+    kept on the fold cards and in ``cv.json`` (:func:`ensemble_speech` reads the clips again).
     """
     from emotion_keras.labels import class_list
 
     run_dir = Path(run_dir)
     classes = list(classes) if classes else class_list([r.label for r in records])
     folds = speech_kfold_splits(records, k)
+    if spec:
+        folds = [dataclasses.replace(f, data={**f.data, "spec": spec}) for f in folds]
     rows = []
     for i, split in enumerate(folds, 1):
         fold_dir = run_dir / f"fold{i}"
@@ -333,7 +336,7 @@ def crossvalidate_speech(records: list[Record], k: int, features: SpeechFeatureC
                 f"{features.speaker_norm!r} (training speakers with their own statistics; inner-validation "
                 "and held-out speakers each with the statistics of their own unlabelled clips); "
                 "clip-level scores, mean ± std over folds")
-    report = {"task": "speech", "protocol": protocol, "classes": classes,
+    report = {"task": "speech", "protocol": protocol, "classes": classes, "spec": spec,
               **{key: _summary([r[key] for r in rows]) for key in ("accuracy", "uar", "macro_f1")},
               "folds": rows, "preprocessing": features.to_dict(), "model_config": model,
               "train_config": train.to_dict(), "augmentation": augment.to_dict() if augment else None}
@@ -349,6 +352,82 @@ def crossvalidate_speech(records: list[Record], k: int, features: SpeechFeatureC
                  f"{report['macro_f1']['mean']:.3f} ± {report['macro_f1']['std']:.3f} |")
     atomic_write_text(run_dir / "cv.md", "\n".join(lines) + "\n")
     return report
+
+
+def ensemble_speech(cv_dir: str | Path, out: str | Path, name: str | None = None, data: str | None = None,
+                    progress: bool = True) -> dict[str, Any]:
+    """The fold models of a finished :func:`crossvalidate_speech` as one saved model averaging them
+    (:func:`emotion_keras.models.ensemble.build_ensemble`), its card carrying the cross-validation figure.
+
+    Its temperature is fitted on the pooled out-of-fold predictions: each clip scored by the one
+    member that never trained or chose an epoch on its speaker. The members' mean is a little less
+    confident than one member, so this errs towards under-confidence. No figure of the ensemble
+    itself on these speakers exists (each was in training for most members): the cross-validation
+    figure is its members'. Returns ``{"card", "out"}``.
+    """
+    from emotion_keras.calibration import class_prior
+    from emotion_keras.models import store
+    from emotion_keras.models.ensemble import build_ensemble
+    from emotion_keras.pipelines.common import calibration_fields
+
+    cv_dir, out = Path(cv_dir), Path(out)
+    if not (cv_dir / "cv.json").exists():
+        raise InputError(str(cv_dir), "no cv.json here: run `speech train --folds K` to the end first")
+    cv = json.loads((cv_dir / "cv.json").read_text())
+    members, cards = [], []
+    for row in cv["folds"]:
+        fold_dir = cv_dir / f"fold{row['fold']}"
+        net, card = store.load(fold_dir)
+        if cards and (card["classes"], card["preprocessing"]) != (cards[0]["classes"], cards[0]["preprocessing"]):
+            raise ConfigError(f"{fold_dir}: classes or preprocessing differ from {cv_dir / 'fold1'}'s")
+        members.append(net)
+        cards.append(card)
+    first, classes = cards[0], list(cards[0]["classes"])
+    data = data or cv.get("spec") or first["data"].get("spec")
+    if not data:
+        raise ConfigError(f"{cv_dir}: the folds name no corpus; pass --data SPEC")
+    raw, ys, groups, offset = [], [], [], 0
+    for row, net, card in zip(cv["folds"], members, cards):  # out-of-fold: each member on its held-out fold
+        _, ws = corpus_clips(card, data, ",".join(row["validation_speakers"]), progress)
+        raw.append(window_probabilities(net, ws.inputs()))
+        ys.append(ws.clip_targets(classes))
+        groups.append(np.unique(ws.clip, return_inverse=True)[1] + offset)
+        offset += len(ys[-1])
+    raw, ys, groups = np.concatenate(raw), np.concatenate(ys), np.concatenate(groups)
+    k = len(members)
+    speakers = sorted({s for c in cards for s in c["data"].get("train_speakers", [])
+                       + c["data"].get("validation_speakers", [])})
+    cv5 = {**{m: cv[m]["mean"] for m in ("accuracy", "uar", "macro_f1")},
+           **{f"{m}_std": cv[m]["std"] for m in ("accuracy", "uar", "macro_f1")},
+           "folds": cv["folds"], "n": sum(f["n"] for f in cv["folds"]),
+           "protocol": f"{cv['protocol']}; the figure of the {k} members, one per fold (each scored on the "
+                       "speakers it never saw); the ensemble itself has no held-out speakers here"}
+    priors = [c.get("class_prior", {}).get("frequencies") for c in cards]
+    card = ModelCard(
+        task="speech", name=name or out.name, classes=classes, inputs=first["inputs"],
+        preprocessing=first["preprocessing"],
+        model_config={"architecture": "ensemble", "members": k, "member": first["model_config"]},
+        train_config=first["train_config"],
+        data={**{key: first["data"][key] for key in ("corpus", "spec", "licence") if key in first["data"]},
+              "train_speakers": speakers, "validation_speakers": []},
+        metrics={"cv5": cv5},
+        class_prior=({**first["class_prior"], "frequencies": {
+            c: round(float(v), 6) for c, v in zip(classes, class_prior(
+                np.array([[p[c] for c in classes] for p in priors]), len(classes)))}}
+            if all(priors) else {}),
+        extra={"augmentation": first.get("augmentation"), "speaker_norm_prior": first.get("speaker_norm_prior"),
+               "ensemble": {"cv_dir": str(cv_dir), "members": [
+                   {"member": f"member_{i}", "fold": row["fold"], "held_out_speakers": row["validation_speakers"],
+                    "trained_on": c["data"].get("train_speakers"), "held_out_accuracy": row["accuracy"]}
+                   for i, (row, c) in enumerate(zip(cv["folds"], cards), 1)]}},
+        training={"seconds": round(sum(float(c["training"].get("seconds") or 0) for c in cards), 2),
+                  "epochs_run": [c["training"].get("epochs_run") for c in cards]})
+    saved = card.to_dict()
+    saved["calibration"] = calibration_fields(
+        f"{cv['protocol'].split(' (')[0]}: the out-of-fold clips ({len(ys):,}), each scored by the member "
+        "that never saw its speaker", raw, ys, groups)
+    store.save(build_ensemble(members, name="speech_ensemble"), out, saved)
+    return {"card": store.read_card(out), "out": out}
 
 
 # ---------------------------------------------------------------- evaluation
