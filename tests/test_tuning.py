@@ -129,6 +129,9 @@ def test_search_resumes_after_kill_and_exports(tmp_path):
         tuners.run_search(data, callbacks=[_killing_callback(kill_at=2)], **kw)
     first = json.loads((project / "trial_0" / "run.json").read_text())
     assert first["status"] == "completed" and first["fit"]["best_epoch"] in (1, 2)
+    killed = tuners.read_search(project)  # written before the first trial: the report knows what it was
+    assert killed["task"] == "fusion" and killed["tuner"] == "random" and killed["protocol"]
+    assert [s["status"] for s in killed["sessions"]] == ["running"]
 
     tuner, summary = tuners.run_search(data, **kw)  # same command again: resumes
     assert summary["completed"] == 2 and tuner.trials_run == 1  # only the killed trial ran again
@@ -137,7 +140,7 @@ def test_search_resumes_after_kill_and_exports(tmp_path):
 
     tuner, summary = tuners.run_search(data, **kw)  # nothing left to do
     assert tuner.trials_run == 0 and summary["completed"] == 2
-    assert len(tuners.read_search(project)["sessions"]) == 2
+    assert [s["status"] for s in tuners.read_search(project)["sessions"]] == ["killed", "finished", "finished"]
 
     with pytest.raises(ConfigError, match="tuner"):
         tuners.run_search(data, **{**kw, "tuner_kind": "bayesian"})

@@ -63,7 +63,8 @@ def calibrate_model(model_dir: str | Path, data: str | None = None, split: str |
     plot_reliability(bins, model_dir / "calibration_reliability.png",
                      f"{card.get('name')}: {protocol}\nT = {entry['temperature']:.3g}; ECE before "
                      f"{entry['ece_before']:.3f}", entry["ece_after"])
-    prior = card.get("class_prior") or training_prior_of(card, data)
+    # the prior comes from the training data (the card's spec), whatever split the temperature is fitted on
+    prior = card.get("class_prior") or training_prior_of(card, info.get("spec") or data)
     if balance is not None:
         prior = {**prior, "balance": check_balance(balance)}
     store.update_card(model_dir, calibration=entry, class_prior=prior)

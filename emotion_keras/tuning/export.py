@@ -114,7 +114,7 @@ def export_best(tuner, data: TaskData, out: str | Path, retrain_on_all: bool = F
             "max_trials": search.get("max_trials"), "best_trial": trial.trial_id,
             "best_score": trial.score, "best_epoch": best_epochs,
             "hyperparameters": dict(hp.values), "project_dir": str(project_dir),
-            "search_wall_seconds": round(sum(s.get("seconds", 0) for s in sessions), 2),
+            "search_wall_seconds": round(sum(s.get("seconds") or 0 for s in sessions), 2),
             "trial_seconds": round(sum(r.get("seconds", 0) for r in runs), 2),
             "gpu_seconds": round(sum(r.get("gpu_seconds", 0) for r in runs), 2),
             "devices": sorted({f"{s.get('backend')}/{s.get('device')}" for s in sessions})}},

@@ -239,6 +239,16 @@ def run_search(data: TaskData, tuner_kind: str = "random", objective: str = "val
     worker = is_worker()
     done_before = 0 if worker else finished_trials(tuner)
     start, t0 = _now(), time.perf_counter()
+    if not worker:  # recorded before the first trial, so that a killed search still reports what it was
+        record = _search_record(previous if previous and not overwrite else {}, data, tuner_kind, objective,
+                                space, max_trials, epochs, seed, policy)
+        for session in record.get("sessions", []):
+            if session.get("status") == "running":
+                session["status"] = "killed"  # an earlier session that never wrote its end
+        record.setdefault("sessions", []).append({
+            "started": start, "seconds": None, "status": "running", "trials_finished_before": done_before,
+            "tuner_id": os.environ.get("KERASTUNER_TUNER_ID", "tuner0"), "host": socket.gethostname()})
+        atomic_write_json(project_dir / SEARCH_FILE, record)
     tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=epochs,
                  verbose=verbose, callbacks=list(callbacks or []))
     seconds = time.perf_counter() - t0
@@ -247,20 +257,21 @@ def run_search(data: TaskData, tuner_kind: str = "random", objective: str = "val
                        "trials_run": tuner.trials_run, "seconds": round(seconds, 2)}
     done = finished_trials(tuner)
     dev = device_info()
-    record = previous if previous and not overwrite else {}
-    record.update({
-        "task": data.task, "tuner": tuner_kind, "objective": objective, "direction": "max",
-        "space": space, "max_trials": max_trials, "epochs": epochs, "seed": seed,
-        "classes": data.classes, "protocol": data.protocol, "data": data.data,
-        "preprocessing": data.preprocessing, "dtype_policy": policy,
-    })
-    record.setdefault("sessions", []).append({
-        "started": start, "seconds": round(seconds, 2), "trials_finished_before": done_before,
-        "trials_finished_after": done, "tuner_id": os.environ.get("KERASTUNER_TUNER_ID", "tuner0"),
-        "backend": dev["backend"], "device": dev["device"], "device_name": dev["name"],
-        "devices": dev["count"], "host": socket.gethostname()})
+    record["sessions"][-1].update({
+        "seconds": round(seconds, 2), "status": "finished", "trials_finished_after": done,
+        "backend": dev["backend"], "device": dev["device"], "device_name": dev["name"], "devices": dev["count"]})
     atomic_write_json(project_dir / SEARCH_FILE, record)
     return tuner, summarize(tuner, project_dir)
+
+
+def _search_record(record: dict[str, Any], data: TaskData, tuner_kind: str, objective: str, space: str,
+                   max_trials: int, epochs: int, seed: int, policy) -> dict[str, Any]:
+    """``search.json``: what the search is (task, split, space...) and its sessions so far."""
+    return {**record,
+            "task": data.task, "tuner": tuner_kind, "objective": objective, "direction": "max",
+            "space": space, "max_trials": max_trials, "epochs": epochs, "seed": seed,
+            "classes": data.classes, "protocol": data.protocol, "data": data.data,
+            "preprocessing": data.preprocessing, "dtype_policy": policy}
 
 
 def is_worker() -> bool:
