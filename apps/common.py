@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import streamlit as st
 
 from emotion_keras.errors import InputError
@@ -132,6 +133,15 @@ def lock(task: str) -> threading.Lock:
     """One lock per recogniser: sessions run in threads and share the cached models, whose trackers
     and detectors keep per-call state, so two uploads are analysed one after the other."""
     return threading.Lock()
+
+
+def rebalanced(face: dict, classes: list[str], prior, balance_from: float, balance_to: float) -> dict:
+    """A face result with its probabilities (and emotion) at another balance of the prior correction."""
+    from emotion_keras.calibration import rebalance
+
+    p = rebalance(np.array([face["probabilities"][c] for c in classes]), prior, balance_from, balance_to)
+    probs = {c: round(float(v), 4) for c, v in zip(classes, p)}
+    return {**face, "probabilities": probs, "emotion": max(probs, key=probs.get)}
 
 
 def load_or_explain(task: str):

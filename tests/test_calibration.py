@@ -85,6 +85,15 @@ def test_balance_divides_by_the_prior_and_zero_keeps_the_decision():
     np.testing.assert_allclose(half.sum(1), 1, atol=1e-6)
 
 
+def test_rebalance_moves_between_balances_without_the_model():
+    prior = np.array([0.6, 0.3, 0.1])
+    raw = np.random.default_rng(1).dirichlet(np.ones(3), 5).astype(np.float32)
+    at = {b: C.apply_balance(raw, prior, b) for b in (0.0, 0.5, 1.0)}
+    np.testing.assert_allclose(C.rebalance(at[0.5], prior, 0.5, 1.0), at[1.0], atol=1e-6)
+    np.testing.assert_allclose(C.rebalance(at[1.0], prior, 1.0, 0.0), at[0.0], atol=1e-6)
+    np.testing.assert_array_equal(C.rebalance(at[0.5], None, 0.5, 1.0), at[0.5])
+
+
 def test_balance_one_is_the_bayes_decision_for_equal_frequencies():
     """Calibrated posteriors of a skewed training prior, divided by that prior, maximise UAR."""
     rng = np.random.default_rng(0)

@@ -38,7 +38,11 @@ def _face_model(directory: Path) -> None:
     store.save(model, directory, {"task": "face", "name": "tiny-face", "classes": CLASSES,
                                   "inputs": {"image": [48, 48, 1]},
                                   "preprocessing": FacePrepConfig().to_dict(),
-                                  "model_config": cfg.to_dict(), "metrics": {}})
+                                  "model_config": cfg.to_dict(), "metrics": {},
+                                  # a skewed training prior: the page's balance slider visibly moves the bars
+                                  "class_prior": {"frequencies": {c: (0.97 if i == 0 else 0.03 / (len(CLASSES) - 1))
+                                                                  for i, c in enumerate(CLASSES)},
+                                                  "balance": 0.5, "source": "test"}})
 
 
 def _speech_model(directory: Path) -> None:
@@ -171,6 +175,15 @@ def test_face_page_upload_boxes_and_bars(app_env):
     before = at.session_state["_results"]
     at.run()
     assert at.session_state["_results"] is before
+    # the class-balance slider starts at the card's default and re-weighs the bars without a model call
+    slider = at.slider(key="face_balance")
+    assert slider.value == 0.5
+    headers = {}
+    for b in (0.0, 1.0):
+        at.slider(key="face_balance").set_value(b).run()
+        assert not at.exception, [e.value for e in at.exception]
+        headers[b] = [m.value for m in at.markdown if m.value.startswith("#### Face 1")]
+    assert headers[0.0] != headers[1.0] and at.session_state["_results"] is before
 
 
 def test_face_page_refuses_wrong_type_and_model_files(app_env):

@@ -60,6 +60,13 @@ if got is not None and common.load_or_explain("face") is not None:
     result = common.process_once("face", data, suffix, analyze, "Analysing the image…")
     if result is not None:
         faces = result["faces"]
+        rec = common.recognizer("face")
+        if rec.prior is not None and faces:  # the prior correction, re-applied to the result: no model call
+            balance = st.slider("Class balance", 0.0, 1.0, float(rec.balance), 0.05, key="face_balance",
+                                help="0: the decision the training corpus's class frequencies give (FER+ is "
+                                     "35% neutral); 1: as if every emotion were equally frequent; the "
+                                     f"model card's default is {rec.balance:g}.")
+            faces = [common.rebalanced(f, rec.classes, rec.prior, rec.balance, balance) for f in faces]
         if not faces:
             st.warning("No face found in this image.")
             st.image(result["image"], caption="upload", width="content")
