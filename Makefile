@@ -24,13 +24,17 @@ system-deps:
 demo: install
 	$(VENV)/bin/emotion-keras predict samples/face.jpg samples/speech.wav samples/clip.flv --json
 
+# Two pytest workers (pytest-xdist), one test file each at a time: module fixtures are built once, and
+# one worker's compile or data loading overlaps the other's training on the two cores.
+XDIST = -n 2 --dist loadfile
+
 test-tensorflow: install system-deps
-	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -p no:cacheprovider
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -p no:cacheprovider $(XDIST)
 
 # Tests marked `once` (backend-independent, or comparing the backends themselves) ran in the first pass.
 # JAX's persistent compilation cache: tiny test models share graphs across tests and subprocesses.
 test-jax: install system-deps
-	KERAS_BACKEND=jax JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.5 $(PY) -m pytest -q -p no:cacheprovider -m "not once"
+	KERAS_BACKEND=jax JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.5 $(PY) -m pytest -q -p no:cacheprovider -m "not once" $(XDIST)
 
 # Style and pyflakes-level errors (configuration in pyproject.toml).
 lint: install
