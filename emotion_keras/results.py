@@ -107,10 +107,12 @@ class Results:
 
 def default_roots() -> list[Path]:
     """Where the CLI writes: the model store, ``runs/`` and ``tuning_runs/`` (of the checkout and of
-    the working directory), plus any folders in ``EMOTION_KERAS_RESULTS`` (``os.pathsep``-separated)."""
+    the working directory), the checkout's ``docs/benchmarks`` (the shipped comparisons and reports),
+    plus any folders in ``EMOTION_KERAS_RESULTS`` (``os.pathsep``-separated)."""
     roots = [default_model_dir("face").parent]
     for base in (REPO, Path.cwd()):
         roots += [base / "runs", base / "tuning_runs"]
+    roots.append(REPO / "docs" / "benchmarks")
     extra = os.environ.get("EMOTION_KERAS_RESULTS", "")
     roots += [Path(p) for p in extra.split(os.pathsep) if p.strip()]
     return _dedupe(roots)

@@ -126,6 +126,7 @@ def test_default_roots_honour_environment(tmp_path, monkeypatch):
     assert roots[0] == (tmp_path / "m").resolve()
     assert (tmp_path / "extra").resolve() in roots
     assert any(r.name == "tuning_runs" for r in roots)
+    assert (results.REPO / "docs" / "benchmarks").resolve() in roots  # the shipped comparisons
 
 
 def test_real_kerastuner_trials_are_read(tmp_path):
