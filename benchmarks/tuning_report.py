@@ -235,12 +235,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--note", help="a sentence printed under the label")
     p.add_argument("--comparison", action="store_true",
                    help="also write <project>/comparison.json for the dashboard's discovery")
+    p.add_argument("--keep", type=Path, metavar="DIR",
+                   help="copy the project's JSON records (trials, runs, search, oracle; no weights) and the "
+                        "comparison.json here, e.g. under docs/benchmarks, where the dashboard reads them")
     args = p.parse_args(argv)
     rep = build_report(collect(args.project), args.label, args.note)
     atomic_write_json(args.out.with_suffix(".json"), rep)
     atomic_write_text(args.out.with_suffix(".md"), to_markdown(rep))
     if args.comparison:
         atomic_write_json(args.project / "comparison.json", rep)
+    if args.keep:
+        for path in sorted(args.project.rglob("*.json")):
+            if path.name != "comparison.json":
+                target = args.keep / path.relative_to(args.project)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(target, path.read_text())
+        atomic_write_json(args.keep / "comparison.json", rep)
     print(f"wrote {args.out.with_suffix('.json')} and .md: {rep['completed']} trials, best "
           f"{rep['objective']}={rep['best_score']} ({rep['best']['family'] if rep['best'] else '-'})")
     return 0
