@@ -61,10 +61,12 @@ def test_application_backbones_build_offline(backbone):
     if backbone == "efficientnetv2b0" and keras.backend.backend() == "jax":
         pytest.skip("JAX compiles a random initialiser per weight shape (~40 s of CPU for "
                     "EfficientNetV2B0); built and run under TensorFlow, MobileNetV3 covers JAX")
-    cfg = FaceModelConfig(backbone=backbone, channels=1, input_size=32, attention=False,
+    # with a centre crop (the FER recipe's 40 px of 48): the backbone is built for the cropped side
+    cfg = FaceModelConfig(backbone=backbone, channels=1, input_size=40, crop=32, attention=False,
                           embedding_dim=8)
     model = build_face_model(cfg, 3)
     _check_contract(model, cfg, 3)
+    assert model.get_layer("grey_to_rgb").output.shape[1:3] == (32, 32)
     assert model.get_layer("grey_to_rgb").output.shape[-1] == 3
     assert model.count_params() > 500_000  # the real architecture, randomly initialised
     if keras.backend.backend() == "tensorflow":  # one predict per backbone is enough (JAX jit is slow)

@@ -185,7 +185,7 @@ def _application(config: FaceModelConfig, x):
 
     if config.channels == 1:  # the applications expect three channels
         x = keras.layers.Concatenate(name="grey_to_rgb")([x, x, x])
-    shape = (config.input_size, config.input_size, 3)
+    shape = (int(x.shape[1]), int(x.shape[2]), 3)  # after the model's centre crop, if it has one
     if config.backbone == "mobilenetv3small":
         net = keras.applications.MobileNetV3Small(
             input_shape=shape, include_top=False, weights=None, include_preprocessing=False)
