@@ -58,10 +58,7 @@ def apply_balance(probs, prior, balance: float) -> np.ndarray:
 def rebalance(probs, prior, balance_from: float, balance_to: float) -> np.ndarray:
     """Probabilities corrected at ``balance_from`` as if corrected at ``balance_to`` instead (no model
     call: ``p / prior ** b`` composes), e.g. for a slider over a recogniser's output."""
-    p = np.asarray(probs, np.float32)
-    if prior is None or balance_from == balance_to or p.size == 0:
-        return p
-    return apply_balance(p, prior, float(balance_to) - float(balance_from))
+    return apply_balance(probs, prior, float(balance_to) - float(balance_from))
 
 
 def class_prior(targets, n_classes: int, weights: dict[int, float] | None = None) -> np.ndarray:
