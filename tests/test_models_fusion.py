@@ -48,7 +48,7 @@ def test_descriptor_fusion_trains_saves_loads(tmp_path):
     model = build_fusion_model(cfg, CLASSES)
     xi = inputs_for(cfg, x)
     adapt(model, xi)
-    result = fit(model, xi, y, xi, y, CLASSES, TrainConfig(epochs=4, batch_size=8, learning_rate=3e-3,
+    result = fit(model, xi, y, xi, y, CLASSES, TrainConfig(epochs=10, batch_size=8, learning_rate=1e-2,
                                                                       warmup_epochs=0, verbose=0), tmp_path / "run")
     assert result["validation"]["accuracy"] > 0.5
     assert model.get_layer("embedding").output.shape[-1] == 8
