@@ -25,6 +25,17 @@ def test_save_and_load_with_card(tmp_path):
     assert "keras" in card["versions"] and card["backend"]
 
 
+def test_saved_files_get_the_umask_mode_not_mkstemps_owner_only(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        d = store.save(_tiny(), tmp_path / "m", {"task": "speech", "classes": ["sad", "happy"]})
+    finally:
+        os.umask(old)
+    assert {p.name: p.stat().st_mode & 0o777 for p in d.iterdir()} == {"model.keras": 0o644, "card.json": 0o644}
+
+
 def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(store.ModelLoadError, match="no model card"):
         store.load(tmp_path)

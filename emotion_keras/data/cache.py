@@ -25,6 +25,15 @@ def cache_key(*parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
+def publish(tmp: str | Path, path: Path) -> None:
+    """Rename a finished temporary file over ``path`` with the mode a plain ``open()`` would give it
+    (``mkstemp`` makes files only their owner can read, which would hide models from other users)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Write through ``write(fileobj)`` into a temporary file beside ``path``, then rename over it."""
     path = Path(path)
@@ -33,7 +42,7 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

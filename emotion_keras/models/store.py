@@ -90,7 +90,7 @@ def save(model, directory: str | Path, card: dict[str, Any]) -> Path:
     """
     import keras
 
-    from emotion_keras.data.cache import atomic_write_json
+    from emotion_keras.data.cache import atomic_write_json, publish
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -98,7 +98,7 @@ def save(model, directory: str | Path, card: dict[str, Any]) -> Path:
     os.close(fd)
     try:
         model.save(tmp)
-        os.replace(tmp, directory / MODEL_FILE)
+        publish(tmp, directory / MODEL_FILE)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
