@@ -27,14 +27,15 @@ demo: install
 # Two pytest workers (pytest-xdist), one test file each at a time: module fixtures are built once, and
 # one worker's compile or data loading overlaps the other's training on the two cores.
 XDIST = -n 2 --dist loadfile
+PYTEST_ARGS ?=
 
 test-tensorflow: install system-deps
-	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -p no:cacheprovider $(XDIST)
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -q -p no:cacheprovider $(XDIST) $(PYTEST_ARGS)
 
 # Tests marked `once` (backend-independent, or comparing the backends themselves) ran in the first pass.
 # JAX's persistent compilation cache: tiny test models share graphs across tests and subprocesses.
 test-jax: install system-deps
-	KERAS_BACKEND=jax JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.5 $(PY) -m pytest -q -p no:cacheprovider -m "not once" $(XDIST)
+	KERAS_BACKEND=jax JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.5 $(PY) -m pytest -q -p no:cacheprovider -m "not once" $(XDIST) $(PYTEST_ARGS)
 
 # Style and pyflakes-level errors (configuration in pyproject.toml).
 lint: install

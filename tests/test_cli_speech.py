@@ -106,6 +106,7 @@ def test_protocol_helpers(ravdess):
     assert main(["speech", "train", "--data", str(ravdess), "--val-speakers", "99", "--epochs", "1"]) == 2
 
 
+@pytest.mark.once  # fold orchestration; speech training under each backend: test_models_speech
 def test_crossvalidation_chooses_epochs_on_inner_speakers(ravdess, tmp_path, capsys):
     """3 folds over actors 1-3: each fold reports its held-out actor, chose its epoch on the next
     fold's actor (never the reported one), and normalised per training speaker."""

@@ -88,6 +88,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.once  # the streaming is the recogniser's Python code, the same under each backend
 def test_memory_stays_bounded_over_many_files(tiny_face, tmp_path):
     """Python-heap peak while streaming 3,000 files is about that of 300: nothing accumulates
     (measured in a fresh process, away from pytest's own log capture)."""
