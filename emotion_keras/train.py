@@ -166,9 +166,11 @@ XLA_MIN_STEPS = 200
 
 def resolve_jit(model, config: TrainConfig, total_steps: int | None = None) -> bool:
     """XLA for the train step: ``auto`` always jit-compiles under JAX; under TensorFlow it compiles
-    models without recurrent layers whose schedule is long enough to repay the compilation (on a
-    2-core CPU, TensorFlow + XLA trains the face CNN 2.3x faster than without; recurrent layers
-    compile slowly and gain little)."""
+    models without recurrent or depthwise-convolution layers whose schedule is long enough to repay
+    the compilation. On a 2-core CPU, TensorFlow + XLA trains the face CNN 2.3x faster than without;
+    recurrent layers compile slowly and gain little; MobileNetV3Small's depthwise convolutions took
+    about 9 minutes to compile and then trained slower than without XLA, and EfficientNetV2B0's train
+    step did not compile in 20 minutes (docs/benchmarks/face_compare)."""
     import keras
 
     if config.jit_compile != "auto":
@@ -177,8 +179,8 @@ def resolve_jit(model, config: TrainConfig, total_steps: int | None = None) -> b
         return True
     if total_steps is not None and total_steps < XLA_MIN_STEPS:
         return False
-    recurrent = (keras.layers.RNN, keras.layers.Bidirectional)
-    return not any(isinstance(la, recurrent) for la in _all_layers(model))
+    slow = (keras.layers.RNN, keras.layers.Bidirectional, keras.layers.DepthwiseConv2D)
+    return not any(isinstance(la, slow) for la in _all_layers(model))
 
 
 def _all_layers(model):

@@ -92,12 +92,15 @@ def test_xla_by_default_only_where_it_pays():
     cnn = _tiny_model()
     inp = keras.Input((10, 4), name="features")
     rnn = keras.Model(inp, keras.layers.Dense(3, name="probabilities")(keras.layers.GRU(4)(inp)))
+    img = keras.Input((48, 48, 1), name="image")  # the depthwise convolutions of MobileNet / EfficientNet
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.DepthwiseConv2D(3)(img))
+    dw = keras.Model(img, keras.layers.Dense(3, name="probabilities")(h))
     auto = TrainConfig()
     if keras.backend.backend() == "jax":  # JAX is always compiled: without jit it runs op by op
-        assert resolve_jit(cnn, auto, 1) and resolve_jit(rnn, auto, 1)
+        assert resolve_jit(cnn, auto, 1) and resolve_jit(rnn, auto, 1) and resolve_jit(dw, auto, 1)
     else:
         assert resolve_jit(cnn, auto, XLA_MIN_STEPS) and not resolve_jit(cnn, auto, XLA_MIN_STEPS - 1)
-        assert not resolve_jit(rnn, auto, 10_000)
+        assert not resolve_jit(rnn, auto, 10_000) and not resolve_jit(dw, auto, 10_000)
     assert resolve_jit(rnn, TrainConfig(jit_compile="on"), 10)
     assert not resolve_jit(cnn, TrainConfig(jit_compile="off"), 10_000)
 
