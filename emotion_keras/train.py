@@ -167,11 +167,11 @@ XLA_MIN_STEPS = 200
 def resolve_jit(model, config: TrainConfig, total_steps: int | None = None) -> bool:
     """XLA for the train step: ``auto`` always jit-compiles under JAX; under TensorFlow it compiles
     models without recurrent or depthwise-convolution layers whose schedule is long enough to repay
-    the compilation. On a 2-core CPU, TensorFlow + XLA trains the face CNN 2.3x faster than without;
-    recurrent layers compile slowly and gain little; MobileNetV3Small (depthwise convolutions) took
-    about 9 minutes to compile and then trained 30x slower than without XLA (70 s an epoch of CK+48
-    against 2.3 s), and EfficientNetV2B0's train step did not compile in 20 minutes
-    (docs/benchmarks/face_compare)."""
+    the compilation. On a 2-core CPU under load, TensorFlow + XLA trained the face CNN 2.3x faster
+    than without (on a quiet one the two tied: docs/benchmarks/face_train.md); recurrent layers
+    compile slowly and gain little; MobileNetV3Small (depthwise convolutions) took about 9 minutes to
+    compile and then trained 30x slower than without XLA (70 s an epoch of CK+48 against 2.3 s), and
+    EfficientNetV2B0's train step did not compile in 20 minutes (docs/benchmarks/face_compare)."""
     import keras
 
     if config.jit_compile != "auto":
