@@ -32,6 +32,16 @@ def test_config_validation():
     assert cfg.modalities == ("speech",)
 
 
+def test_the_head_is_the_default_only_where_it_beats_late_fusion_beyond_noise():
+    from emotion_keras.pipelines.fusion import choose_inference
+
+    late = {"uar": 0.708, "n": 3589}  # the shipped card's pseudo-pairs: standard error 0.0076
+    assert choose_inference({"uar": 0.712}, late) == "late_fusion"
+    assert choose_inference({"uar": 0.72}, late) == "fusion_head"
+    assert choose_inference({"uar": 0.72}, {"uar": 0.708, "n": 100}) == "late_fusion"  # 0.045 on 100 pairs
+    assert choose_inference({"uar": 0.3}, None) == "fusion_head"  # real clips: no late-fusion baseline
+
+
 def test_pad_frames_subsamples_and_masks():
     frames, mask = pad_frames([np.ones((3, 4)), np.arange(40).reshape(20, 2).repeat(2, 1), None], 8, 4)
     assert frames.shape == (3, 8, 4) and mask.sum(1).tolist() == [3, 8, 0]

@@ -9,6 +9,7 @@ and every metric computed on them is labelled as pseudo-pair.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -343,6 +344,17 @@ def baseline_metrics(d: FusionData, speech_dir: Path, speech_classes: list[str],
     return out, weight
 
 
+def choose_inference(head: dict[str, Any], late: dict[str, Any] | None) -> str:
+    """What the recogniser uses by default: the head only where it beat late fusion on validation by
+    more than the standard error of a UAR on that many pairs. Late fusion has no trained parameters
+    to overfit the validation pairs' construction: the shipped head, 0.4 points above it on 3,589
+    pseudo-pairs, called 1 of 6 real CREMA-D clips right against late fusion's 3."""
+    if late is None:
+        return "fusion_head"
+    u, n = late["uar"], max(int(late.get("n", 1)), 1)
+    return "fusion_head" if head["uar"] > u + math.sqrt(u * (1 - u) / n) else "late_fusion"
+
+
 def train_fusion(s: FusionTrainSettings) -> dict[str, Any]:
     """Train a fusion head on the saved face and speech models' embeddings and save it with its card.
 
@@ -389,9 +401,7 @@ def train_fusion(s: FusionTrainSettings) -> dict[str, Any]:
             "speech_model": {"dir": str(speech_dir), "name": speech_card.get("name"),
                              "date": speech_card.get("date")},
             "late_fusion_face_weight": weight,
-            # what the recogniser uses by default: the head only where it beat late fusion on validation
-            "inference": "fusion_head" if "late_fusion_baseline" not in card_metrics
-            or val["uar"] >= card_metrics["late_fusion_baseline"]["uar"] else "late_fusion"},
+            "inference": choose_inference(val, card_metrics.get("late_fusion_baseline"))},
         order=FUSION_CARD_ORDER)
     store.save(model, out, card.to_dict())
     return {"out": out, "card": card.to_dict(), "validation": val, "protocol": d.protocol, "model": model}
