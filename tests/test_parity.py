@@ -52,7 +52,6 @@ def _speech_model():
 def test_saved_models_predict_the_same_on_the_other_backend(tmp_path, backend):
     other = "jax" if backend == "tensorflow" else "tensorflow"
     rng = np.random.default_rng(0)
-    keras.utils.set_random_seed(0)
 
     cfg = FaceModelConfig(backbone="vgg", input_size=32, channels=1, width=4, depth=3,
                           attention_after=1, embedding_dim=8, geometry=True, geometry_dim=5)

@@ -57,7 +57,6 @@ def test_recipe_trains_with_soft_targets_crop_sgd_ema_mixup(tmp_path):
     from emotion_keras.models.face import FaceModelConfig, build_face_model
     from emotion_keras.preprocess.faces import FaceArrays
 
-    keras.utils.set_random_seed(0)  # the initial weights do not depend on which tests ran before
     x, y = _images(192)
     xv, yv = _images(60, 1)
     soft = np.full((len(y), 3), 0.05, np.float32)
