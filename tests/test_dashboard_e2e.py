@@ -187,8 +187,10 @@ def test_dashboard_in_a_browser(browser, server, tmp_path):
     face = tmp_path / "face.png"
     Image.fromarray(img).save(face)
     _wait_element(browser, "input[type=file]", 20).send_keys(str(face))
-    text = _wait_text(browser, "face found", 60)
-    assert "tiny-face" in text and "Face 1:" in text
+    _wait_text(browser, "face found", 60)
+    # the count line renders before the per-face results stream in: wait for those too
+    text = _wait_text(browser, "Face 1:", 20)
+    assert "1 face found (model: tiny-face)" in text
     _wait_text(browser, "attention heatmap", 10)
     _wait_element(browser, ".vega-embed canvas, .vega-embed svg", 10)  # the emotion bars drawn
     _shot(browser, "dashboard-face-upload")
