@@ -37,6 +37,8 @@ BASE_TRAIN = {"learning_rate": 0.002, "label_smoothing": 0.1, "class_weights": F
               "monitor": "val_accuracy", "batch_size": 64, "verbose": 2}
 
 # (row name, what it changes, labels, model changes, train changes); cumulative unless "instead of".
+# An "instead of" row is compared with the row that lacks its component, not with the row above it.
+BASELINE = {"cutmix": "ema", "sgd": "mixup"}
 ROWS = [
     ("majority", "FER+ majority labels, shipped recipe", "majority", {}, {}),
     ("probability", "+ vote distributions as soft targets", "probability", {}, {"label_smoothing": 0.0}),
@@ -82,7 +84,7 @@ def run(data: Path, out: Path, train_limit: int, epochs: int, val_limit: int, on
         seconds = time.perf_counter() - t0
         row = {"name": name, "change": change, "labels": labels, "model": dict(model), "train": dict(train),
                "train_images": len(split.train), "epochs": epochs, "train_seconds": round(seconds, 1),
-               "parameters": res["card"]["parameters"]}
+               "parameters": res["card"]["parameters"], "best_epoch": _best_epoch(res["card"])}
         ttas = ["flip"] + (["ten_crop"] if model.get("crop") else [])
         for tta in ttas:
             sets = (("ferplus_valid", f"ferplus:{ferplus}"), ("fer2013_publictest", f"fer2013:{fer2013}"))
@@ -97,14 +99,29 @@ def run(data: Path, out: Path, train_limit: int, epochs: int, val_limit: int, on
     return write(out, rows, train_limit, epochs, val_limit)
 
 
-def write(out: Path, rows: list[dict], train_limit: int, epochs: int, val_limit: int) -> dict:
+def _best_epoch(card: dict) -> int | None:
+    """The epoch whose weights were kept (the monitor's best), 1-based: an early best says the row overfits."""
+    val = card.get("history", {}).get(BASE_TRAIN["monitor"])
+    return int(max(range(len(val)), key=val.__getitem__)) + 1 if val else None
+
+
+def _card(run_dir: Path) -> dict:
+    path = run_dir / "card.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _delta(now: float, before: float) -> str:
+    return f"{100 * (now - before):+.1f}"
+
+
+def write(out: Path, rows: list[dict], train_limit: int, epochs: int, val_limit: int,
+          doc: Path = ROOT / "docs" / "benchmarks") -> dict:
     from emotion_keras.data.cache import atomic_write_json, atomic_write_text
 
     report = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": f"{os.cpu_count()} CPU cores "
               f"({platform.machine()}), no GPU", "load_average": os.getloadavg(), "backend":
               os.environ.get("KERAS_BACKEND", "tensorflow"), "train_limit": train_limit, "epochs": epochs,
               "val_limit": val_limit, "rows": rows}
-    doc = ROOT / "docs" / "benchmarks"
     atomic_write_json(doc / "face_ablation.json", report)
     lines = ["# Face recipe ablation (fixed training budget)", "",
              f"Measured {report['date']} on {report['machine']}, backend {report['backend']}, by "
@@ -113,17 +130,30 @@ def write(out: Path, rows: list[dict], train_limit: int, epochs: int, val_limit:
              "CNN + self-attention, width 16 (317k parameters), from scratch. Scores: accuracy (UAR) on "
              f"stratified subsets of {val_limit:,} faces of FER+ FER2013Valid (majority labels) and of "
              "FER2013 PublicTest (original labels), flip TTA; ten-crop TTA where the row crops. Rows are "
-             "cumulative. The machine was shared with other jobs (load average "
-             f"{', '.join(f'{x:.1f}' for x in report['load_average'])} at the end), so train seconds are "
-             "pessimistic; the accuracies do not depend on load.", "",
-             "| row | change | FER+ Valid acc (UAR) | PublicTest acc (UAR) | ten-crop FER+ / PublicTest | train s |",
-             "|---|---|---:|---:|---:|---:|"]
+             "cumulative. Load average at the end "
+             f"{', '.join(f'{x:.1f}' for x in report['load_average'])}: train seconds depend on load, the "
+             "accuracies do not.", "",
+             "The change columns compare a row's best score (ten-crop where it crops, else flip) with the "
+             "row before it, in accuracy points, FER+ Valid / PublicTest; an \"instead of\" row is compared "
+             "with the row without its component (CutMix with the row before mixup, "
+             "SGD with the mixup row). Best epoch: the epoch kept (the best FER+ Valid accuracy).", "",
+             "| row | change | FER+ Valid acc (UAR) | PublicTest acc (UAR) | ten-crop FER+ / PublicTest "
+             "| change (points) | best epoch | train s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    scores = {}  # row name (and "_previous") -> (FER+ Valid, PublicTest) accuracy at the row's best TTA
     for r in rows:
         f, p = r["ferplus_valid_flip"], r["fer2013_publictest_flip"]
         ten = (f"{r['ferplus_valid_ten_crop']['accuracy']:.3f} / {r['fer2013_publictest_ten_crop']['accuracy']:.3f}"
                if "ferplus_valid_ten_crop" in r else "")
+        tta = "ten_crop" if "ferplus_valid_ten_crop" in r else "flip"
+        now = (r[f"ferplus_valid_{tta}"]["accuracy"], r[f"fer2013_publictest_{tta}"]["accuracy"])
+        ref = scores.get(BASELINE.get(r["name"], "_previous"))
+        change = "" if ref is None else f"{_delta(now[0], ref[0])} / {_delta(now[1], ref[1])}"
+        epoch = r.get("best_epoch") or _best_epoch(_card(out / r["name"]))
         lines.append(f"| {r['name']} | {r['change']} | {f['accuracy']:.3f} ({f['uar']:.3f}) | "
-                     f"{p['accuracy']:.3f} ({p['uar']:.3f}) | {ten} | {r['train_seconds']:.0f} |")
+                     f"{p['accuracy']:.3f} ({p['uar']:.3f}) | {ten} | {change} | {epoch or ''} | "
+                     f"{r['train_seconds']:.0f} |")
+        scores[r["name"]] = scores["_previous"] = now
     lines += ["", "Command: `python benchmarks/face_ablation.py "
               f"--train-limit {train_limit} --epochs {epochs} --val-limit {val_limit}`", ""]
     atomic_write_text(doc / "face_ablation.md", "\n".join(lines))

@@ -1,0 +1,45 @@
+"""The recipe ablation's report: each row's change is measured against the row without its component."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.once  # a report writer: the backend plays no part
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("face_ablation", ROOT / "benchmarks" / "face_ablation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _row(name, ferplus, public, crop=False, best_epoch=3):
+    score = lambda acc: {"accuracy": acc, "uar": acc - 0.1, "macro_f1": acc - 0.2}  # noqa: E731
+    row = {"name": name, "change": f"+ {name}", "train_seconds": 60.0, "best_epoch": best_epoch,
+           "ferplus_valid_flip": score(ferplus - 0.01), "fer2013_publictest_flip": score(public - 0.01)}
+    if crop:
+        row["ferplus_valid_ten_crop"], row["fer2013_publictest_ten_crop"] = score(ferplus), score(public)
+    return row
+
+
+def test_changes_compare_with_the_row_without_the_component(tmp_path):
+    bench = _bench()
+    rows = [_row("majority", 0.60, 0.50), _row("crop40", 0.70, 0.55, crop=True),
+            _row("ema", 0.72, 0.56, crop=True), _row("mixup", 0.71, 0.58, crop=True),
+            _row("cutmix", 0.69, 0.52, crop=True), _row("sgd", 0.75, 0.59, crop=True, best_epoch=None)]
+    (tmp_path / "sgd").mkdir()  # a row saved before best_epoch was recorded: read from its card
+    (tmp_path / "sgd" / "card.json").write_text(json.dumps({"history": {"val_accuracy": [0.2, 0.6, 0.5]}}))
+    report = bench.write(tmp_path, rows, 1000, 4, 200, doc=tmp_path)
+    table = {line.split(" | ")[0].strip("| "): line.split(" | ")
+             for line in (tmp_path / "face_ablation.md").read_text().splitlines() if line.startswith("| ")}
+    assert table["majority"][5] == ""  # the first row has nothing to compare with
+    assert table["crop40"][5] == "+11.0 / +6.0"  # its ten-crop score against the flip-only row before
+    assert table["mixup"][5] == "-1.0 / +2.0"
+    assert table["cutmix"][5] == "-3.0 / -4.0"  # against ema, the row before mixup, not against mixup
+    assert table["sgd"][5] == "+4.0 / +1.0"  # against the AdamW row with mixup
+    assert table["sgd"][6] == "2" and table["majority"][6] == "3"
+    assert json.loads((tmp_path / "face_ablation.json").read_text())["rows"] == report["rows"] == rows
