@@ -157,9 +157,12 @@ def test_balance_outside_0_1_is_refused_by_the_parser(capsys):
         assert "--balance: must be in [0, 1], not 1.5" in capsys.readouterr().err
 
 
-def test_predict_refuses_an_empty_file_name(tmp_path, capsys, monkeypatch):
+def test_batch_verbs_refuse_an_empty_file_name(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "photo.jpg").write_bytes(b"not analysed")  # "" would have meant this folder
-    code, out, err = _run(capsys, "predict", str(tmp_path / "photo.jpg"), "")
-    assert code == 2 and out == ""
-    assert "empty file name" in err and "nothing was analysed" in err
+    for verb in ("predict", "analyze"):
+        with pytest.raises(SystemExit) as stop:  # refused by the parser, before any model loads
+            _run(capsys, verb, str(tmp_path / "photo.jpg"), "")
+        out = capsys.readouterr()
+        assert stop.value.code == 2 and out.out == ""
+        assert "empty file name" in out.err and "nothing was analysed" in out.err

@@ -9,6 +9,7 @@ the names in ``emotion_keras.cli.VERBS``. Keras is imported inside functions.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -125,9 +126,17 @@ def classes_arg(args) -> list[str] | None:
 def add_batch_parser(subparsers, verb: str, help: str, description: str, metavar: str, json_help: str):
     """A verb over many files that prints one result per file (``--json``: one object a line)."""
     p = subparsers.add_parser(verb, help=help, description=description)
-    p.add_argument("files", nargs="+", metavar=metavar)
+    p.add_argument("files", nargs="+", metavar=metavar, type=_file_name)
     p.add_argument("--json", action="store_true", help=json_help)
     return p
+
+
+def _file_name(text: str) -> str:
+    # Path("") is the working directory: an unset shell variable would analyse everything below it.
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty file name was given (an unset shell variable?); "
+                                         "nothing was analysed")
+    return text
 
 
 def batch_exit(failed: int, total: int) -> int:

@@ -267,11 +267,6 @@ def register(subparsers) -> None:
 
 
 def cmd_predict(args) -> int:
-    if any(not str(name).strip() for name in args.files):
-        from emotion_keras.config import ConfigError
-
-        # Path("") is the working directory: an unset shell variable would analyse everything below it.
-        raise ConfigError("an empty file name was given (an unset shell variable?); nothing was analysed")
     recognizers = Recognizers(args.model_dir, args.speech_model_dir, args.fusion_model_dir, args.runtime,
                               args.balance)
     heatmap_dir = Path(args.heatmap_dir) if args.heatmap_dir else None
