@@ -110,6 +110,14 @@ def _card(run_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _se(rows: list[dict], n: int) -> str:
+    """sqrt(p(1-p)/n) in points at the first row's accuracies, FER+ Valid / PublicTest."""
+    if not rows:
+        return "unknown"
+    f, p = (rows[0][k]["accuracy"] for k in ("ferplus_valid_flip", "fer2013_publictest_flip"))
+    return " / ".join(f"{100 * (a * (1 - a) / n) ** 0.5:.1f}" for a in (f, p)) + " points (FER+ Valid / PublicTest)"
+
+
 def _delta(now: float, before: float) -> str:
     return f"{100 * (now - before):+.1f}"
 
@@ -136,7 +144,9 @@ def write(out: Path, rows: list[dict], train_limit: int, epochs: int, val_limit:
              "The change columns compare a row's best score (ten-crop where it crops, else flip) with the "
              "row before it, in accuracy points, FER+ Valid / PublicTest; an \"instead of\" row is compared "
              "with the row without its component (CutMix with the row before mixup, "
-             "SGD with the mixup row). Best epoch: the epoch kept (the best FER+ Valid accuracy).", "",
+             "SGD with the mixup row). Best epoch: the epoch kept (the best FER+ Valid accuracy). "
+             f"Noise: one standard error of an accuracy on {val_limit:,} faces is {_se(rows, val_limit)}, "
+             "before seed-to-seed variation; a change within about two of them does not separate.", "",
              "| row | change | FER+ Valid acc (UAR) | PublicTest acc (UAR) | ten-crop FER+ / PublicTest "
              "| change (points) | best epoch | train s |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
