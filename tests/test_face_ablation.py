@@ -45,3 +45,34 @@ def test_changes_compare_with_the_row_without_the_component(tmp_path):
     text = (tmp_path / "face_ablation.md").read_text()
     assert "one standard error of an accuracy on 200 faces is 3.5 / 3.5 points" in text  # at 0.59 and 0.49
     assert json.loads((tmp_path / "face_ablation.json").read_text())["rows"] == report["rows"] == rows
+
+
+def test_other_seeds_report_their_spread(tmp_path):
+    bench = _bench()
+    rows = [_row("majority", 0.60, 0.50), _row("crop40", 0.70, 0.55, crop=True)]
+    repeats = [dict(_row("majority", 0.62, 0.47), seed=1), dict(_row("majority", 0.59, 0.50), seed=2),
+               dict(_row("crop40", 0.69, 0.56, crop=True), seed=2)]
+    bench.write(tmp_path, rows, 1000, 4, 200, doc=tmp_path, repeats=repeats)
+    text = (tmp_path / "face_ablation.md").read_text()
+    section = text[text.index("## Training seed"):]
+    assert "| row | seed 0 | seed 1 | seed 2 | spread (points) |" in section
+    assert "| majority | 0.590 / 0.490 | 0.610 / 0.460 | 0.580 / 0.490 | 3.0 / 3.0 |" in section
+    assert "| crop40 | 0.700 / 0.550 |  | 0.690 / 0.560 | 1.0 / 1.0 |" in section  # seed 1 not run for it
+    assert "--only majority,crop40 --seeds 0,1,2`" in section
+    # the seed repeats never enter the main table or its changes
+    assert text.count("| majority |") == 2 and "| crop40 | + crop40 |" in text
+
+
+def test_a_partial_rerun_keeps_every_finished_row(tmp_path):
+    bench = _bench()
+    for corpus in ("ferplus", "fer2013"):
+        (tmp_path / "data" / corpus).mkdir(parents=True)
+    out = tmp_path / "runs"
+    for i, (name, *_) in enumerate(bench.ROWS):  # every row finished already: nothing trains
+        (out / name).mkdir(parents=True)
+        (out / name / "result.json").write_text(json.dumps(_row(name, 0.6 + i / 100, 0.5)))
+    (out / "majority-seed1").mkdir()
+    (out / "majority-seed1" / "result.json").write_text(json.dumps(dict(_row("majority", 0.61, 0.5), seed=1)))
+    report = bench.run(tmp_path / "data", out, 1000, 4, 200, only=["crop40"], seeds=[0], doc=tmp_path)
+    assert [r["name"] for r in report["rows"]] == [name for name, *_ in bench.ROWS]
+    assert [(r["name"], r["seed"]) for r in report["repeats"]] == [("majority", 1)]
