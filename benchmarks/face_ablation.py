@@ -75,16 +75,15 @@ def run(data: Path, out: Path, train_limit: int, epochs: int, val_limit: int, on
         train.update(train_delta)
         for seed in sorted({0, *seeds, *finished}):
             done = run_dir_of(out, name, seed) / "result.json"
-            if done.exists():
-                row = json.loads(done.read_text())
-            elif seed in seeds and (not only or name in only):
-                row = _train_row(name, change, labels, dict(model), dict(train, seed=seed), ferplus, fer2013,
-                                 run_dir_of(out, name, seed), train_limit, val_limit)
-                atomic_write_json(done, row)
-            else:
+            trained = not done.exists() and seed in seeds and (not only or name in only)
+            if trained:
+                atomic_write_json(done, _train_row(name, change, labels, dict(model), dict(train, seed=seed),
+                                                   ferplus, fer2013, done.parent, train_limit, val_limit))
+            elif not done.exists():
                 continue
-            (repeats if seed else rows).append(row)
-            write(out, rows, train_limit, epochs, val_limit, doc, repeats)
+            (repeats if seed else rows).append(json.loads(done.read_text()))
+            if trained:  # the report so far; rows read back are reported once, at the end
+                write(out, rows, train_limit, epochs, val_limit, doc, repeats)
     return write(out, rows, train_limit, epochs, val_limit, doc, repeats)
 
 
