@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+STAMP = "%Y-%m-%dT%H:%M:%S%z"
 sys.path.insert(0, str(ROOT))
 
 DEFAULT_DATA = Path(os.environ.get("EMOTION_KERAS_DATA", ROOT.parent / "shared" / "data"))
@@ -81,7 +82,10 @@ def run(data: Path, out: Path, train_limit: int, epochs: int, val_limit: int, on
                                                    ferplus, fer2013, done.parent, train_limit, val_limit))
             elif not done.exists():
                 continue
-            (repeats if seed else rows).append(json.loads(done.read_text()))
+            row = json.loads(done.read_text())
+            # rows from before rows were stamped: the result file's time is when the row finished
+            row.setdefault("measured", time.strftime(STAMP, time.localtime(done.stat().st_mtime)))
+            (repeats if seed else rows).append(row)
             if trained:  # the report so far; rows read back are reported once, at the end
                 write(out, rows, train_limit, epochs, val_limit, doc, repeats)
     return write(out, rows, train_limit, epochs, val_limit, doc, repeats)
@@ -115,7 +119,7 @@ def _train_row(name: str, change: str, labels: str, model: dict, train: dict, fe
                                 out=run_dir / f"eval-{key}-{tta}", progress=False, tta=tta)
             row[f"{key}_{tta}"] = {k: round(rep[k], 4) for k in ("accuracy", "uar", "macro_f1")}
             row[f"{key}_protocol"] = rep["protocol"]
-    return row
+    return {**row, "measured": time.strftime(STAMP), "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 def _best_epoch(card: dict) -> int | None:
@@ -137,6 +141,12 @@ def _se(rows: list[dict], n: int) -> str:
     return " / ".join(f"{100 * (a * (1 - a) / n) ** 0.5:.1f}" for a in (f, p)) + " points (FER+ Valid / PublicTest)"
 
 
+def _span(stamps: list[str]) -> str:
+    if not stamps:
+        return "(no rows yet)"
+    return stamps[0] if stamps[0] == stamps[-1] else f"{stamps[0]} to {stamps[-1]}"
+
+
 def _delta(now: float, before: float) -> str:
     return f"{100 * (now - before):+.1f}"
 
@@ -152,21 +162,23 @@ def write(out: Path, rows: list[dict], train_limit: int, epochs: int, val_limit:
     from emotion_keras.data.cache import atomic_write_json, atomic_write_text
 
     repeats = repeats or []
-    report = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": f"{os.cpu_count()} CPU cores "
-              f"({platform.machine()}), no GPU", "load_average": os.getloadavg(), "backend":
+    # when the rows were trained, not when the report was (re)built from them
+    stamps = sorted(r["measured"] for r in rows + repeats if r.get("measured"))
+    loads = [x for r in rows + repeats for x in r.get("load_average", [])[:1]]
+    report = {"date": stamps[-1] if stamps else None, "machine": f"{os.cpu_count()} CPU cores "
+              f"({platform.machine()}), no GPU", "backend":
               os.environ.get("KERAS_BACKEND", "tensorflow"), "train_limit": train_limit, "epochs": epochs,
               "val_limit": val_limit, "rows": rows, "repeats": repeats}
     atomic_write_json(doc / "face_ablation.json", report)
     lines = ["# Face recipe ablation (fixed training budget)", "",
-             f"Measured {report['date']} on {report['machine']}, backend {report['backend']}, by "
+             f"Rows trained {_span(stamps)} on {report['machine']}, backend {report['backend']}, by "
              "`benchmarks/face_ablation.py` (protocol in its docstring). Budget per row: "
              f"{train_limit:,} FER+ training faces x {epochs} epochs (same images, training seed 0); VGG-style "
              "CNN + self-attention, width 16 (317k parameters), from scratch. Scores: accuracy (UAR) on "
              f"stratified subsets of {val_limit:,} faces of FER+ FER2013Valid (majority labels) and of "
              "FER2013 PublicTest (original labels), flip TTA; ten-crop TTA where the row crops. Rows are "
-             "cumulative. Load average at the end "
-             f"{', '.join(f'{x:.1f}' for x in report['load_average'])}: train seconds depend on load, the "
-             "accuracies do not.", "",
+             "cumulative. " + (f"One-minute load average at the end of a row: {min(loads):.1f}-{max(loads):.1f}; "
+                                if loads else "") + "train seconds depend on load, the accuracies do not.", "",
              "The change columns compare a row's best score (ten-crop where it crops, else flip) with the "
              "row before it, in accuracy points, FER+ Valid / PublicTest; an \"instead of\" row is compared "
              "with the row without its component (CutMix with the row before mixup, "

@@ -2,6 +2,8 @@
 
 import importlib.util
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,22 @@ def test_a_partial_rerun_keeps_every_finished_row(tmp_path):
     report = bench.run(tmp_path / "data", out, 1000, 4, 200, only=["crop40"], seeds=[0], doc=tmp_path)
     assert [r["name"] for r in report["rows"]] == [name for name, *_ in bench.ROWS]
     assert [(r["name"], r["seed"]) for r in report["repeats"]] == [("majority", 1)]
+
+
+def test_a_rebuilt_report_dates_the_rows_not_the_rebuild(tmp_path):
+    bench = _bench()
+    for corpus in ("ferplus", "fer2013"):
+        (tmp_path / "data" / corpus).mkdir(parents=True)
+    out = tmp_path / "runs"
+    (out / "majority").mkdir(parents=True)
+    (out / "majority" / "result.json").write_text(json.dumps(_row("majority", 0.6, 0.5)))
+    then = time.mktime((2026, 1, 2, 3, 4, 5, 0, 0, -1))  # an unstamped row: its file's time
+    os.utime(out / "majority" / "result.json", (then, then))
+    (out / "crop40").mkdir()
+    (out / "crop40" / "result.json").write_text(json.dumps(dict(
+        _row("crop40", 0.7, 0.55, crop=True), measured="2026-02-01T10:00:00+0000", load_average=[1.5, 1, 1])))
+    report = bench.run(tmp_path / "data", out, 1000, 4, 200, only=["nothing"], seeds=[0], doc=tmp_path)
+    assert report["date"] == "2026-02-01T10:00:00+0000"
+    text = (tmp_path / "face_ablation.md").read_text()
+    assert f"Rows trained {time.strftime(bench.STAMP, time.localtime(then))} to 2026-02-01T10:00:00+0000" in text
+    assert "load average at the end of a row: 1.5-1.5" in text
