@@ -38,6 +38,9 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ravdess_speech"
 
 BASE_FEATURES = {"hop_length": 320}
 BASE_MODEL = {"architecture": "cnn1d", "filters": 64}
+FUNCTIONALS = {"feature": "functionals", "n_fft": 512, "hop_length": 160, "n_mfcc": 20}
+LINEAR = {"architecture": "linear", "l2": 0.05, "dropout": 0.0}
+LINEAR_TRAIN = {"epochs": 100, "learning_rate": 0.003, "label_smoothing": 0.0, "early_stopping": 0}
 ROWS = {
     "mfcc": ({"feature": "mfcc"}, {}, None),
     "mfcc+speaker": ({"feature": "mfcc", "speaker_norm": "speaker"}, {}, None),
@@ -49,13 +52,19 @@ ROWS = {
     "mfcc+augment": ({"feature": "mfcc"}, {}, {"copies": 1}),
     "logmel+augment": ({"feature": "logmel"}, {}, {"copies": 1}),
     # the shipped model's configuration (saved_models/speech card: CRNN, 16 filters, GRU 64 + attention)
+    # one vector of statistics per window, logistic regression (features at 32 ms frames, 10 ms hop)
+    "functionals": (FUNCTIONALS, LINEAR, None),
+    "functionals+speaker": ({**FUNCTIONALS, "speaker_norm": "speaker"}, LINEAR, None),
+    "functionals+prosody": ({**FUNCTIONALS, "prosody": "praat"}, LINEAR, None),
+    "functionals+prosody+speaker": ({**FUNCTIONALS, "speaker_norm": "speaker", "prosody": "praat"}, LINEAR, None),
     "crnn": ({"feature": "logmel"}, {"architecture": "crnn", "filters": 16, "conv_blocks": 3, "kernel_size": 3,
                                      "rnn": "gru", "rnn_units": 64, "attention_units": 64, "dropout": 0.3,
                                      "embedding_dim": 128, "bn_momentum": 0.99}, None),
 }
 # rows trained with their own schedule instead of the common one (the shipped card's: 24 epochs, batch 32,
 # no early stopping; the epoch is still chosen by val_uar on the inner validation speakers)
-ROW_TRAIN = {"crnn": {"epochs": 24, "batch_size": 32, "early_stopping": 0}}
+ROW_TRAIN = {"crnn": {"epochs": 24, "batch_size": 32, "early_stopping": 0},
+             **{name: LINEAR_TRAIN for name in ROWS if name.startswith("functionals")}}
 
 
 def run_row(name, records, epochs, out_root, backend):
@@ -75,6 +84,7 @@ def run_row(name, records, epochs, out_root, backend):
     for hist in (out_root / name).glob("fold*/history.csv"):
         epoch_s += sum(float(e["epoch_seconds"]) for e in csv.DictReader(hist.read_text().splitlines()))
     return {"name": name, "features": fcfg.feature, "train_seconds": round(epoch_s, 1),
+            "feature_config": {k: v for k, v in feats.items() if k not in ("feature", "speaker_norm", "prosody")},
             "speaker_norm": fcfg.speaker_norm,
             "prosody": fcfg.prosody, "augmentation": aug or {}, "model": {**BASE_MODEL, **model},
             "accuracy": rep["accuracy"], "uar": rep["uar"], "macro_f1": rep["macro_f1"],
@@ -221,8 +231,14 @@ def write(out_dir: Path, rows, meta):
     for r in rows:  # rows with their own model or schedule (e.g. the shipped CRNN's)
         if "skipped" not in r and (r.get("model", BASE_MODEL) != BASE_MODEL or r.get("train")):
             lines += [f"Row `{r['name']}`: model `{json.dumps(r['model'])}`"
+                      + (f", features `{json.dumps(r['feature_config'])}`" if r.get("feature_config") else "")
                       + (f", schedule `{json.dumps(r['train'])}` instead of the common one" if r.get("train") else "")
                       + "; the epoch is chosen by val_uar on the inner validation speakers as in every row.", ""]
+    lines += ["Two settings for the speaker-normalised rows: the main columns are *enrolment* (each held-out "
+              "speaker standardised with the statistics of their own 60 unlabelled clips, about 4 minutes of "
+              "speech: a user analysing many recordings, or a long recording, of one person), the per-file "
+              "columns a single clip of an unknown speaker. Rows without speaker normalisation need neither.",
+              ""]
     lines += [
              "| row | features | speaker norm | waveform augmentation | prosody input | accuracy | UAR | "
              "macro-F1 | per file: accuracy | per file: UAR | time (backend) |",
@@ -241,7 +257,8 @@ def write(out_dir: Path, rows, meta):
     if scored:
         best = max(scored, key=lambda r: r["accuracy"]["mean"])
         lines += ["", f"Best row by 5-fold mean accuracy: `{best['name']}` ({best['accuracy']['mean']:.3f} ± "
-                  f"{best['accuracy']['std']:.3f}); rows are compared by their mean over all 5 folds, so no fold "
+                  f"{best['accuracy']['std']:.3f}{', enrolment setting' if best.get('per_file') else ''}); "
+                  "rows are compared by their mean over all 5 folds, so no fold "
                   "chooses what it reports, but the comparison of rows itself is made on these folds."]
     lines += ["", "Time: the folds' summed epoch seconds where recorded (`train_seconds`; folds of one row may "
               "have run in parallel processes, `--folds`), else the row's wall time; the CPU was shared."]

@@ -27,7 +27,7 @@ from emotion_keras.data.cache import cache_key
 from emotion_keras.pipelines.speech import (FAMILIES, compare_speech, crossvalidate_speech, ensemble_speech,
                                             evaluate_speech, preprocess_speech, train_speech)
 from emotion_keras.pipelines.splits import Split, load_speech_split, read_speech_records
-from emotion_keras.preprocess.audio import SpeechFeatureConfig
+from emotion_keras.preprocess.audio import FEATURES, SpeechFeatureConfig
 
 
 # ---------------------------------------------------------------- comparison
@@ -108,7 +108,8 @@ def _add_data_args(p, split: bool = True):
 def _add_feature_args(p):
     g = p.add_argument_group("features")
     g.add_argument("--feature-config", metavar="JSON|FILE", help="SpeechFeatureConfig as JSON or a JSON file")
-    g.add_argument("--feature", choices=("logmel", "mfcc"), help="log-mel (default) or MFCC+deltas")
+    g.add_argument("--feature", choices=FEATURES, help="log-mel (default), MFCC+deltas, or functionals "
+                   "(statistics per window, for --architecture linear or mlp)")
     g.add_argument("--n-mels", type=int, help="mel bands (default 64)")
     g.add_argument("--window-seconds", type=float, help="window length (default 3.0)")
     g.add_argument("--hop-seconds", type=float, help="hop between windows of long clips (default 1.5)")

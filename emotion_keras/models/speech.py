@@ -14,6 +14,9 @@ Architectures:
 * ``cnn1d``: 1D convolutions over time with features as channels (suits MFCC sequences).
 * ``transformer``: strided conv subsampling, a convolutional position encoding (no custom layer, so
   saved models load in safe mode with the registered layers only) and a small pre-norm encoder.
+* ``linear``: multinomial logistic regression over the flattened input (meant for ``functionals``),
+  each statistic standardised with the training set's moments (the ``embedding``), L2-penalised.
+* ``mlp``: the same standardisation, then one hidden layer (``embedding_dim``).
 
 SpecAugment (time and frequency masks) runs in-graph at training time only, so it is compiled with
 the training step on either backend.
@@ -23,16 +26,19 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from emotion_keras.config import Config, ConfigError
 
-ARCHITECTURES = ("crnn", "cnn2d", "cnn1d", "transformer")
+ARCHITECTURES = ("crnn", "cnn2d", "cnn1d", "transformer", "linear", "mlp")
+VECTOR = ("linear", "mlp")  # architectures over the flattened input: for ``functionals`` features
 
 
 @dataclasses.dataclass
 class SpeechModelConfig(Config):
     """Shape of a speech model; stored on the model card as ``model_config``."""
 
-    architecture: str = "crnn"  # crnn | cnn2d | cnn1d | transformer
+    architecture: str = "crnn"  # crnn | cnn2d | cnn1d | transformer | linear | mlp
     filters: int = 32  # first conv block; doubles per block up to 4x
     conv_blocks: int = 3  # conv blocks (each halves time and frequency for 2D, time for 1D)
     kernel_size: int = 3  # 2D kernels (cnn1d uses 2 * kernel_size - 1 along time)
@@ -53,6 +59,7 @@ class SpeechModelConfig(Config):
     freq_width: float = 0.15  # fraction of features per mask, at most
     prosody_dim: int = 0  # > 0: a second input "prosody" (prosody_dim,) per window, joined before the embedding
     prosody_units: int = 32
+    l2: float = 0.0  # linear / mlp: L2 penalty on the dense kernels (the strength of logistic regression)
 
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
@@ -83,10 +90,13 @@ def build_speech_model(config: SpeechModelConfig, classes, input_shape):
     frames, n_feat = (int(d) for d in input_shape)
     if config.architecture in ("crnn", "cnn2d") and min(frames, n_feat) < 2 ** config.conv_blocks:
         raise ConfigError(f"{config.conv_blocks} conv blocks halve ({frames}, {n_feat}) below one cell")
+    if config.architecture not in VECTOR and frames < 2 ** max(config.conv_blocks, 2):
+        raise ConfigError(f"a {config.architecture} needs a sequence of frames, not {frames}: use "
+                          f"'linear' or 'mlp' for one vector per window (functionals)")
     L = keras.layers
     features = keras.Input((frames, n_feat), name="features")
     x = features
-    if config.augment:
+    if config.augment and frames > 1:  # time and frequency masks mean nothing on statistics
         x = SpecAugment(config.time_masks, config.time_width, config.freq_masks, config.freq_width,
                         dtype="float32", name="spec_augment")(x)
 
@@ -115,6 +125,8 @@ def build_speech_model(config: SpeechModelConfig, classes, input_shape):
             x = L.MaxPooling1D(2, name=f"block{i}_pool")(x)
         x = L.Concatenate(name="pool")([L.GlobalAveragePooling1D(name="avg")(x),
                                         L.GlobalMaxPooling1D(name="max")(x)])
+    elif config.architecture in VECTOR:
+        x = L.Flatten(name="flatten")(x)
     else:  # transformer
         d = config.d_model
         x = L.Conv1D(d, 3, strides=2, padding="same", activation="gelu", name="subsample1")(x)
@@ -135,6 +147,8 @@ def build_speech_model(config: SpeechModelConfig, classes, input_shape):
         x = AttentionPooling1D(config.attention_units, name="attention_pool")(x)
 
     inputs = {"features": features}
+    if config.architecture in VECTOR:
+        return _vector_head(keras, config, x, inputs, n_classes)
     if config.prosody_dim:
         # prosody measures have wildly different scales (semitones, dB, ratios): batch-normalise them
         prosody = keras.Input((config.prosody_dim,), name="prosody")
@@ -147,6 +161,37 @@ def build_speech_model(config: SpeechModelConfig, classes, input_shape):
     x = L.Dense(config.embedding_dim, activation="relu", name="embedding")(x)
     out = L.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, out, name=f"speech_{config.architecture}")
+
+
+def _vector_head(keras, config: SpeechModelConfig, x, inputs: dict, n_classes: int):
+    """linear / mlp: each statistic standardised with training-set moments (:func:`adapt`), prosody
+    (if any) joined, then logistic regression or one hidden layer; L2 on the classifier's weights."""
+    L = keras.layers
+    x = L.Normalization(axis=-1, name="standardise")(x)
+    if config.prosody_dim:
+        inputs["prosody"] = keras.Input((config.prosody_dim,), name="prosody")
+        p = L.Normalization(axis=-1, name="standardise_prosody")(inputs["prosody"])
+        x = L.Concatenate(name="join_prosody")([x, p])
+    if config.dropout:
+        x = L.Dropout(config.dropout, name="dropout")(x)
+    if config.architecture == "linear":  # the standardised statistics are the embedding
+        x = L.Activation("linear", name="embedding")(x)
+    else:
+        x = L.Dense(config.embedding_dim, activation="relu", name="embedding",
+                    kernel_regularizer=keras.regularizers.L2(config.l2) if config.l2 else None)(x)
+    out = L.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities",
+                  kernel_regularizer=keras.regularizers.L2(config.l2) if config.l2 else None)(x)
+    return keras.Model(inputs, out, name=f"speech_{config.architecture}")
+
+
+def adapt(net, inputs: dict) -> None:
+    """Fit a linear / mlp model's standardisation to its training inputs (a no-op for other models):
+    exact moments, fixed at inference, unlike batch statistics."""
+    for layer, key in (("standardise", "features"), ("standardise_prosody", "prosody")):
+        names = {la.name for la in net.layers}
+        if layer in names and key in inputs:
+            x = np.asarray(inputs[key], np.float32)
+            net.get_layer(layer).adapt(x.reshape(len(x), -1))
 
 
 def _conv_block2d(x, filters: int, kernel: int, name: str, momentum: float = 0.9):

@@ -193,7 +193,7 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
     """
     from emotion_keras import train as trainlib
     from emotion_keras.labels import class_list
-    from emotion_keras.models.speech import build_speech_model
+    from emotion_keras.models.speech import adapt, build_speech_model
 
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir
@@ -214,6 +214,7 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
     model_cfg = _model_config(model)
     net = build_speech_model(model_cfg, classes, features.input_shape)
     x_tr, x_va = tr.inputs(), va.inputs()
+    adapt(net, x_tr)
     last = _LastWeights() if not select_epoch else None
     result = trainlib.fit(net, x_tr, tr.targets(classes), x_va, va.targets(classes), classes, train, run_dir,
                           extra_callbacks=[last.callback()] if last else None)

@@ -30,6 +30,7 @@ from emotion_keras.config import Config, ConfigError
 from emotion_keras.errors import InputError
 
 FEATURE_VERSION = 1  # bump when feature maths change, so caches recompute
+FEATURES = ("logmel", "mfcc", "functionals")
 
 
 @dataclasses.dataclass
@@ -47,7 +48,7 @@ class SpeechFeatureConfig(Config):
     hop_length: int = 160  # 10 ms at 16 kHz
     fmin: float = 20.0
     fmax: float | None = None  # None: sr / 2
-    feature: str = "logmel"  # logmel | mfcc
+    feature: str = "logmel"  # logmel | mfcc | functionals (statistics of both per window, one vector)
     n_mfcc: int = 40
     deltas: bool = True  # MFCC only: append first and second derivatives
     normalize: str = "utterance"  # utterance (one mean/std per window) | cmvn (per feature) | none
@@ -59,15 +60,15 @@ class SpeechFeatureConfig(Config):
     vad_min_seconds: float = 10.0  # only recordings longer than this are VAD-filtered (not utterances)
 
     def __post_init__(self):
-        if self.feature not in ("logmel", "mfcc"):
-            raise ConfigError(f"feature must be 'logmel' or 'mfcc', not {self.feature!r}")
+        if self.feature not in FEATURES:
+            raise ConfigError(f"feature must be one of {', '.join(FEATURES)}, not {self.feature!r}")
         if self.normalize not in ("utterance", "cmvn", "none"):
             raise ConfigError(f"normalize must be utterance, cmvn or none, not {self.normalize!r}")
         if self.window_seconds * self.sr < self.n_fft or self.hop_seconds <= 0:
             raise ConfigError("window_seconds must hold at least one FFT frame and hop_seconds be > 0")
         if self.min_seconds * self.sr < self.n_fft:
             raise ConfigError("min_seconds must hold at least one FFT frame")
-        if self.feature == "mfcc" and self.n_mfcc > self.n_mels:
+        if self.feature != "logmel" and self.n_mfcc > self.n_mels:
             raise ConfigError("n_mfcc cannot exceed n_mels")
         from emotion_keras.preprocess import speaker_norm, vad
 
@@ -92,12 +93,18 @@ class SpeechFeatureConfig(Config):
 
     @property
     def frames(self) -> int:
+        if self.feature == "functionals":
+            return 1
         return 1 + (self.window_samples - self.n_fft) // self.hop_length
 
     @property
     def n_features(self) -> int:
         if self.feature == "logmel":
             return self.n_mels
+        if self.feature == "functionals":
+            from emotion_keras.preprocess.functionals import dim
+
+            return dim(self.n_mfcc, self.n_mels)
         return self.n_mfcc * (3 if self.deltas else 1)
 
     @property
@@ -354,9 +361,8 @@ def _deltas(x: np.ndarray, width: int = 9) -> np.ndarray:
     return out / denom
 
 
-def spectral_features(y: np.ndarray, config: SpeechFeatureConfig,
-                      basis: np.ndarray | None = None) -> np.ndarray:
-    """``(frames, n_features)`` float32 log-mel or MFCC(+deltas) of a waveform (not normalised)."""
+def _spectra(y: np.ndarray, config: SpeechFeatureConfig, basis: np.ndarray | None = None):
+    """Sample frames ``(T, n_fft)``, power spectra ``(T, bins)`` and mel energies ``(T, n_mels)``."""
     if len(y) < config.n_fft:
         y = np.pad(y, (0, config.n_fft - len(y)))
     frames = np.lib.stride_tricks.sliding_window_view(y, config.n_fft)[::config.hop_length]
@@ -364,17 +370,36 @@ def spectral_features(y: np.ndarray, config: SpeechFeatureConfig,
     power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
     if basis is None:
         basis = mel_basis(config.sr, config.n_fft, config.n_mels, config.fmin, config.fmax)
-    mel = power @ basis.T
-    logmel = np.log(mel + 1e-6)
-    if config.feature == "logmel":
-        return logmel
+    return frames, power, power @ basis.T
+
+
+def _db(mel: np.ndarray) -> np.ndarray:
     db = 10.0 * np.log10(np.maximum(mel, 1e-10))
-    db = np.maximum(db, db.max() - 80.0)  # librosa's power_to_db(top_db=80)
-    mfcc = db @ _dct_matrix(config.n_mfcc, config.n_mels).T
-    if config.deltas:
+    return np.maximum(db, db.max() - 80.0)  # librosa's power_to_db(top_db=80)
+
+
+def _mfcc(mel: np.ndarray, n_mfcc: int, deltas: bool) -> np.ndarray:
+    mfcc = _db(mel) @ _dct_matrix(n_mfcc, mel.shape[1]).T
+    if deltas:
         d1 = _deltas(mfcc)
         mfcc = np.concatenate([mfcc, d1, _deltas(d1)], axis=1)
     return mfcc.astype(np.float32)
+
+
+def spectral_features(y: np.ndarray, config: SpeechFeatureConfig,
+                      basis: np.ndarray | None = None) -> np.ndarray:
+    """``(frames, n_features)`` float32 log-mel or MFCC(+deltas) of a waveform (not normalised), or
+    for ``functionals`` the ``(1, DIM)`` statistics of those frames (:mod:`.functionals`)."""
+    frames, power, mel = _spectra(y, config, basis)
+    logmel = np.log(mel + 1e-6)
+    if config.feature == "logmel":
+        return logmel
+    if config.feature == "mfcc":
+        return _mfcc(mel, config.n_mfcc, config.deltas)
+    from emotion_keras.preprocess.functionals import functionals
+
+    # dB floored 80 dB under the peak: near-silent frames would dominate the spread of ln(mel)
+    return functionals(power, frames, _db(mel), _mfcc(mel, config.n_mfcc, True), config.sr)[None]
 
 
 def _normalise(x: np.ndarray, mode: str) -> np.ndarray:
@@ -389,7 +414,9 @@ def window_feature(segment: np.ndarray, config: SpeechFeatureConfig,
                    basis: np.ndarray | None = None) -> np.ndarray:
     """Features of one window: computed on its real samples, normalised over them, then zero-padded
     (0 is the mean after normalisation) to ``config.frames`` frames."""
-    feats = _normalise(spectral_features(segment, config, basis), config.normalize)
+    feats = spectral_features(segment, config, basis)
+    if config.feature != "functionals":  # statistics are standardised by the model (or per speaker)
+        feats = _normalise(feats, config.normalize)
     out = np.zeros(config.input_shape, np.float32)
     n = min(len(feats), config.frames)
     out[:n] = feats[:n]

@@ -11,8 +11,9 @@ Features are standardised per feature dimension with statistics of one *group* o
   is mostly one speaker anyway. A 3 s clip is too short to estimate a voice from (its own mean is
   mostly its emotion), so file statistics are shrunk towards the *typical training speaker's*
   statistics (the ``prior`` on the model card) with a weight of ``PRIOR_FRAMES`` frames: a short clip
-  is normalised almost as an average speaker, a long recording almost by itself. Streams use running
-  statistics with the same prior.
+  is normalised almost as an average speaker, a long recording almost by itself. Inputs with one
+  vector per window (functionals, prosody) weigh the prior as ``PRIOR_WINDOWS`` windows, also about a
+  minute of speech. Streams use running statistics with the same prior.
 
 Padding frames (all zero, after :func:`emotion_keras.preprocess.audio.window_feature`) are neither
 counted nor changed. Plain numpy: used by training, evaluation and the recogniser alike.
@@ -25,6 +26,7 @@ import numpy as np
 MODES = ("none", "speaker")  # 'speaker': per-speaker at training, per-file at inference
 EPS = 1e-3
 PRIOR_FRAMES = 3000.0  # one minute of 20 ms frames
+PRIOR_WINDOWS = 20.0  # one minute of 3 s windows: the weight where each window is one vector (functionals, prosody)
 
 
 def valid_frames(x: np.ndarray) -> np.ndarray:
@@ -82,6 +84,12 @@ def speaker_prior(x: np.ndarray, groups) -> dict[str, list[float]]:
     return {"mean": np.mean(means, 0).round(6).tolist(), "var": np.mean(vars_, 0).round(6).tolist()}
 
 
+def prior_weight(x: np.ndarray) -> float:
+    """The prior's weight in counted units: frames, or windows where a window is one vector."""
+    x = np.asarray(x)
+    return PRIOR_WINDOWS if x.ndim == 2 or x.shape[1] == 1 else PRIOR_FRAMES
+
+
 def _with_prior(s, ss, n, prior, weight):
     if not prior:
         return s, ss, n
@@ -89,8 +97,10 @@ def _with_prior(s, ss, n, prior, weight):
     return s + weight * m0, ss + weight * (v0 + m0 ** 2), n + weight
 
 
-def normalise_file(x: np.ndarray, prior: dict | None = None, weight: float = PRIOR_FRAMES) -> np.ndarray:
-    """All windows of one file as one group (inference), its statistics shrunk towards ``prior``."""
+def normalise_file(x: np.ndarray, prior: dict | None = None, weight: float | None = None) -> np.ndarray:
+    """All windows of one file as one group (inference), its statistics shrunk towards ``prior``
+    (``weight``: :func:`prior_weight` by default)."""
+    weight = prior_weight(x) if weight is None else weight
     return standardise(x, *_mean_std(*_with_prior(*frame_stats(x), prior, weight)))
 
 
@@ -99,12 +109,14 @@ class RunningNormaliser:
     included (shrunk towards ``prior``), so a long recording's first minute is normalised as well
     as it can be at that point."""
 
-    def __init__(self, prior: dict | None = None, weight: float = PRIOR_FRAMES):
+    def __init__(self, prior: dict | None = None, weight: float | None = None):
         self.s = self.ss = None
         self.n = 0.0
         self.prior, self.weight = prior, weight
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.weight is None:
+            self.weight = prior_weight(x)
         s, ss, n = frame_stats(x)
         if self.s is None:
             self.s, self.ss = s, ss

@@ -1,0 +1,103 @@
+"""Functionals (one vector of statistics per window) and the linear / mlp models over them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import corpus
+from emotion_keras.config import ConfigError
+from emotion_keras.models.speech import SpeechModelConfig, adapt, build_speech_model
+from emotion_keras.preprocess import functionals, speaker_norm
+from emotion_keras.preprocess.audio import SpeechFeatureConfig, waveform_inputs
+
+SR = 16000
+
+
+def _tone(hz: float, seconds: float = 2.0, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (amp * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def test_one_vector_per_window_whose_statistics_mean_what_they_say():
+    cfg = SpeechFeatureConfig(feature="functionals", n_mfcc=20, n_fft=512)
+    names = functionals.names(cfg.n_mfcc, cfg.n_mels)
+    assert cfg.input_shape == (1, len(names)) == (1, functionals.dim(20, 64))
+    low, _ = waveform_inputs(_tone(300), cfg)
+    high, _ = waveform_inputs(_tone(3000), cfg)
+    quiet, _ = waveform_inputs(_tone(300, amp=0.03), cfg)
+    assert low["features"].shape == (1, *cfg.input_shape) and np.isfinite(low["features"]).all()
+    col = {n: i for i, n in enumerate(names)}
+    f = lambda x, name: float(x["features"][0, 0, col[name]])  # noqa: E731
+    assert f(low, "centroid_mean") < 0.5 < 2.5 < f(high, "centroid_mean")  # kHz
+    assert f(quiet, "rms_db_mean") == pytest.approx(f(low, "rms_db_mean") - 20.0, abs=0.5)
+    assert f(low, "active_fraction") == pytest.approx(1.0)
+    # a clip longer than a window: one vector per window, as for frame features
+    many, spans = waveform_inputs(np.concatenate([_tone(300, 4.0), _tone(3000, 4.0)]), cfg, trim=False)
+    assert many["features"].shape[0] == len(spans) > 2
+
+
+def test_vector_models_standardise_with_training_moments_and_reload_in_safe_mode(tmp_path):
+    from emotion_keras.models import store
+    from emotion_keras.models.io import model_feed
+
+    rng = np.random.default_rng(0)
+    x = {"features": rng.normal(5.0, 2.0, (64, 1, 30)).astype("float32"),
+         "prosody": rng.normal(-3.0, 10.0, (64, 14)).astype("float32")}
+    for arch in ("linear", "mlp"):
+        model = build_speech_model(SpeechModelConfig(architecture=arch, embedding_dim=8, prosody_dim=14,
+                                                     l2=0.01), 3, (1, 30))
+        adapt(model, x)
+        import keras
+
+        std = keras.Model(model.inputs, model.get_layer("join_prosody").output)
+        z = np.asarray(std.predict(model_feed(std, x), verbose=0))
+        assert z.shape == (64, 44) and np.allclose(z.mean(0), 0, atol=1e-3) and np.allclose(z.std(0), 1, atol=1e-2)
+        assert len(model.losses) == (1 if arch == "linear" else 2)  # the L2 penalties
+        p = np.asarray(model.predict(model_feed(model, x), verbose=0))
+        store.save(model, tmp_path / arch, {"task": "speech", "name": arch, "classes": ["a", "b", "c"]})
+        again, _ = store.load(tmp_path / arch)  # safe mode; the adapted moments travel as weights
+        assert np.allclose(np.asarray(again.predict(model_feed(again, x), verbose=0)), p, atol=1e-5)
+
+
+def test_sequence_models_refuse_one_vector_per_window():
+    with pytest.raises(ConfigError, match="'linear' or 'mlp'"):
+        build_speech_model(SpeechModelConfig(architecture="cnn1d"), 3, (1, 300))
+    with pytest.raises(ConfigError, match="feature must be one of logmel, mfcc, functionals"):
+        SpeechFeatureConfig(feature="egemaps")
+
+
+def test_a_single_vector_leans_on_the_prior_by_about_a_minute_of_windows():
+    prior = {"mean": [0.0, 0.0], "var": [1.0, 1.0]}
+    one = np.array([[[3.0, -3.0]]], np.float32)  # one window of one vector
+    out = speaker_norm.normalise_file(one, prior)
+    w = speaker_norm.PRIOR_WINDOWS
+    mean = 3.0 / (w + 1)
+    var = (9.0 + w * 1.0) / (w + 1) - mean ** 2
+    assert out[0, 0, 0] == pytest.approx((3.0 - mean) / np.sqrt(var), rel=1e-4)
+    frames = np.ones((1, 50, 2), np.float32)  # frame features keep the frame weight
+    assert speaker_norm.prior_weight(frames) == speaker_norm.PRIOR_FRAMES
+    assert speaker_norm.prior_weight(one) == speaker_norm.prior_weight(one[:, 0]) == w
+
+
+def test_functionals_and_logistic_regression_train_through_the_cli(shared_data, tmp_path, capsys):
+    """angry vs sad from actors 1-6, scored on held-out actors 7-8, then a clip through the recogniser."""
+    from emotion_keras.cli import main
+    from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
+
+    ravdess = corpus(shared_data, "ravdess_speech")
+    code = main(["speech", "train", "--data", f"ravdess:{ravdess}", "--speakers", "1,2,3,4,5,6,7,8",
+                 "--classes", "angry,sad", "--val-speakers", "7,8",
+                 "--feature-config", json.dumps({"feature": "functionals", "n_mfcc": 13, "n_fft": 512}),
+                 "--model-config", json.dumps({"architecture": "linear", "l2": 0.05, "dropout": 0.0}),
+                 "--epochs", "30", "--batch-size", "16", "--learning-rate", "0.003", "--patience", "0",
+                 "--verbose", "0", "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "model")])
+    assert code == 0
+    card = json.loads((tmp_path / "model" / "card.json").read_text())
+    assert card["inputs"] == {"features": [1, functionals.dim(13, 64)]}
+    assert card["metrics"]["validation"]["accuracy"] >= 0.8, card["metrics"]["validation"]  # chance 0.5
+    clip = next((ravdess / "Actor_08").glob("03-01-05-*"))  # an angry clip of a held-out actor
+    res = SpeechEmotionRecognizer(tmp_path / "model").predict_file(clip)
+    assert set(res["probabilities"]) == {"angry", "sad"}
