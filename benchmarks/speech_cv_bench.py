@@ -34,12 +34,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from emotion_keras.pipelines.speech import FAMILIES  # noqa: E402
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ravdess_speech"
 
 BASE_FEATURES = {"hop_length": 320}
 BASE_MODEL = {"architecture": "cnn1d", "filters": 64}
-FUNCTIONALS = {"feature": "functionals", "n_fft": 512, "hop_length": 160, "n_mfcc": 20}
-LINEAR = {"architecture": "linear", "l2": 0.05, "dropout": 0.0}
+LINEAR, FUNCTIONALS = FAMILIES["linear"]
 LINEAR_TRAIN = {"epochs": 100, "learning_rate": 0.003, "label_smoothing": 0.0, "early_stopping": 0}
 ROWS = {
     "mfcc": ({"feature": "mfcc"}, {}, None),

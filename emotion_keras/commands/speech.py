@@ -34,7 +34,7 @@ from emotion_keras.preprocess.audio import FEATURES, SpeechFeatureConfig
 
 def compare_entries(families: str | None, configs: list[str] | None = None,
                     base_model: dict | None = None) -> list[dict[str, Any]]:
-    """Entries ``{"name", "model", "features"}``: the named families (default all four) plus configs.
+    """Entries ``{"name", "model", "features"}``: the named families (default all of them) plus configs.
 
     A config file (or inline JSON) holds ``{"name", "model": {...}, "features": {...}, "train": {...}}``.
     """
@@ -172,7 +172,7 @@ def register(subparsers) -> None:
     en.set_defaults(func=cmd_ensemble)
 
     cp = sub.add_parser("compare", help="train several model families on the same speaker split; tabulate")
-    cp.add_argument("--families", help="comma-separated: crnn,cnn2d,cnn1d,transformer (default: all)")
+    cp.add_argument("--families", help=f"comma-separated: {','.join(FAMILIES)} (default: all)")
     cp.add_argument("--configs", nargs="+", metavar="JSON", help="entries {name, model, features, train}")
     _add_data_args(cp)
     _add_feature_args(cp)

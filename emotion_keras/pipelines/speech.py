@@ -33,6 +33,9 @@ FAMILIES = {
     "cnn2d": ({"architecture": "cnn2d", "conv_blocks": 4}, {}),
     "cnn1d": ({"architecture": "cnn1d", "filters": 64}, {"feature": "mfcc"}),
     "transformer": ({"architecture": "transformer"}, {}),
+    # logistic regression over per-window statistics (docs/benchmarks/speech_cv.md, rows functionals*)
+    "linear": ({"architecture": "linear", "l2": 0.05, "dropout": 0.0},
+               {"feature": "functionals", "n_fft": 512, "hop_length": 160, "n_mfcc": 20}),
 }
 
 
