@@ -82,22 +82,74 @@ def test_a_single_vector_leans_on_the_prior_by_about_a_minute_of_windows():
     assert speaker_norm.prior_weight(one) == speaker_norm.prior_weight(one[:, 0]) == w
 
 
-def test_functionals_and_logistic_regression_train_through_the_cli(shared_data, tmp_path, capsys):
-    """angry vs sad from actors 1-6, scored on held-out actors 7-8, then a clip through the recogniser."""
+@pytest.fixture(scope="module")
+def trained(shared_data, tmp_path_factory):
+    """Logistic regression on functionals, angry vs sad from actors 1-6, validated on actors 7-8:
+    one model without and one with speaker normalisation."""
     from emotion_keras.cli import main
-    from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
 
     ravdess = corpus(shared_data, "ravdess_speech")
-    code = main(["speech", "train", "--data", f"ravdess:{ravdess}", "--speakers", "1,2,3,4,5,6,7,8",
-                 "--classes", "angry,sad", "--val-speakers", "7,8",
-                 "--feature-config", json.dumps({"feature": "functionals", "n_mfcc": 13, "n_fft": 512}),
-                 "--model-config", json.dumps({"architecture": "linear", "l2": 0.05, "dropout": 0.0}),
-                 "--epochs", "30", "--batch-size", "16", "--learning-rate", "0.003", "--patience", "0",
-                 "--verbose", "0", "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "model")])
-    assert code == 0
-    card = json.loads((tmp_path / "model" / "card.json").read_text())
+    out = tmp_path_factory.mktemp("functionals")
+    for norm in ("none", "speaker"):
+        code = main(["speech", "train", "--data", f"ravdess:{ravdess}", "--speakers", "1,2,3,4,5,6,7,8",
+                     "--classes", "angry,sad", "--val-speakers", "7,8", "--speaker-norm", norm,
+                     "--feature-config", json.dumps({"feature": "functionals", "n_mfcc": 13, "n_fft": 512}),
+                     "--model-config", json.dumps({"architecture": "linear", "l2": 0.05, "dropout": 0.0}),
+                     "--epochs", "30", "--batch-size", "16", "--learning-rate", "0.003", "--patience", "0",
+                     "--verbose", "0", "--run-dir", str(out / f"run-{norm}"), "--out", str(out / norm)])
+        assert code == 0
+    return ravdess, out
+
+
+def test_functionals_and_logistic_regression_learn_on_new_speakers(trained):
+    from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
+
+    ravdess, out = trained
+    card = json.loads((out / "none" / "card.json").read_text())
     assert card["inputs"] == {"features": [1, functionals.dim(13, 64)]}
     assert card["metrics"]["validation"]["accuracy"] >= 0.8, card["metrics"]["validation"]  # chance 0.5
     clip = next((ravdess / "Actor_08").glob("03-01-05-*"))  # an angry clip of a held-out actor
-    res = SpeechEmotionRecognizer(tmp_path / "model").predict_file(clip)
+    res = SpeechEmotionRecognizer(out / "none").predict_file(clip)
     assert set(res["probabilities"]) == {"angry", "sad"}
+
+
+def test_enrolling_a_speaker_normalises_with_their_statistics(trained, tmp_path, capsys):
+    from emotion_keras.cli import main
+    from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
+
+    ravdess, out = trained
+    actor8 = sorted((ravdess / "Actor_08").glob("03-01-0[45]-*"))  # sad and angry, labels unused
+    from emotion_keras.preprocess import audio, speaker_norm
+
+    rec = SpeechEmotionRecognizer(out / "speaker")
+    raw = [audio.waveform_inputs(audio.load_audio(p, 16000), rec.config, p)[0]["features"] for p in actor8]
+    alone = rec.normalise({"features": raw[0]})["features"]  # shrunk towards the typical speaker
+    assert rec.enrol(actor8) == sum(map(len, raw))  # windows heard
+    assert rec.predict_file(actor8[0])["emotion"] in ("angry", "sad")
+    # the enrolled statistics are the speaker's, pooled with the file's own windows
+    pooled = np.concatenate(raw + raw[:1])
+    mean, std = pooled.mean(0), np.maximum(pooled.std(0), speaker_norm.EPS)
+    enrolled = rec.normalise({"features": raw[0]})["features"]
+    assert np.allclose(enrolled, (raw[0] - mean) / std, atol=1e-3)
+    assert not np.allclose(enrolled, alone, atol=0.1)
+
+    assert main(["predict", "--speech-model-dir", str(out / "speaker"), "--enrol", str(ravdess / "Actor_08"),
+                 str(actor8[0]), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "enrolled one speaker: 60 clip(s)" in captured.err  # the whole folder, every emotion
+    assert json.loads(captured.out.strip().splitlines()[-1])["file"] == str(actor8[0])
+    # a model without speaker normalisation refuses, before any file is classified
+    assert main(["predict", "--speech-model-dir", str(out / "none"), "--enrol", str(actor8[0]),
+                 str(actor8[0]), "--json"]) == 2
+    assert "trained without speaker normalisation" in capsys.readouterr().err
+
+
+def test_evaluate_says_how_a_speaker_normalised_model_was_normalised(trained, capsys):
+    from emotion_keras.cli import main
+
+    ravdess, out = trained
+    for extra, says in (([], "enrolment"), (["--per-clip"], "each clip standardised alone")):
+        assert main(["speech", "evaluate", "--model", str(out / "speaker"), "--data", f"ravdess:{ravdess}",
+                     "--speakers", "7,8", "--classes", "angry,sad", "--out", str(out / f"eval{len(extra)}"),
+                     "--json", *extra]) == 0
+        assert says in json.loads(capsys.readouterr().out)["protocol"]

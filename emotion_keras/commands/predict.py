@@ -262,13 +262,30 @@ def register(subparsers) -> None:
                    help="keras (default) or onnx: the model folders' exported model.onnx, run by "
                         "onnxruntime without TensorFlow or JAX (see `emotion-keras export`)")
     p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
+    p.add_argument("--enrol", action="append", metavar="CLIP|DIR",
+                   help="unlabelled clips (files or folders; repeatable) of the one speaker in the audio to "
+                        "classify: a speaker-normalised speech model standardises with their statistics")
     add_balance_arg(p)
     p.set_defaults(func=cmd_predict)
+
+
+def enrol_speaker(recognizers: Recognizers, names: list[str]) -> None:
+    """Enrol the speaker of ``names`` (audio files or folders) on the speech recogniser, before any
+    file is classified: a bad clip or a model that cannot use it stops the command (exit 2)."""
+    from emotion_keras.config import ConfigError
+
+    clips = [p for p in expand_inputs(names) if kind_of(p) == "audio"]
+    if not clips:
+        raise ConfigError(f"--enrol {', '.join(names)}: no audio files")
+    windows = recognizers.get("audio").enrol(clips)
+    print(f"enrolled one speaker: {len(clips)} clip(s), {windows} window(s)", file=sys.stderr)
 
 
 def cmd_predict(args) -> int:
     recognizers = Recognizers(args.model_dir, args.speech_model_dir, args.fusion_model_dir, args.runtime,
                               args.balance)
+    if args.enrol:
+        enrol_speaker(recognizers, args.enrol)
     heatmap_dir = Path(args.heatmap_dir) if args.heatmap_dir else None
     failed = total = 0
     rows = []

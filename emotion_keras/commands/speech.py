@@ -160,6 +160,10 @@ def register(subparsers) -> None:
     ep.add_argument("--out", help="report folder (default: the model directory)")
     add_perturb_arg(ep, "noise, reverb, codec, gain")
     add_balance_arg(ep)
+    ep.add_argument("--per-clip", action="store_true",
+                    help="speaker-normalised models: standardise each clip alone, as `predict` without "
+                         "--enrol does (default: each speaker with their own clips' statistics, as after "
+                         "enrolment)")
     ep.add_argument("--json", action="store_true", help="print the full report as JSON")
     ep.set_defaults(func=cmd_evaluate)
 
@@ -244,7 +248,7 @@ def cmd_evaluate(args) -> int:
 
     report = evaluate_speech(args.model or default_model_dir("speech"), args.data, speakers=args.speakers,
                              out=args.out, progress=not args.json, perturb=perturb_arg(args), seed=args.seed,
-                             balance=args.balance)
+                             balance=args.balance, per_clip=args.per_clip)
     print_evaluation(report, args.json)
     return 0
 

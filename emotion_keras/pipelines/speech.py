@@ -437,9 +437,10 @@ def ensemble_speech(cv_dir: str | Path, out: str | Path, name: str | None = None
 # ---------------------------------------------------------------- evaluation
 
 def corpus_clips(card: dict[str, Any], data: str, speakers: str | None = None,
-                 progress: bool = True) -> tuple[list[Record], WindowSet]:
+                 progress: bool = True, per_clip: bool = False) -> tuple[list[Record], WindowSet]:
     """The clips of ``data`` (optionally some speakers) with the model's classes, and their cached
-    feature windows as the card's preprocessing makes them."""
+    feature windows as the card's preprocessing makes them (speaker normalisation per speaker, or
+    ``per_clip``; see :func:`scoring_windows`)."""
     from emotion_keras.preprocess.preprocessors import SpeechPreprocessor
 
     classes = list(card["classes"])
@@ -452,7 +453,8 @@ def corpus_clips(card: dict[str, Any], data: str, speakers: str | None = None,
               file=sys.stderr)
     if not records:
         raise InputError(data, f"no clips with the model's classes {classes}")
-    ws = scoring_windows(records, config, progress)
+    ws = scoring_windows(records, config, progress, per="clip" if per_clip else "speaker",
+                         prior=card.get("speaker_norm_prior"))
     if len(ws.x) == 0:
         raise InputError(data, "no usable clips")
     return records, ws
@@ -518,10 +520,12 @@ def robustness_speech(net, card: dict[str, Any], ws: WindowSet, kinds: list[str]
 
 def evaluate_speech(model_dir: str | Path, data: str, speakers: str | None = None,
                     out: str | Path | None = None, progress: bool = True, perturb: list[str] | None = None,
-                    seed: int = 0, balance: float | None = None) -> dict[str, Any]:
+                    seed: int = 0, balance: float | None = None, per_clip: bool = False) -> dict[str, Any]:
     """Clip-level metrics, calibration (ECE, reliability) and, with ``perturb``, the robustness table
     of a saved model on ``data`` (optionally some speakers only). Probabilities are calibrated as the
     recogniser does; ``balance`` replaces the card's prior correction (:mod:`emotion_keras.calibration`).
+    A speaker-normalised model standardises each speaker with their own clips (enrolment), or with
+    ``per_clip`` each clip alone, shrunk towards the card's typical speaker, as the recogniser does.
 
     The protocol says whether the evaluated speakers were in the model's training data (from its card).
     """
@@ -533,7 +537,7 @@ def evaluate_speech(model_dir: str | Path, data: str, speakers: str | None = Non
     model_dir = Path(model_dir)
     net, card = store.load(model_dir)
     classes = list(card["classes"])
-    records, ws = corpus_clips(card, data, speakers, progress)
+    records, ws = corpus_clips(card, data, speakers, progress, per_clip)
     raw = window_probabilities(net, ws.inputs())
     calibrate = calibration.Calibration.of(card, balance)
     probs = calibrate(raw)
@@ -550,6 +554,10 @@ def evaluate_speech(model_dir: str | Path, data: str, speakers: str | None = Non
         note = "speaker-independent: none of these speakers were in the training data"
     protocol = (f"{speech_dataset_name(records)} {speaker_word(records)} {speaker_list(evaluated)} "
                 f"({m['n']:,} clips); {note}; clip-level scores")
+    if card.get("preprocessing", {}).get("speaker_norm", "none") != "none":
+        protocol += ("; speaker-normalised model, each clip standardised alone (no enrolment)" if per_clip else
+                     "; speaker-normalised model, each speaker standardised with the statistics of their own "
+                     "clips here (labels unused: enrolment)")
     y = ws.clip_targets(classes)
     report = {"task": "speech", "name": card.get("name"), "model": str(model_dir), "data": str(data),
               "backend": active_backend(), **m, "protocol": protocol, "balance": calibrate.balance,

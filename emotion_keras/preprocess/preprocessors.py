@@ -210,7 +210,8 @@ class SpeechPreprocessor(Preprocessor):
     Trimming, windowing, silence and VAD filtering follow the card's
     :class:`~emotion_keras.preprocess.audio.SpeechFeatureConfig`; models trained with
     ``speaker_norm: speaker`` get per-file standardisation shrunk towards ``speaker_norm_prior``
-    (running statistics when a long file is streamed).
+    (running statistics when a long file is streamed), or, after :meth:`enrol`, towards the enrolled
+    speaker's own statistics.
     """
 
     config_class = SpeechFeatureConfig
@@ -226,6 +227,7 @@ class SpeechPreprocessor(Preprocessor):
         """
         super().__init__(config)
         self.speaker_norm_prior = speaker_norm_prior or None
+        self.speaker = None  # an enrolled speaker's statistics per input (:meth:`enrol`)
         self._basis = None
 
     def get_config(self) -> dict[str, Any]:
@@ -292,11 +294,29 @@ class SpeechPreprocessor(Preprocessor):
 
         if self.config.speaker_norm == "none":
             return inputs
-        prior = self.speaker_norm_prior or {}
+        prior = self.speaker or self.speaker_norm_prior or {}
         if running is not None:
             return {k: running.setdefault(k, speaker_norm.RunningNormaliser(prior.get(k)))(v)
                     for k, v in inputs.items()}
         return {k: speaker_norm.normalise_file(v, prior.get(k)) for k, v in inputs.items()}
+
+    def enrol(self, inputs: list[dict[str, np.ndarray]]) -> int:
+        """Normalise from now on with one speaker's statistics, measured on window inputs of their
+        unlabelled clips (unnormalised, as :func:`~emotion_keras.preprocess.audio.waveform_inputs`
+        gives them), instead of each file's shrunk towards the typical speaker's. Returns the windows.
+
+        Raises ConfigError for a model trained without speaker normalisation (nothing would change).
+        """
+        from emotion_keras.config import ConfigError
+        from emotion_keras.preprocess import speaker_norm
+
+        if self.config.speaker_norm == "none":
+            raise ConfigError("this model was trained without speaker normalisation (its card's "
+                              "speaker_norm is 'none'): enrolling a speaker would change nothing")
+        if not inputs:
+            raise ConfigError("enrolment needs at least one clip of the speaker")
+        self.speaker = {k: speaker_norm.enrolment(np.concatenate([x[k] for x in inputs])) for k in inputs[0]}
+        return int(sum(len(x["features"]) for x in inputs))
 
     def __call__(self, waveform, sr: int | None = None, name: str | Path = "<waveform>",
                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:

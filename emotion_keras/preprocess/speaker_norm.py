@@ -14,12 +14,16 @@ Features are standardised per feature dimension with statistics of one *group* o
   is normalised almost as an average speaker, a long recording almost by itself. Inputs with one
   vector per window (functionals, prosody) weigh the prior as ``PRIOR_WINDOWS`` windows, also about a
   minute of speech. Streams use running statistics with the same prior.
+* after *enrolment* (:func:`enrolment`: some unlabelled clips of the speaker), the speaker's own
+  statistics replace the typical speaker's, weighted by how much of their speech was heard.
 
 Padding frames (all zero, after :func:`emotion_keras.preprocess.audio.window_feature`) are neither
 counted nor changed. Plain numpy: used by training, evaluation and the recogniser alike.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -90,6 +94,15 @@ def prior_weight(x: np.ndarray) -> float:
     return PRIOR_WINDOWS if x.ndim == 2 or x.shape[1] == 1 else PRIOR_FRAMES
 
 
+def enrolment(x: np.ndarray) -> dict[str, Any]:
+    """One speaker's statistics from windows of their unlabelled speech: ``{"mean", "var", "weight"}``,
+    a prior that outweighs the typical speaker's by as much of their speech as was heard (the
+    cross-validation's enrolment setting, for a recogniser)."""
+    s, ss, n = frame_stats(x)
+    mean = s / max(n, 1.0)
+    return {"mean": mean.tolist(), "var": np.maximum(ss / max(n, 1.0) - mean ** 2, 0.0).tolist(), "weight": n}
+
+
 def _with_prior(s, ss, n, prior, weight):
     if not prior:
         return s, ss, n
@@ -99,8 +112,8 @@ def _with_prior(s, ss, n, prior, weight):
 
 def normalise_file(x: np.ndarray, prior: dict | None = None, weight: float | None = None) -> np.ndarray:
     """All windows of one file as one group (inference), its statistics shrunk towards ``prior``
-    (``weight``: :func:`prior_weight` by default)."""
-    weight = prior_weight(x) if weight is None else weight
+    (``weight``: the prior's own, from :func:`enrolment`, else :func:`prior_weight`)."""
+    weight = (prior or {}).get("weight", prior_weight(x)) if weight is None else weight
     return standardise(x, *_mean_std(*_with_prior(*frame_stats(x), prior, weight)))
 
 
@@ -116,7 +129,7 @@ class RunningNormaliser:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.weight is None:
-            self.weight = prior_weight(x)
+            self.weight = (self.prior or {}).get("weight", prior_weight(x))
         s, ss, n = frame_stats(x)
         if self.s is None:
             self.s, self.ss = s, ss

@@ -14,7 +14,8 @@ Result (the CLI's JSON line)::
 Windows without speech (silence, or no voice by the VAD in recordings longer than one window) are
 left out of ``windows`` and of the pooled result. Models whose card says ``speaker_norm: speaker``
 (trained on per-speaker standardised features) get per-file standardisation here, running statistics
-when streaming; models with a ``prosody`` input get prosody measured on the same windows.
+when streaming, or the statistics of one speaker's clips after :meth:`SpeechEmotionRecognizer.enrol`;
+models with a ``prosody`` input get prosody measured on the same windows.
 
 Silence only, no speech anywhere, clips under ``min_seconds`` and undecodable files raise
 :class:`InputError`.
@@ -76,6 +77,21 @@ class SpeechEmotionRecognizer(Recognizer):
     def config(self):
         """The card's :class:`~emotion_keras.preprocess.audio.SpeechFeatureConfig`."""
         return self.preprocessor.config
+
+    def enrol(self, paths) -> int:
+        """Tell the model who is speaking: unlabelled clips of the one speaker whose recordings follow
+        (a minute of speech or more pays). Speaker-normalised models then standardise with that
+        speaker's statistics, the setting of the enrolment rows in ``docs/benchmarks/speech_cv.md``,
+        instead of guessing a voice from each clip. Returns the windows heard.
+
+        Raises InputError naming a clip that cannot be read or holds no speech, ConfigError for a
+        model trained without speaker normalisation.
+        """
+        from emotion_keras.preprocess import audio
+
+        inputs = [audio.waveform_inputs(audio.load_audio(p, self.config.sr), self.config, p,
+                                        self.preprocessor.basis)[0] for p in paths]
+        return self.preprocessor.enrol(inputs)
 
     # ------------------------------------------------------------ model calls
 
