@@ -257,3 +257,16 @@ def test_speech_cpu_space_searches_data_choices(shared_data):
     hp2 = kt.HyperParameters()
     hp2.Fixed("feature", "mfcc")
     assert tuple(hm.build(hp2).inputs[0].shape[1:]) == (149, 120)
+    hp3 = kt.HyperParameters()  # statistics per window: logistic regression, its moments adapted in fit
+    hp3.Fixed("feature", "functionals")
+    hp3.Fixed("speaker_norm", "none")
+    hp3.Fixed("augment_copies", 0)
+    hp3.Fixed("vector_architecture", "linear")
+    model = hm.build(hp3)
+    assert tuple(model.inputs[0].shape[1:]) == (1, 489)
+    hist = hm.fit(hp3, model, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+                  epochs=1, verbose=0)
+    assert "val_uar" in hist.history
+    mean = model.get_layer("standardise").get_weights()[0]
+    assert abs(float(mean.mean())) > 0.1  # adapted to the training windows, not the identity
+    assert hm.describe(hp3)["preprocessing"]["n_fft"] == 512

@@ -100,9 +100,12 @@ class SpeechVariants:
         self._arrays: dict[str, tuple] = {}
 
     def feature_config(self, choice):
+        from emotion_keras.pipelines.speech import FAMILIES
         from emotion_keras.preprocess.audio import SpeechFeatureConfig
 
-        return SpeechFeatureConfig.from_dict({**self.base, "feature": choice["feature"],
+        # functionals take the frame settings of the `linear` family (32 ms frames, 20 MFCC)
+        frames = FAMILIES["linear"][1] if choice["feature"] == "functionals" else {}
+        return SpeechFeatureConfig.from_dict({**self.base, **frames, "feature": choice["feature"],
                                               "speaker_norm": choice["speaker_norm"],
                                               "prosody": choice["prosody"]})
 

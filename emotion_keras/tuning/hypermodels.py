@@ -266,7 +266,7 @@ class SpeechHyperModel(TaskHyperModel):
 
     def data_choice(self, hp) -> dict[str, Any]:
         """The trial's data hyperparameters (cpu space): features, normalisation, prosody, augmentation."""
-        return {"feature": hp.Choice("feature", ["mfcc", "logmel"]),
+        return {"feature": hp.Choice("feature", ["mfcc", "logmel", "functionals"]),
                 "speaker_norm": hp.Choice("speaker_norm", ["speaker", "none"]),
                 "prosody": hp.Choice("prosody", ["none", "praat"]),
                 "copies": hp.Choice("augment_copies", [0, 1])}
@@ -285,9 +285,12 @@ class SpeechHyperModel(TaskHyperModel):
         return out
 
     def fit(self, hp, model, x, y, validation_data=None, **kwargs):
+        from emotion_keras.models.speech import adapt
+
         if self.space == "cpu" and self.variants is not None:
             x, y, x_val, y_val = self.variants.arrays(self.data_choice(hp))
             validation_data = (x_val, y_val)
+        adapt(model, x)  # linear / mlp: the training set's moments
         return super().fit(hp, model, x, y, validation_data=validation_data, **kwargs)
 
     def model_config(self, hp):
@@ -335,10 +338,25 @@ class SpeechHyperModel(TaskHyperModel):
 
     def _cpu_config(self, hp):
         """Fast families only (1D CNN, small Transformer: 5-15x the windows/s of the 2D CNN and
-        CRNN on two cores), their widths, dropout and SpecAugment strength."""
+        CRNN on two cores), their widths, dropout and SpecAugment strength; over functionals,
+        logistic regression or one hidden layer and the L2 strength."""
         from emotion_keras.models.speech import SpeechModelConfig
 
         choice = self.data_choice(hp)
+        prosody_dim = self.variants.prosody_dim(choice) if self.variants is not None else 0
+        if choice["feature"] == "functionals":
+            with hp.conditional_scope("feature", ["functionals"]):
+                arch = hp.Choice("vector_architecture", ["linear", "mlp"])
+                l2 = hp.Choice("l2", [0.01, 0.05, 0.2])
+                dropout = hp.Choice("vector_dropout", [0.0, 0.3])
+            return SpeechModelConfig(architecture=arch, l2=float(l2), dropout=float(dropout), embedding_dim=128,
+                                     prosody_dim=prosody_dim)
+        with hp.conditional_scope("feature", ["mfcc", "logmel"]):
+            return self._sequence_config(hp, prosody_dim)
+
+    def _sequence_config(self, hp, prosody_dim: int):
+        from emotion_keras.models.speech import SpeechModelConfig
+
         arch = hp.Choice("architecture", ["cnn1d", "transformer"])
         with hp.conditional_scope("architecture", ["cnn1d"]):
             filters = hp.Choice("filters", [32, 64, 96])
@@ -354,8 +372,7 @@ class SpeechHyperModel(TaskHyperModel):
                       kernel_size=int(kernel or 3), d_model=int(d_model or 64), heads=4,
                       layers=int(layers or 2), ff_dim=2 * int(d_model or 64), dropout=float(dropout),
                       embedding_dim=int(embedding), augment=strength > 0, time_masks=2, freq_masks=2,
-                      time_width=0.2 * strength, freq_width=0.2 * strength,
-                      prosody_dim=self.variants.prosody_dim(choice) if self.variants is not None else 0)
+                      time_width=0.2 * strength, freq_width=0.2 * strength, prosody_dim=prosody_dim)
         return SpeechModelConfig.from_dict(known_fields(SpeechModelConfig, values))
 
     def build_model(self, config):
