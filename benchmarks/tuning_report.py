@@ -39,7 +39,7 @@ from emotion_keras.results import read_trial  # noqa: E402
 # head on descriptor vectors has no pooling choice; its family is then its layer sizes.
 FAMILY_KEYS = {
     "face": ("backbone", "attention", "geometry"),
-    "speech": ("architecture", "rnn"),
+    "speech": ("architecture", "vector_architecture", "rnn"),  # vector_architecture: over functionals
     "fusion": ("pooling",),
 }
 FALLBACK_KEYS = {"fusion": ("projection", "hidden")}
