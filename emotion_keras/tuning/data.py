@@ -89,8 +89,9 @@ class SpeechVariants:
     normalisation, prosody input, augmented copies), built on first use through the speech
     pipeline's caches (so a resumed search recomputes nothing) and kept for later trials.
 
-    Training windows are normalised per training speaker, validation windows per file, as in
-    ``speech train``; augmented copies come from the cached :mod:`augment_audio` sets.
+    Training windows are normalised per training speaker, each validation speaker with the statistics
+    of their own clips (enrolment), as in ``speech train``; augmented copies come from the cached
+    :mod:`augment_audio` sets.
     """
 
     def __init__(self, train, val, classes, base: dict[str, Any] | None = None, progress: bool = True):
@@ -187,9 +188,9 @@ def load_speech_data(spec: str, fold: int = 4, folds: int = 5, limit: int | None
     hm: dict[str, Any] = {"input_shape": tuple(x_tr.shape[1:])}
     if space == "cpu":
         hm["variants"] = SpeechVariants(train, val, classes, features, progress)
-        protocol += ("; each trial's features, speaker normalisation (statistics of training speakers; "
-                     "validation clips per file), prosody input and augmented copies are its own "
-                     "hyperparameters")
+        protocol += ("; each trial's features, speaker normalisation (each training speaker with their own "
+                     "statistics, each validation speaker with those of their own clips: enrolment), prosody "
+                     "input and augmented copies are its own hyperparameters")
     return TaskData("speech", classes, {"features": x_tr}, y_tr, {"features": x_va}, y_va, protocol,
                     data, config.to_dict(), hm)
 
