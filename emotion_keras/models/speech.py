@@ -187,8 +187,8 @@ def _vector_head(keras, config: SpeechModelConfig, x, inputs: dict, n_classes: i
 def adapt(net, inputs: dict) -> None:
     """Fit a linear / mlp model's standardisation to its training inputs (a no-op for other models):
     exact moments, fixed at inference, unlike batch statistics."""
+    names = {la.name for la in net.layers}
     for layer, key in (("standardise", "features"), ("standardise_prosody", "prosody")):
-        names = {la.name for la in net.layers}
         if layer in names and key in inputs:
             x = np.asarray(inputs[key], np.float32)
             net.get_layer(layer).adapt(x.reshape(len(x), -1))
