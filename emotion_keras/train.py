@@ -321,6 +321,22 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
     }
 
 
+def fit_solved(model, solve, x_val, y_val, classes: list[str], config: TrainConfig,
+               run_dir: str | Path) -> dict[str, Any]:
+    """:func:`fit`'s result for a model whose weights are solved in closed form, not trained (the
+    speech ``lda``): ``solve()`` sets them and returns the class prior it assumed. Nothing to
+    resume or choose: no epochs, no checkpoints; the validation clips are only scored."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    prior = solve()
+    seconds = time.perf_counter() - start
+    probs = model.predict(x_val, batch_size=config.batch_size, verbose=0)
+    return {"history": {}, "epochs_run": 0, "train_seconds": round(seconds, 2),
+            "samples_per_second": None, "validation": metrics(hard_labels(y_val), probs, classes),
+            "train_config": config.to_dict(), "budget": None, "class_prior": [float(v) for v in prior]}
+
+
 def read_history(run_dir: str | Path) -> list[dict[str, float]]:
     """The epochs logged in ``history.csv`` (for the dashboard's training curves)."""
     import csv

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import corpus
 from emotion_keras.config import ConfigError
-from emotion_keras.models.speech import SpeechModelConfig, adapt, build_speech_model
+from emotion_keras.models.speech import SpeechModelConfig, adapt, build_speech_model, fit_lda
 from emotion_keras.preprocess import functionals, speaker_norm
 from emotion_keras.preprocess.audio import SpeechFeatureConfig, waveform_inputs
 
@@ -39,6 +39,57 @@ def test_one_vector_per_window_whose_statistics_mean_what_they_say():
     assert many["features"].shape[0] == len(spans) > 2
 
 
+def test_contour_and_movement_follow_the_waveform():
+    cfg = SpeechFeatureConfig(feature="functionals", n_mfcc=20, n_fft=512, trim_db=0)
+    col = {n: i for i, n in enumerate(functionals.names(cfg.n_mfcc, cfg.n_mels))}
+    t = np.arange(2 * SR) / SR
+    rising = (np.linspace(0.01, 0.5, len(t)) * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+    steady, pulsing = _tone(300), _tone(300) * (0.55 + 0.45 * np.sign(np.sin(2 * np.pi * 4 * t))).astype(np.float32)
+    f = lambda y, name: float(waveform_inputs(y, cfg)[0]["features"][0, 0, col[name]])  # noqa: E731
+    first, middle, last = (f(rising, f"rms_db_{third}") for third in functionals.THIRDS)
+    assert first + 5 < middle < last - 2  # a 34 dB crescendo, in thirds
+    band = int(np.argmax(waveform_inputs(steady, cfg)[0]["features"][0, 0, [col[f"mel{i}_mean"] for i in range(64)]]))
+    assert f(pulsing, f"mel{band}_d1_absmean") > 5 * f(steady, f"mel{band}_d1_absmean")  # 4 Hz bursts move
+    assert f(pulsing, "mfcc0_iqr") > f(steady, "mfcc0_iqr")
+
+
+def test_lda_solves_the_gaussian_posterior_and_reloads(tmp_path):
+    """The solved classifier's softmax is the posterior of Gaussian classes with the pooled covariance
+    (checked against scipy's densities); full shrinkage is the nearest class mean."""
+    import keras
+    from scipy.special import softmax
+    from scipy.stats import multivariate_normal
+
+    from emotion_keras.models import store
+    from emotion_keras.models.io import model_feed
+
+    rng = np.random.default_rng(1)
+    n, d = 300, 6
+    y = rng.integers(0, 3, n)
+    x = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) + 2.0 * np.eye(3, d)[y] * 3.0 + 10.0
+    feed = {"features": x[:, None, :].astype("float32")}
+    model = build_speech_model(SpeechModelConfig(architecture="lda", shrinkage=0.0, dropout=0.3), 3, (1, d))
+    adapt(model, feed)
+    prior = fit_lda(model, feed, y, shrinkage=0.0, balanced=False)
+    assert np.allclose(prior, np.bincount(y) / n)
+    z = np.asarray(keras.Model(model.inputs, model.get_layer("embedding").output).predict(feed, verbose=0), float)
+    means = np.stack([z[y == k].mean(0) for k in range(3)])
+    cov = sum((z[y == k] - means[k]).T @ (z[y == k] - means[k]) for k in range(3)) / (n - 3)
+    log_post = np.stack([multivariate_normal(means[k], cov).logpdf(z) + np.log(prior[k]) for k in range(3)], 1)
+    p = np.asarray(model.predict(model_feed(model, feed), verbose=0))
+    assert np.allclose(p, softmax(log_post, axis=1), atol=1e-3)
+    assert (p.argmax(1) == y).mean() > 0.9
+    fit_lda(model, feed, y, shrinkage=1.0)  # identity covariance, equal priors: the nearest mean
+    nearest = np.argmin(((z[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    assert (np.asarray(model.predict(feed, verbose=0)).argmax(1) == nearest).all()
+    store.save(model, tmp_path / "lda", {"task": "speech", "name": "lda", "classes": ["a", "b", "c"]})
+    again, _ = store.load(tmp_path / "lda")  # safe mode: plain Normalization and Dense layers
+    assert np.allclose(np.asarray(again.predict(feed, verbose=0)), np.asarray(model.predict(feed, verbose=0)),
+                       atol=1e-5)
+    with pytest.raises(ValueError, match="every class"):
+        fit_lda(model, feed, np.zeros(n, int), 0.5)
+
+
 def test_vector_models_standardise_with_training_moments_and_reload_in_safe_mode(tmp_path):
     from emotion_keras.models import store
     from emotion_keras.models.io import model_feed
@@ -63,7 +114,7 @@ def test_vector_models_standardise_with_training_moments_and_reload_in_safe_mode
 
 
 def test_sequence_models_refuse_one_vector_per_window():
-    with pytest.raises(ConfigError, match="'linear' or 'mlp'"):
+    with pytest.raises(ConfigError, match="'linear', 'mlp' or 'lda'"):
         build_speech_model(SpeechModelConfig(architecture="cnn1d"), 3, (1, 300))
     with pytest.raises(ConfigError, match="feature must be one of logmel, mfcc, functionals"):
         SpeechFeatureConfig(feature="egemaps")
@@ -85,18 +136,19 @@ def test_a_single_vector_leans_on_the_prior_by_about_a_minute_of_windows():
 @pytest.fixture(scope="module")
 def trained(shared_data, tmp_path_factory):
     """Logistic regression on functionals, angry vs sad from actors 1-6, validated on actors 7-8:
-    one model without and one with speaker normalisation."""
+    one model without and one with speaker normalisation; and shrinkage LDA with it."""
     from emotion_keras.cli import main
 
     ravdess = corpus(shared_data, "ravdess_speech")
     out = tmp_path_factory.mktemp("functionals")
-    for norm in ("none", "speaker"):
+    for norm, arch in (("none", "linear"), ("speaker", "linear"), ("speaker", "lda")):
         code = main(["speech", "train", "--data", f"ravdess:{ravdess}", "--speakers", "1,2,3,4,5,6,7,8",
                      "--classes", "angry,sad", "--val-speakers", "7,8", "--speaker-norm", norm,
                      "--feature-config", json.dumps({"feature": "functionals", "n_mfcc": 13, "n_fft": 512}),
-                     "--model-config", json.dumps({"architecture": "linear", "l2": 0.05, "dropout": 0.0}),
+                     "--model-config", json.dumps({"architecture": arch, "l2": 0.05, "dropout": 0.0}),
                      "--epochs", "30", "--batch-size", "16", "--learning-rate", "0.003", "--patience", "0",
-                     "--verbose", "0", "--run-dir", str(out / f"run-{norm}"), "--out", str(out / norm)])
+                     "--verbose", "0", "--run-dir", str(out / f"run-{norm}-{arch}"),
+                     "--out", str(out / (norm if arch == "linear" else arch))])
         assert code == 0
     return ravdess, out
 
@@ -111,6 +163,11 @@ def test_functionals_and_logistic_regression_learn_on_new_speakers(trained):
     clip = next((ravdess / "Actor_08").glob("03-01-05-*"))  # an angry clip of a held-out actor
     res = SpeechEmotionRecognizer(out / "none").predict_file(clip)
     assert set(res["probabilities"]) == {"angry", "sad"}
+    lda = json.loads((out / "lda" / "card.json").read_text())  # solved: no epochs, nothing chosen
+    assert lda["training"]["epochs_run"] == 0 and lda["model_config"]["architecture"] == "lda"
+    assert "solved in closed form" in lda["metrics"]["validation"]["protocol"]
+    assert lda["metrics"]["validation"]["accuracy"] >= 0.8, lda["metrics"]["validation"]
+    assert SpeechEmotionRecognizer(out / "lda").predict_file(clip)["emotion"] in ("angry", "sad")
 
 
 def test_enrolling_a_speaker_normalises_with_their_statistics(trained, tmp_path, capsys):

@@ -263,10 +263,23 @@ def test_speech_cpu_space_searches_data_choices(shared_data):
     hp3.Fixed("augment_copies", 0)
     hp3.Fixed("vector_architecture", "linear")
     model = hm.build(hp3)
-    assert tuple(model.inputs[0].shape[1:]) == (1, 489)
+    assert tuple(model.inputs[0].shape[1:]) == (1, 996)
     hist = hm.fit(hp3, model, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
                   epochs=1, verbose=0)
     assert "val_uar" in hist.history
     mean = model.get_layer("standardise").get_weights()[0]
     assert abs(float(mean.mean())) > 0.1  # adapted to the training windows, not the identity
     assert hm.describe(hp3)["preprocessing"]["n_fft"] == 512
+    hp4 = kt.HyperParameters()  # shrinkage LDA: solved, one logged 'epoch', its checkpoint callback run
+    for k, v in (("feature", "functionals"), ("speaker_norm", "none"), ("augment_copies", 0),
+                 ("vector_architecture", "lda"), ("shrinkage", 0.4)):
+        hp4.Fixed(k, v)
+    model = hm.build(hp4)
+    initial = model.get_layer("probabilities").get_weights()[0].copy()
+    seen = []
+    probe = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(dict(logs)))
+    hist = hm.fit(hp4, model, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+                  callbacks=[probe], epochs=1, verbose=0)
+    assert set(hist.history) >= {"val_uar", "val_accuracy"} and len(seen) == 1 and "val_uar" in seen[0]
+    assert hm.last_fit["epochs_run"] == 0 and hm.describe(hp4)["model_config"]["shrinkage"] == 0.4
+    assert not np.allclose(model.get_layer("probabilities").get_weights()[0], initial)  # solved

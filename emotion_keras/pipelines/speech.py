@@ -196,7 +196,7 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
     """
     from emotion_keras import train as trainlib
     from emotion_keras.labels import class_list
-    from emotion_keras.models.speech import adapt, build_speech_model
+    from emotion_keras.models.speech import SOLVED, adapt, build_speech_model, fit_lda
 
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir
@@ -219,12 +219,19 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
     x_tr, x_va = tr.inputs(), va.inputs()
     adapt(net, x_tr)
     last = _LastWeights() if not select_epoch else None
-    result = trainlib.fit(net, x_tr, tr.targets(classes), x_va, va.targets(classes), classes, train, run_dir,
-                          extra_callbacks=[last.callback()] if last else None)
+    if model_cfg.architecture in SOLVED:  # nothing to train or choose: the validation clips only score
+        result = trainlib.fit_solved(net, lambda: fit_lda(net, x_tr, tr.targets(classes), model_cfg.shrinkage,
+                                                          train.class_weights),
+                                     x_va, va.targets(classes), classes, train, run_dir)
+    else:
+        result = trainlib.fit(net, x_tr, tr.targets(classes), x_va, va.targets(classes), classes, train,
+                              run_dir, extra_callbacks=[last.callback()] if last else None)
     if last is not None and last.weights is not None:
         net.set_weights(last.weights)
     probs = net.predict(x_va, batch_size=train.batch_size, verbose=0)
-    if select_epoch:  # fit restores the best epoch by ``train.monitor`` on this same validation set: say so
+    if model_cfg.architecture in SOLVED:
+        protocol = f"{split.protocol}; weights solved in closed form (nothing chosen on these clips)"
+    elif select_epoch:  # fit restores the best epoch by ``train.monitor`` on this same validation set: say so
         protocol = f"{split.protocol}; epoch chosen by {train.monitor} on the validation speakers"
     else:
         protocol = (f"{split.protocol}; fixed schedule of {train.epochs} epochs, last epoch kept "

@@ -399,7 +399,8 @@ def spectral_features(y: np.ndarray, config: SpeechFeatureConfig,
     from emotion_keras.preprocess.functionals import functionals
 
     # dB floored 80 dB under the peak: near-silent frames would dominate the spread of ln(mel)
-    return functionals(power, frames, _db(mel), _mfcc(mel, config.n_mfcc, True), config.sr)[None]
+    db = _db(mel)
+    return functionals(power, frames, db, _mfcc(mel, config.n_mfcc, True), config.sr, _deltas(db))[None]
 
 
 def _normalise(x: np.ndarray, mode: str) -> np.ndarray:
@@ -690,6 +691,10 @@ def speech_features(records: Sequence, config: SpeechFeatureConfig, workers: int
     from emotion_keras.data.records import fingerprint
 
     parts = ["speech-features", FEATURE_VERSION, fingerprint(records), config.cache_dict()]
+    if config.feature == "functionals":  # its own version: a new statistic recomputes only these caches
+        from emotion_keras.preprocess.functionals import VERSION
+
+        parts.append({"functionals": VERSION})
     if augment is not None:
         parts.append({"augment": augment.to_dict()})
     key = cache_key(*parts)

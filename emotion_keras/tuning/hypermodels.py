@@ -285,13 +285,42 @@ class SpeechHyperModel(TaskHyperModel):
         return out
 
     def fit(self, hp, model, x, y, validation_data=None, **kwargs):
-        from emotion_keras.models.speech import adapt
+        from emotion_keras.models.speech import SOLVED, adapt
 
         if self.space == "cpu" and self.variants is not None:
             x, y, x_val, y_val = self.variants.arrays(self.data_choice(hp))
             validation_data = (x_val, y_val)
-        adapt(model, x)  # linear / mlp: the training set's moments
+        adapt(model, x)  # linear / mlp / lda: the training set's moments
+        config = self.model_config(hp.copy())
+        if config.architecture in SOLVED:
+            return self._solve(hp, model, config, x, y, validation_data, kwargs.get("callbacks"))
         return super().fit(hp, model, x, y, validation_data=validation_data, **kwargs)
+
+    def _solve(self, hp, model, config, x, y, validation_data, callbacks):
+        """lda: the weights solved, then one 'epoch' of logs through the tuner's callbacks (its
+        best-model checkpoint among them), so a solved trial is recorded like a trained one."""
+        from emotion_keras.evaluate import metrics
+        from emotion_keras.models.speech import fit_lda
+
+        x, x_val = select_inputs(model, x), select_inputs(model, validation_data[0])
+        y_val = np.asarray(validation_data[1], int)
+        train = self.train_config(hp)
+        start = time.perf_counter()
+        fit_lda(model, x, np.asarray(y, int), config.shrinkage, train.class_weights)
+        seconds = time.perf_counter() - start
+        m = metrics(y_val, model.predict(x_val, batch_size=train.batch_size, verbose=0), self.classes)
+        logs = {"val_accuracy": m["accuracy"], "val_uar": m["uar"], "val_macro_f1": m["macro_f1"]}
+        history = keras.callbacks.History()
+        cbs = keras.callbacks.CallbackList(list(callbacks or []) + [history], model=model)
+        cbs.on_train_begin()
+        cbs.on_epoch_begin(0)
+        cbs.on_epoch_end(0, logs)
+        cbs.on_train_end(logs)
+        self.last_fit = {"seconds": round(seconds, 3), "initial_epoch": 0, "epochs_run": 0, "best_epoch": 0,
+                         "monitor": train.monitor, "best": float(logs.get(train.monitor, m["uar"])),
+                         "history": {k: [float(v)] for k, v in logs.items()},
+                         "parameters": int(model.count_params()), "n_train": _len(x)}
+        return history
 
     def model_config(self, hp):
         from emotion_keras.models.speech import SpeechModelConfig
@@ -339,18 +368,22 @@ class SpeechHyperModel(TaskHyperModel):
     def _cpu_config(self, hp):
         """Fast families only (1D CNN, small Transformer: 5-15x the windows/s of the 2D CNN and
         CRNN on two cores), their widths, dropout and SpecAugment strength; over functionals,
-        logistic regression or one hidden layer and the L2 strength."""
+        logistic regression or one hidden layer and the L2 strength, or shrinkage LDA and its shrinkage."""
         from emotion_keras.models.speech import SpeechModelConfig
 
         choice = self.data_choice(hp)
         prosody_dim = self.variants.prosody_dim(choice) if self.variants is not None else 0
         if choice["feature"] == "functionals":
             with hp.conditional_scope("feature", ["functionals"]):
-                arch = hp.Choice("vector_architecture", ["linear", "mlp"])
-                l2 = hp.Choice("l2", [0.01, 0.05, 0.2])
-                dropout = hp.Choice("vector_dropout", [0.0, 0.3])
-            return SpeechModelConfig(architecture=arch, l2=float(l2), dropout=float(dropout), embedding_dim=128,
-                                     prosody_dim=prosody_dim)
+                arch = hp.Choice("vector_architecture", ["linear", "mlp", "lda"])
+                with hp.conditional_scope("vector_architecture", ["linear", "mlp"]):
+                    l2 = hp.Choice("l2", [0.01, 0.05, 0.2])
+                    dropout = hp.Choice("vector_dropout", [0.0, 0.3])
+                with hp.conditional_scope("vector_architecture", ["lda"]):
+                    shrinkage = hp.Choice("shrinkage", [0.2, 0.4, 0.6, 0.8])
+            return SpeechModelConfig(architecture=arch, l2=float(l2 or 0.0), dropout=float(dropout or 0.0),
+                                     shrinkage=float(shrinkage if shrinkage is not None else 0.6),
+                                     embedding_dim=128, prosody_dim=prosody_dim)
         with hp.conditional_scope("feature", ["mfcc", "logmel"]):
             return self._sequence_config(hp, prosody_dim)
 
