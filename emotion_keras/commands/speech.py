@@ -109,7 +109,7 @@ def _add_feature_args(p):
     g = p.add_argument_group("features")
     g.add_argument("--feature-config", metavar="JSON|FILE", help="SpeechFeatureConfig as JSON or a JSON file")
     g.add_argument("--feature", choices=FEATURES, help="log-mel (default), MFCC+deltas, or functionals "
-                   "(statistics per window, for --architecture linear or mlp)")
+                   "(statistics per window, for --architecture linear, mlp or lda)")
     g.add_argument("--n-mels", type=int, help="mel bands (default 64)")
     g.add_argument("--window-seconds", type=float, help="window length (default 3.0)")
     g.add_argument("--hop-seconds", type=float, help="hop between windows of long clips (default 1.5)")
