@@ -283,3 +283,27 @@ def test_speech_cpu_space_searches_data_choices(shared_data):
     assert set(hist.history) >= {"val_uar", "val_accuracy"} and len(seen) == 1 and "val_uar" in seen[0]
     assert hm.last_fit["epochs_run"] == 0 and hm.describe(hp4)["model_config"]["shrinkage"] == 0.4
     assert not np.allclose(model.get_layer("probabilities").get_weights()[0], initial)  # solved
+
+
+def test_a_solved_trial_exports_solved_again_on_train_and_validation(shared_data, tmp_path):
+    rav = corpus(shared_data, "ravdess_speech")
+    data = search_data.load_speech_data(f"ravdess:{rav}", fold=4, limit=16, progress=False, space="cpu",
+                                        features={"hop_length": 320})
+    hm = tuners.make_hypermodel(data, space="cpu", epochs=1)
+    fixed = kt.HyperParameters()  # one trial, the lda one: the search's own tuner class, its space pinned
+    for k, v in (("feature", "functionals"), ("speaker_norm", "speaker"), ("prosody", "none"),
+                 ("augment_copies", 0), ("vector_architecture", "lda"), ("shrinkage", 0.6)):
+        fixed.Fixed(k, v)
+    tuner = tuners._tuner_classes()["random"](hm, hyperparameters=fixed, max_trials=1,
+                                              objective=kt.Objective("val_uar", direction="max"),
+                                              directory=str(tmp_path), project_name="p")
+    tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=1, verbose=0)
+    run = json.loads(next((tmp_path / "p").glob("trial_*/run.json")).read_text())
+    assert run["status"] == "completed" and run["model_config"]["architecture"] == "lda"
+    card = export.export_best(tuner, data, tmp_path / "out", retrain_on_all=True, verbose=0)
+    assert card["training"]["trained_on"] == "train+validation"
+    assert "solved again on train+validation" in card["metrics"]["search_validation"]["protocol"]
+    assert card["training"]["epochs"] == 0
+    model, _ = store.load(tmp_path / "out")
+    x_tr, y_tr, x_va, y_va = hm.variants.arrays(hm.data_choice(tuner.oracle.get_best_trials(1)[0].hyperparameters))
+    assert (model.predict(export.select_for(model, x_va), verbose=0).argmax(1) == y_va).mean() > 0.5

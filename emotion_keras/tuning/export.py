@@ -18,6 +18,7 @@ from emotion_keras.config import ConfigError, TrainConfig
 from emotion_keras.data.cache import atomic_write_json
 from emotion_keras.models.card import ModelCard
 from emotion_keras.models.io import input_spec
+from emotion_keras.models.speech import SOLVED
 from emotion_keras.tuning.data import TaskData
 from emotion_keras.tuning.tuners import best_trials, device_info, finished_trials, read_run, read_search
 
@@ -58,27 +59,37 @@ def export_best(tuner, data: TaskData, out: str | Path, retrain_on_all: bool = F
     history: dict[str, list[float]] = {}
     trial_scores = (run.get("fit") or {}).get("history") or {}
     t0 = time.perf_counter()
-    if retrain_on_all and best_epochs:
+    solved = described["model_config"].get("architecture") in SOLVED  # speech lda: re-solved, no epochs
+    if retrain_on_all and (best_epochs or solved):
         x_all, y_all = data.train_and_val()
         if hasattr(hm, "train_x"):
             hm.train_x = x_all  # fusion: normalisation adapted on everything it trains on
-        retrain = train_cfg.replace(epochs=int(best_epochs), early_stopping=0)
-        hm.epochs = int(best_epochs)
+        retrain = train_cfg if solved else train_cfg.replace(epochs=int(best_epochs), early_stopping=0)
+        hm.epochs = retrain.epochs
         model = hm.build(hp)
         from emotion_keras.models.io import select_inputs
 
         x_all = select_inputs(model, x_all)
-        trainlib.compile_model(model, retrain, int(np.ceil(len(y_all) / retrain.batch_size)))
-        keras.utils.set_random_seed(retrain.seed)
-        h = trainlib.fit_epochs(model, x_all, y_all, list(data.classes), retrain, verbose=verbose)
-        history = {k: [float(v) for v in vals] for k, vals in h.history.items()}
+        if solved:
+            from emotion_keras.models.speech import adapt, fit_lda
+
+            adapt(model, x_all)
+            fit_lda(model, x_all, np.asarray(y_all, int), described["model_config"]["shrinkage"],
+                    retrain.class_weights)
+            how = "solved again on train+validation"
+        else:
+            trainlib.compile_model(model, retrain, int(np.ceil(len(y_all) / retrain.batch_size)))
+            keras.utils.set_random_seed(retrain.seed)
+            h = trainlib.fit_epochs(model, x_all, y_all, list(data.classes), retrain, verbose=verbose)
+            history = {k: [float(v) for v in vals] for k, vals in h.history.items()}
+            how = f"retrained on train+validation for {best_epochs} epochs"
         trained_on, train_used = "train+validation", retrain
         best_val = _trial_metric_summary(trial, trial_scores)
         metrics_out["search_validation"] = {
             **best_val,
             "protocol": f"{data.protocol}; score of the best of {finished_trials(tuner)} trials on this validation "
-                        f"split, which selected it (optimistic); the exported weights were then retrained "
-                        f"on train+validation for {best_epochs} epochs, so this split is no longer held out"}
+                        f"split, which selected it (optimistic); the exported weights were then {how}, "
+                        "so this split is no longer held out"}
     else:
         if retrain_on_all:
             print("note: the best trial's epoch count is unknown; exporting its checkpoint without "
@@ -107,7 +118,7 @@ def export_best(tuner, data: TaskData, out: str | Path, retrain_on_all: bool = F
         train_config=train_used.to_dict(), data={**data.data, "trained_on": trained_on}, metrics=metrics_out,
         history=history,
         training={"seconds": round(seconds, 2), "trained_on": trained_on,
-                  "epochs": train_used.epochs, "device": dev["device"], "device_name": dev["name"]},
+                  "epochs": 0 if solved else train_used.epochs, "device": dev["device"], "device_name": dev["name"]},
         extra={"augmentation": described.get("augmentation"), "tuning": {
             "tuner": search.get("tuner") or type(tuner).__name__, "objective": search.get("objective"),
             "space": search.get("space") or hm.space, "trials": finished_trials(tuner),
