@@ -227,7 +227,7 @@ def fit_lda(net, inputs: dict, targets: np.ndarray, shrinkage: float, balanced: 
 
 
 def adapt(net, inputs: dict) -> None:
-    """Fit a linear / mlp model's standardisation to its training inputs (a no-op for other models):
+    """Fit a linear / mlp / lda model's standardisation to its training inputs (a no-op for other models):
     exact moments, fixed at inference, unlike batch statistics."""
     names = {la.name for la in net.layers}
     for layer, key in (("standardise", "features"), ("standardise_prosody", "prosody")):
