@@ -210,3 +210,17 @@ def test_evaluate_says_how_a_speaker_normalised_model_was_normalised(trained, ca
                      "--speakers", "7,8", "--classes", "angry,sad", "--out", str(out / f"eval{len(extra)}"),
                      "--json", *extra]) == 0
         assert says in json.loads(capsys.readouterr().out)["protocol"]
+
+
+def test_lda_cross_validation_says_nothing_was_chosen(trained, tmp_path):
+    from emotion_keras.cli import main
+
+    ravdess, _ = trained
+    assert main(["speech", "train", "--data", f"ravdess:{ravdess}", "--speakers", "1,2,3,4,5,6,7,8,9,10",
+                 "--classes", "angry,sad", "--folds", "5", "--speaker-norm", "speaker",
+                 "--feature-config", json.dumps({"feature": "functionals", "n_mfcc": 13, "n_fft": 512}),
+                 "--model-config", json.dumps({"architecture": "lda", "shrinkage": 0.6}),
+                 "--verbose", "0", "--run-dir", str(tmp_path / "cv")]) == 0
+    report = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert "nothing chosen on any fold" in report["protocol"] and len(report["folds"]) == 5
+    assert report["accuracy"]["mean"] >= 0.75, report  # angry vs sad on 2 new actors a fold; chance 0.5

@@ -338,9 +338,14 @@ def crossvalidate_speech(records: list[Record], k: int, features: SpeechFeatureC
                      **{key: round(m[key], 4) for key in ("accuracy", "uar", "macro_f1")}, "n": m["n"],
                      **({"per_file": {key: round(per_file[key], 4) for key in ("accuracy", "uar")}}
                         if per_file else {})})
-    chosen = ("each fold's epoch chosen by {m} on inner validation speakers (the next fold's group, "
-              "out of its training speakers), never on the speakers it reports" if inner else
-              "each fold's epoch chosen by {m} on its held-out speakers").format(m=train.monitor)
+    from emotion_keras.models.speech import SOLVED
+
+    if model.get("architecture") in SOLVED:
+        chosen = "each fold's weights solved in closed form on its training speakers, nothing chosen on any fold"
+    else:
+        chosen = ("each fold's epoch chosen by {m} on inner validation speakers (the next fold's group, "
+                  "out of its training speakers), never on the speakers it reports" if inner else
+                  "each fold's epoch chosen by {m} on its held-out speakers").format(m=train.monitor)
     protocol = (f"{speech_dataset_name(records)} speaker-grouped {k}-fold cross-validation ({speaker_word(records)} "
                 + "; ".join(speaker_list(r["validation_speakers"]) for r in rows)
                 + f" held out in turn; {len(records):,} clips); {chosen}; speaker normalisation "
