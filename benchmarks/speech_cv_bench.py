@@ -70,10 +70,31 @@ ROWS = {
                                      "rnn": "gru", "rnn_units": 64, "attention_units": 64, "dropout": 0.3,
                                      "embedding_dim": 128, "bn_momentum": 0.99}, None),
 }
+# the LDA rows at other shrinkages, and rows that pick one per fold on the inner validation speakers
+SHRINKAGES = (0.2, 0.4, 0.6, 0.8)
+for _base in ("functionals+speaker+lda", "functionals+prosody+speaker+lda"):
+    for _s in SHRINKAGES:
+        if _s != LDA["shrinkage"]:
+            ROWS[f"{_base}@{_s}"] = (ROWS[_base][0], {**LDA, "shrinkage": _s}, None)
+INNER = {f"{b} (shrinkage by inner validation)": [b if s == LDA["shrinkage"] else f"{b}@{s}" for s in SHRINKAGES]
+         for b in ("functionals+speaker+lda", "functionals+prosody+speaker+lda")}
 # rows trained with their own schedule instead of the common one (the shipped card's: 24 epochs, batch 32,
 # no early stopping; the epoch is still chosen by val_uar on the inner validation speakers)
 ROW_TRAIN = {"crnn": {"epochs": 24, "batch_size": 32, "early_stopping": 0},
              **{name: LINEAR_TRAIN for name, (_, model, _) in ROWS.items() if model is LINEAR}}
+
+
+def train_seconds(row_dir: Path) -> float:
+    """A row's folds' training time, also when other processes trained them (``--folds``): the
+    epochs' seconds, or a solved model's solve."""
+    total = 0.0
+    for fold in row_dir.glob("fold*"):
+        if (fold / "history.csv").exists():
+            epochs = csv.DictReader((fold / "history.csv").read_text().splitlines())
+            total += sum(float(e["epoch_seconds"]) for e in epochs)
+        elif (fold / "train_result.json").exists():  # solved (lda): no epochs
+            total += float(json.loads((fold / "train_result.json").read_text())["training"]["seconds"])
+    return round(total, 1)
 
 
 def run_row(name, records, epochs, out_root, backend):
@@ -89,14 +110,7 @@ def run_row(name, records, epochs, out_root, backend):
     t0 = time.perf_counter()
     rep = crossvalidate_speech(records, 5, fcfg, {**BASE_MODEL, **model}, train, out_root / name,
                                progress=False, augment=AudioAugmentConfig.from_dict(aug) if aug else None)
-    epoch_s = 0.0  # the folds' training time, also when they were trained by other processes (--folds)
-    for fold in (out_root / name).glob("fold*"):
-        if (fold / "history.csv").exists():
-            epoch_s += sum(float(e["epoch_seconds"])
-                           for e in csv.DictReader((fold / "history.csv").read_text().splitlines()))
-        elif (fold / "train_result.json").exists():  # solved (lda): no epochs, the solve's seconds
-            epoch_s += float(json.loads((fold / "train_result.json").read_text())["training"]["seconds"])
-    return {"name": name, "features": fcfg.feature, "train_seconds": round(epoch_s, 1),
+    return {"name": name, "features": fcfg.feature, "train_seconds": train_seconds(out_root / name),
             "feature_config": {k: v for k, v in feats.items() if k not in ("feature", "speaker_norm", "prosody")},
             "speaker_norm": fcfg.speaker_norm,
             "prosody": fcfg.prosody, "augmentation": aug or {}, "model": {**BASE_MODEL, **model},
@@ -132,6 +146,42 @@ def train_folds(name, records, epochs, out_root, fold_ids):
         train_speech(inner_split(split, i - 1, folds), fcfg, {**BASE_MODEL, **model}, train, fold_dir,
                      classes=classes, progress=False, augment=AudioAugmentConfig.from_dict(aug) if aug else None,
                      test=split.val, test_protocol=split.protocol)
+
+
+def inner_row(name, out_root, backend, run):
+    """A row that picks, in each fold, the candidate row (``INNER[name]``, trained first with ``run``)
+    whose model scored best (UAR) on that fold's inner validation speakers, and reports the chosen
+    model on the held-out fold: the choice never sees the fold it reports."""
+    import numpy as np
+
+    candidates = INNER[name]
+    for c in candidates:
+        run(c)
+    folds, chosen = [], []
+    for i in range(1, 6):
+        results = [(c, json.loads((out_root / c / f"fold{i}" / "test_result.json").read_text())) for c in candidates]
+        best, d = max(results, key=lambda cr: cr[1]["validation"]["uar"])
+        chosen.append(ROWS[best][1]["shrinkage"])
+        folds.append({"fold": i, **{k: round(d["metrics"][k], 4) for k in ("accuracy", "uar", "macro_f1")},
+                      "n": d["metrics"]["n"], "chosen": best,
+                      **({"per_file": {k: round(d["per_file"][k], 4) for k in ("accuracy", "uar")}}
+                         if d.get("per_file") else {})})
+
+    def summ(vals):
+        return {"mean": round(float(np.mean(vals)), 4), "std": round(float(np.std(vals)), 4)}
+
+    feats, model, _ = ROWS[candidates[0]]
+    row = {"name": name, "features": feats.get("feature"), "speaker_norm": feats.get("speaker_norm", "none"),
+           "prosody": feats.get("prosody", "none"), "augmentation": {},
+           "model": {**model, "shrinkage": "chosen per fold from " + ", ".join(map(str, SHRINKAGES))},
+           **{k: summ([f[k] for f in folds]) for k in ("accuracy", "uar", "macro_f1")}, "folds": folds,
+           "chosen_shrinkage": chosen, "backend": backend,
+           "train_seconds": round(sum(train_seconds(out_root / c) for c in candidates), 1),
+           "protocol": "as above; in each fold the shrinkage is the one whose model scored the best UAR on "
+                       f"the inner validation speakers (chosen: {', '.join(map(str, chosen))})"}
+    if all("per_file" in f for f in folds):
+        row["per_file"] = {k: summ([f["per_file"][k] for f in folds]) for k in ("accuracy", "uar")}
+    return row
 
 
 def card_cv5(row, model_dir):
@@ -288,7 +338,7 @@ def write(out_dir: Path, rows, meta):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA))
-    ap.add_argument("--rows", default=",".join(ROWS) + ",egemaps")
+    ap.add_argument("--rows", default=",".join([*ROWS, *INNER]) + ",egemaps")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--runs", default=str(ROOT / "runs" / "speech" / "cv_bench"))
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"))
@@ -341,6 +391,14 @@ def main(argv=None):
         if name == "egemaps":
             row = egemaps_row(records)
             rows[row["name"]] = mine[row["name"]] = row
+        elif name in INNER:
+            def candidate(c):  # each shrinkage's own row is kept in the table too
+                rows[c] = mine[c] = run_row(c, records, args.epochs, Path(args.runs), keras.backend.backend())
+
+            row = inner_row(name, Path(args.runs), keras.backend.backend(), candidate)
+            rows[name] = mine[name] = row
+            print(f"  accuracy {row['accuracy']}  uar {row['uar']}  shrinkage {row['chosen_shrinkage']}",
+                  file=sys.stderr, flush=True)
         elif args.report_only:
             row = None if name in rows else partial_row(name, Path(args.runs), keras.backend.backend())
             if row is not None:  # finished rows keep their full record
