@@ -76,6 +76,8 @@ for _base in ("functionals+speaker+lda", "functionals+prosody+speaker+lda"):
     for _s in SHRINKAGES:
         if _s != LDA["shrinkage"]:
             ROWS[f"{_base}@{_s}"] = (ROWS[_base][0], {**LDA, "shrinkage": _s}, None)
+for _base in ("functionals+speaker+lda", "functionals+prosody+speaker+lda"):  # the lda default: all, averaged
+    ROWS[f"{_base} (shrinkage ensemble)"] = (ROWS[_base][0], {**LDA, "shrinkage": list(SHRINKAGES)}, None)
 INNER = {f"{b} (shrinkage by inner validation)": [b if s == LDA["shrinkage"] else f"{b}@{s}" for s in SHRINKAGES]
          for b in ("functionals+speaker+lda", "functionals+prosody+speaker+lda")}
 # rows trained with their own schedule instead of the common one (the shipped card's: 24 epochs, batch 32,

@@ -88,6 +88,20 @@ def test_lda_solves_the_gaussian_posterior_and_reloads(tmp_path):
                        atol=1e-5)
     with pytest.raises(ValueError, match="every class"):
         fit_lda(model, feed, np.zeros(n, int), 0.5)
+    # several shrinkages (the default): one solved head each, their posteriors averaged
+    both = build_speech_model(SpeechModelConfig(architecture="lda", shrinkage=(0.0, 1.0)), 3, (1, d))
+    adapt(both, feed)
+    fit_lda(both, feed, y, both_cfg := (0.0, 1.0))
+    singles = []
+    for s in both_cfg:
+        fit_lda(model, feed, y, s)
+        singles.append(np.asarray(model.predict(feed, verbose=0)))
+    assert np.allclose(np.asarray(both.predict(feed, verbose=0)), np.mean(singles, 0), atol=1e-5)
+    assert SpeechModelConfig(architecture="lda").shrinkage == (0.2, 0.4, 0.6, 0.8)
+    with pytest.raises(ValueError, match="no solvable head"):
+        fit_lda(both, feed, y, 0.5)  # a two-head model is not solved with one value
+    with pytest.raises(ConfigError, match="shrinkage"):
+        SpeechModelConfig(architecture="lda", shrinkage=(0.5, 1.5))
 
 
 def test_vector_models_standardise_with_training_moments_and_reload_in_safe_mode(tmp_path):

@@ -281,7 +281,7 @@ def test_speech_cpu_space_searches_data_choices(shared_data):
     hist = hm.fit(hp4, model, data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
                   callbacks=[probe], epochs=1, verbose=0)
     assert set(hist.history) >= {"val_uar", "val_accuracy"} and len(seen) == 1 and "val_uar" in seen[0]
-    assert hm.last_fit["epochs_run"] == 0 and hm.describe(hp4)["model_config"]["shrinkage"] == 0.4
+    assert hm.last_fit["epochs_run"] == 0 and list(hm.describe(hp4)["model_config"]["shrinkage"]) == [0.4]
     assert not np.allclose(model.get_layer("probabilities").get_weights()[0], initial)  # solved
 
 
