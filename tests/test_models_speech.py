@@ -21,7 +21,10 @@ def test_architecture_contract(arch, tmp_path):
 
     model = build_speech_model(SpeechModelConfig(architecture=arch, **TINY), 5, SHAPE)
     assert [t.name.split(":")[0] for t in model.inputs] == ["features"]
-    assert model.layers[-1].name == "probabilities" and model.layers[-2].name == "embedding"
+    assert model.layers[-1].name == "probabilities" and model.get_layer("embedding") is not None
+    # the embedding feeds the classifier directly (the multi-shrinkage lda: through one head per value)
+    heads = [la.name for la in model.layers[model.layers.index(model.get_layer("embedding")) + 1:-1]]
+    assert heads == ([f"lda{i}" for i in range(4)] if arch == "lda" else []), heads
     x = np.random.default_rng(0).standard_normal((3, *SHAPE)).astype("float32")
     p = np.asarray(model({"features": x}, training=False))  # eager: no whole-model compile
     assert p.shape == (3, 5) and np.allclose(p.sum(1), 1, atol=1e-5)
