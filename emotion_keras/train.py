@@ -322,12 +322,13 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
 
 
 def fit_solved(model, solve, x_val, y_val, classes: list[str], config: TrainConfig,
-               run_dir: str | Path) -> dict[str, Any]:
+               run_dir: str | Path | None = None) -> dict[str, Any]:
     """:func:`fit`'s result for a model whose weights are solved in closed form, not trained (the
     speech ``lda``): ``solve()`` sets them and returns the class prior it assumed. Nothing to
-    resume or choose: no epochs, no checkpoints; the validation clips are only scored."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    resume or choose: no epochs, no checkpoints; the validation clips are only scored. ``run_dir``
+    (made if given) is where a training run's files would go, as for :func:`fit`."""
+    if run_dir is not None:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     prior = solve()
     seconds = time.perf_counter() - start

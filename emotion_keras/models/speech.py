@@ -195,14 +195,20 @@ def _vector_head(keras, config: SpeechModelConfig, x, inputs: dict, n_classes: i
         x = L.Dense(config.embedding_dim, activation="relu", name="embedding",
                     kernel_regularizer=keras.regularizers.L2(config.l2) if config.l2 else None)(x)
     if config.architecture in SOLVED and len(config.shrinkage) > 1:  # one solved head per shrinkage
-        heads = [L.Dense(n_classes, activation="softmax", dtype="float32", name=f"lda{i}")(x)
-                 for i in range(len(config.shrinkage))]
+        heads = [L.Dense(n_classes, activation="softmax", dtype="float32", name=head)(x)
+                 for head in lda_heads(len(config.shrinkage))]
         out = L.Average(name="probabilities", dtype="float32")(heads)
         return keras.Model(inputs, out, name=f"speech_{config.architecture}")
     l2 = config.l2 if config.architecture not in SOLVED else 0.0
     out = L.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities",
                   kernel_regularizer=keras.regularizers.L2(l2) if l2 else None)(x)
     return keras.Model(inputs, out, name=f"speech_{config.architecture}")
+
+
+def lda_heads(n: int) -> list[str]:
+    """The solved Dense layers of an ``lda`` model with ``n`` shrinkage values: the output layer
+    itself for one, else one head each (averaged into ``probabilities``)."""
+    return ["probabilities"] if n == 1 else [f"lda{i}" for i in range(n)]
 
 
 def fit_lda(net, inputs: dict, targets: np.ndarray, shrinkage, balanced: bool = True) -> np.ndarray:
@@ -219,11 +225,11 @@ def fit_lda(net, inputs: dict, targets: np.ndarray, shrinkage, balanced: bool = 
     from emotion_keras.models.io import model_feed
 
     values = (shrinkage,) if isinstance(shrinkage, (int, float)) else tuple(shrinkage)
-    built = sum(la.name.startswith("lda") for la in net.layers)  # heads of a multi-shrinkage model
-    if built != (len(values) if len(values) > 1 else 0):
+    heads = lda_heads(len(values))
+    names = {la.name for la in net.layers}
+    if not set(heads) <= names or (len(values) == 1 and lda_heads(2)[0] in names):
         raise ValueError(f"{net.name} has no solvable head(s) for shrinkage {values}: it was built with "
-                         f"{max(built, 1)} value(s)")
-    heads = ["probabilities"] if len(values) == 1 else [f"lda{i}" for i in range(len(values))]
+                         "another number of values")
     embed = keras.Model(net.inputs, net.get_layer("embedding").output)
     z = np.asarray(embed.predict(model_feed(embed, inputs), batch_size=1024, verbose=0), np.float64)
     y = np.asarray(targets).astype(int)

@@ -299,16 +299,15 @@ class SpeechHyperModel(TaskHyperModel):
     def _solve(self, hp, model, config, x, y, validation_data, callbacks):
         """lda: the weights solved, then one 'epoch' of logs through the tuner's callbacks (its
         best-model checkpoint among them), so a solved trial is recorded like a trained one."""
-        from emotion_keras.evaluate import metrics
+        from emotion_keras import train as trainlib
         from emotion_keras.models.speech import fit_lda
 
         x, x_val = select_inputs(model, x), select_inputs(model, validation_data[0])
-        y_val = np.asarray(validation_data[1], int)
         train = self.train_config(hp)
-        start = time.perf_counter()
-        fit_lda(model, x, np.asarray(y, int), config.shrinkage, train.class_weights)
-        seconds = time.perf_counter() - start
-        m = metrics(y_val, model.predict(x_val, batch_size=train.batch_size, verbose=0), self.classes)
+        result = trainlib.fit_solved(model, lambda: fit_lda(model, x, np.asarray(y, int), config.shrinkage,
+                                                            train.class_weights),
+                                     x_val, np.asarray(validation_data[1], int), self.classes, train)
+        m = result["validation"]
         logs = {"val_accuracy": m["accuracy"], "val_uar": m["uar"], "val_macro_f1": m["macro_f1"]}
         history = keras.callbacks.History()
         cbs = keras.callbacks.CallbackList(list(callbacks or []) + [history], model=model)
@@ -316,7 +315,7 @@ class SpeechHyperModel(TaskHyperModel):
         cbs.on_epoch_begin(0)
         cbs.on_epoch_end(0, logs)
         cbs.on_train_end(logs)
-        self.last_fit = {"seconds": round(seconds, 3), "initial_epoch": 0, "epochs_run": 0, "best_epoch": 0,
+        self.last_fit = {"seconds": result["train_seconds"], "initial_epoch": 0, "epochs_run": 0, "best_epoch": 0,
                          "monitor": train.monitor, "best": float(logs.get(train.monitor, m["uar"])),
                          "history": {k: [float(v)] for k, v in logs.items()},
                          "parameters": int(model.count_params()), "n_train": _len(x)}
