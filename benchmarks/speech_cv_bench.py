@@ -72,14 +72,14 @@ ROWS = {
 }
 # the LDA rows at other shrinkages, and rows that pick one per fold on the inner validation speakers
 SHRINKAGES = (0.2, 0.4, 0.6, 0.8)
-for _base in ("functionals+speaker+lda", "functionals+prosody+speaker+lda"):
-    for _s in SHRINKAGES:
-        if _s != LDA["shrinkage"]:
-            ROWS[f"{_base}@{_s}"] = (ROWS[_base][0], {**LDA, "shrinkage": _s}, None)
-for _base in ("functionals+speaker+lda", "functionals+prosody+speaker+lda"):  # the lda default: all, averaged
+LDA_BASES = ("functionals+speaker+lda", "functionals+prosody+speaker+lda")
+INNER = {}
+for _base in LDA_BASES:
+    _at = {v: _base if v == LDA["shrinkage"] else f"{_base}@{v}" for v in SHRINKAGES}
+    ROWS.update({name: (ROWS[_base][0], {**LDA, "shrinkage": v}, None) for v, name in _at.items() if name != _base})
+    # the lda default: every shrinkage, posteriors averaged
     ROWS[f"{_base} (shrinkage ensemble)"] = (ROWS[_base][0], {**LDA, "shrinkage": list(SHRINKAGES)}, None)
-INNER = {f"{b} (shrinkage by inner validation)": [b if s == LDA["shrinkage"] else f"{b}@{s}" for s in SHRINKAGES]
-         for b in ("functionals+speaker+lda", "functionals+prosody+speaker+lda")}
+    INNER[f"{_base} (shrinkage by inner validation)"] = list(_at.values())
 # rows trained with their own schedule instead of the common one (the shipped card's: 24 epochs, batch 32,
 # no early stopping; the epoch is still chosen by val_uar on the inner validation speakers)
 ROW_TRAIN = {"crnn": {"epochs": 24, "batch_size": 32, "early_stopping": 0},
