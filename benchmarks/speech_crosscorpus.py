@@ -35,7 +35,8 @@ def score(model_dirs, records):
         net, card = store.load(d)
         classes = card["classes"]
         cfg = SpeechFeatureConfig.from_dict(card.get("preprocessing") or {})
-        ws = scoring_windows([r for r in records if r.label in classes], cfg, progress=False)
+        ws = scoring_windows([r for r in records if r.label in classes], cfg, progress=False,
+                             prior=card.get("speaker_norm_prior"))
         probs.append(np.asarray(net.predict(model_feed(net, ws.inputs()), batch_size=64, verbose=0)))
     return ws.clip_metrics(np.mean(probs, 0), classes)
 

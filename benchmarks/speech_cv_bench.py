@@ -6,8 +6,10 @@ Protocol (every row): RAVDESS actors 1-20, 1,200 clips, 8 classes; 5 folds over 
 validation set (epoch choice by val_uar, early stopping) and the remaining 12 actors train; with
 speaker normalisation each training speaker is standardised with their own statistics, and each
 inner-validation or held-out speaker with the statistics of their own clips (labels unused: the
-enrolment setting); the "per file" columns score the same models with each held-out clip normalised
-by its own statistics only (one clip of an unknown speaker). Clip-level accuracy, UAR and macro-F1,
+enrolment setting), always by the speaker's own mean and their variance shrunk towards the typical
+training speaker's (``speaker_norm.group_stats``; rows measured from 2026-12-04 on); the "per file"
+columns score the same models with each held-out clip normalised by its own statistics, shrunk
+towards the typical speaker's (one clip of an unknown speaker). Clip-level accuracy, UAR and macro-F1,
 mean ± std over the 5 folds. The same folds, order and seed for every row.
 
 Rows: MFCC+deltas and log-mel, speaker normalisation on/off, waveform augmentation (audiomentations:
@@ -118,7 +120,7 @@ def run_row(name, records, epochs, out_root, backend):
             "prosody": fcfg.prosody, "augmentation": aug or {}, "model": {**BASE_MODEL, **model},
             "accuracy": rep["accuracy"], "uar": rep["uar"], "macro_f1": rep["macro_f1"],
             "folds": rep["folds"], "protocol": rep["protocol"], "per_file": rep.get("per_file"),
-            "seconds": round(time.perf_counter() - t0, 1),
+            "seconds": round(time.perf_counter() - t0, 1), "measured": time.strftime("%Y-%m-%d"),
             "backend": backend, **({"train": ROW_TRAIN[name]} if name in ROW_TRAIN else {})}
 
 
@@ -177,7 +179,7 @@ def inner_row(name, out_root, backend, run):
            "prosody": feats.get("prosody", "none"), "augmentation": {},
            "model": {**model, "shrinkage": "chosen per fold from " + ", ".join(map(str, SHRINKAGES))},
            **{k: summ([f[k] for f in folds]) for k in ("accuracy", "uar", "macro_f1")}, "folds": folds,
-           "chosen_shrinkage": chosen, "backend": backend,
+           "chosen_shrinkage": chosen, "backend": backend, "measured": time.strftime("%Y-%m-%d"),
            "train_seconds": round(sum(train_seconds(out_root / c) for c in candidates), 1),
            "protocol": "as above; in each fold the shrinkage is the one whose model scored the best UAR on "
                        f"the inner validation speakers (chosen: {', '.join(map(str, chosen))})"}
@@ -309,7 +311,7 @@ def write(out_dir: Path, rows, meta):
               ""]
     lines += [
              "| row | features | speaker norm | waveform augmentation | prosody input | accuracy | UAR | "
-             "macro-F1 | per file: accuracy | per file: UAR | time (backend) |",
+             "macro-F1 | per file: accuracy | per file: UAR | time (backend, measured) |",
              "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "skipped" in r:
@@ -320,7 +322,7 @@ def write(out_dir: Path, rows, meta):
         lines.append(f"| {r['name']} | {r.get('features', '')} | {r.get('speaker_norm', '')} | {aug} | "
                      f"{r.get('prosody', '')} | {f('accuracy')} | {f('uar')} | {f('macro_f1')} | "
                      f"{pf(r, 'accuracy')} | {pf(r, 'uar')} | {r.get('train_seconds', r.get('seconds', ''))} s "
-                     f"({r.get('backend', '')}) |")
+                     f"({r.get('backend', '')}{', ' + r['measured'] if r.get('measured') else ''}) |")
     scored = [r for r in rows if "skipped" not in r and "(partial" not in r["name"] and "accuracy" in r]
     if scored:
         best = max(scored, key=lambda r: r["accuracy"]["mean"])

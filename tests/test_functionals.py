@@ -197,11 +197,17 @@ def test_enrolling_a_speaker_normalises_with_their_statistics(trained, tmp_path,
     alone = rec.normalise({"features": raw[0]})["features"]  # shrunk towards the typical speaker
     assert rec.enrol(actor8) == sum(map(len, raw))  # windows heard
     assert rec.predict_file(actor8[0])["emotion"] in ("angry", "sad")
-    # the enrolled statistics are the speaker's, pooled with the file's own windows
-    pooled = np.concatenate(raw + raw[:1])
-    mean, std = pooled.mean(0), np.maximum(pooled.std(0), speaker_norm.EPS)
+    # the enrolled statistics are the speaker's mean and their variance shrunk towards the typical
+    # speaker's (PRIOR_WINDOWS windows of it), pooled with the file's own windows
+    speaker, file = np.concatenate(raw).astype(np.float64), raw[0].astype(np.float64)
+    n, w = len(speaker), speaker_norm.PRIOR_WINDOWS
+    typical_var = np.asarray(rec.preprocessor.speaker_norm_prior["features"]["var"])
+    m_s = speaker.mean(0)
+    v_s = (n * speaker.var(0) + w * typical_var) / (n + w)
+    mean = (file.sum(0) + n * m_s) / (len(file) + n)
+    std = np.sqrt((np.square(file).sum(0) + n * (v_s + m_s ** 2)) / (len(file) + n) - mean ** 2)
     enrolled = rec.normalise({"features": raw[0]})["features"]
-    assert np.allclose(enrolled, (raw[0] - mean) / std, atol=1e-3)
+    assert np.allclose(enrolled, (file - mean) / np.maximum(std, speaker_norm.EPS), atol=1e-3)
     assert not np.allclose(enrolled, alone, atol=0.1)
 
     assert main(["predict", "--speech-model-dir", str(out / "speaker"), "--enrol", str(ravdess / "Actor_08"),
@@ -234,7 +240,32 @@ def test_lda_cross_validation_says_nothing_was_chosen(trained, tmp_path):
                  "--classes", "angry,sad", "--folds", "5", "--speaker-norm", "speaker",
                  "--feature-config", json.dumps({"feature": "functionals", "n_mfcc": 13, "n_fft": 512}),
                  "--model-config", json.dumps({"architecture": "lda", "shrinkage": 0.6}),
-                 "--verbose", "0", "--run-dir", str(tmp_path / "cv")]) == 0
+                 "--verbose", "0", "--run-dir", str(tmp_path / "cv"), "--out", str(tmp_path / "all")]) == 0
     report = json.loads((tmp_path / "cv" / "cv.json").read_text())
     assert "nothing chosen on any fold" in report["protocol"] and len(report["folds"]) == 5
     assert report["accuracy"]["mean"] >= 0.75, report  # angry vs sad on 2 new actors a fold; chance 0.5
+
+    # --out: one model solved on all 10 actors, the 5-fold figure and an out-of-fold temperature on its card
+    from emotion_keras.models import store
+    from emotion_keras.models.speech import SpeechModelConfig, adapt, build_speech_model, fit_lda
+    from emotion_keras.pipelines.speech import training_windows
+    from emotion_keras.pipelines.splits import read_speech_records
+    from emotion_keras.preprocess.audio import SpeechFeatureConfig
+
+    net, card = store.load(tmp_path / "all")
+    assert card["data"]["train_speakers"] == [f"{i:02d}" for i in range(1, 11)] and card["data"]["train_clips"] == 160
+    assert card["metrics"]["cv5"]["accuracy"] == report["accuracy"]["mean"] and "per_file" in card["metrics"]["cv5"]
+    assert card["calibration"]["n"] == 160 and "out-of-fold" in card["calibration"]["fitted_on"]
+    cfg = SpeechFeatureConfig.from_dict(card["preprocessing"])
+    records = read_speech_records(f"ravdess:{ravdess}", ["angry", "sad"], limit_speakers="1,2,3,4,5,6,7,8,9,10")
+    ws, prior = training_windows(records, cfg, progress=False)
+    assert card["speaker_norm_prior"] == prior
+    twin = build_speech_model(SpeechModelConfig.from_dict(card["model_config"]), card["classes"], cfg.input_shape)
+    adapt(twin, ws.inputs())
+    fit_lda(twin, ws.inputs(), ws.targets(card["classes"]), 0.6)
+    np.testing.assert_allclose(net.predict(ws.inputs(), verbose=0), twin.predict(ws.inputs(), verbose=0), atol=1e-4)
+    # a trained architecture has no epoch to refit with: refused before any fold runs
+    code = main(["speech", "train", "--data", f"ravdess:{ravdess}", "--speakers", "1,2,3", "--classes", "angry,sad",
+                 "--folds", "3", "--architecture", "crnn", "--run-dir", str(tmp_path / "crnn"),
+                 "--out", str(tmp_path / "crnn-all")])
+    assert code == 2 and not (tmp_path / "crnn").exists()

@@ -76,3 +76,23 @@ def test_prior_shrinks_short_files_towards_the_typical_speaker():
     assert abs(long.mean()) < 0.2
     run = sn.RunningNormaliser(prior)
     assert np.allclose(run(clip), short, atol=1e-5)
+
+
+def test_a_few_clips_keep_their_mean_but_borrow_the_typical_speakers_variance():
+    """Enrolment from a handful of vectors: the speaker's own offset is kept, their variance is
+    pulled towards the typical speaker's in proportion to how little was heard."""
+    rng = np.random.default_rng(4)
+    prior = {"mean": [0.0] * 5, "var": [4.0] * 5}
+    few = rng.normal(10.0, 1.0, size=(4, 5))  # 4 vectors of a speaker with a large offset, unit spread
+    mean, std = sn.group_stats(few, prior)
+    assert np.allclose(mean, few.mean(0), atol=1e-5)  # the offset is the speaker's, not shrunk
+    w = sn.PRIOR_WINDOWS
+    expected = np.sqrt((4 * few.var(0) + w * 4.0) / (4 + w))
+    assert np.allclose(std, expected, atol=1e-4) and np.all(std > 1.5)  # mostly the prior's 2.0
+    many = rng.normal(10.0, 1.0, size=(4000, 5))
+    assert np.allclose(sn.group_stats(many, prior)[1], 1.0, atol=0.05)  # a long enrolment: its own
+    assert np.allclose(sn.group_stats(few)[1], few.std(0), atol=1e-5)  # no prior: no shrinkage
+    out = sn.normalise_groups(np.concatenate([few, many]), ["a"] * 4 + ["b"] * 4000, prior)
+    assert np.allclose(out[:4].mean(0), 0, atol=1e-5) and np.all(out[:4].std(0) < 0.8)
+    enrolled = sn.enrolment(few, prior)
+    assert enrolled["weight"] == 4 and np.allclose(np.sqrt(enrolled["var"]), expected, atol=1e-4)

@@ -85,13 +85,14 @@ def add_balance_arg(p) -> None:
                         "1 assumes equal class frequencies (default: the model card's)")
 
 
-def add_run_args(p, task: str) -> None:
-    """``train``'s run arguments: name, run directory (resume), output folder, ``--force``."""
+def add_run_args(p, task: str, out_note: str = "") -> None:
+    """``train``'s run arguments: name, run directory (resume), output folder (``out_note``: what else
+    it means for this task), ``--force``."""
     p.add_argument("--name", help="model name (default: the run directory's name)")
     p.add_argument("--run-dir", help=f"checkpoints, history and resume state (default runs/{task}/<name>); "
                                      "rerun the same command to resume after a kill")
     p.add_argument("--out", help="where to save model.keras + card.json (default: the run directory), "
-                                 f"e.g. saved_models/{task}")
+                                 f"e.g. saved_models/{task}{out_note}")
     p.add_argument("--force", action="store_true", help="retrain even if the run directory holds a finished run")
 
 

@@ -25,7 +25,7 @@ from emotion_keras.commands.common import (add_balance_arg, add_perturb_arg, add
 from emotion_keras.config import ConfigError
 from emotion_keras.data.cache import cache_key
 from emotion_keras.pipelines.speech import (FAMILIES, compare_speech, crossvalidate_speech, ensemble_speech,
-                                            evaluate_speech, preprocess_speech, train_speech)
+                                            evaluate_speech, preprocess_speech, refit_speech, train_speech)
 from emotion_keras.pipelines.splits import Split, load_speech_split, read_speech_records
 from emotion_keras.preprocess.audio import FEATURES, SpeechFeatureConfig
 
@@ -151,7 +151,8 @@ def register(subparsers) -> None:
                     help="N augmented copies per training clip (speed, pitch, noise, reverb, gain; cached)")
     tp.add_argument("--no-inner", action="store_true",
                     help="with --folds: choose epochs on the reported fold (older, optimistic protocol)")
-    add_run_args(tp, "speech")
+    add_run_args(tp, "speech", "; with --folds (lda only): after the folds, one model solved on all their "
+                               "speakers, the card carrying the cross-validation figure")
     tp.set_defaults(func=cmd_train)
 
     ep = sub.add_parser("evaluate", help="clip-level accuracy, UAR, macro-F1 and confusion of a saved model")
@@ -221,6 +222,13 @@ def cmd_train(args) -> int:
     model = model_config_dict_from_args(args)
     classes = classes_arg(args)
     if args.folds:
+        from emotion_keras.models.speech import SOLVED
+
+        if args.out and model.get("architecture") not in SOLVED:  # before hours of folds, not after
+            raise ConfigError(f"--out with --folds saves one model solved on all speakers, which only the "
+                              f"{', '.join(SOLVED)} architecture allows (nothing chosen per fold); for "
+                              f"{model.get('architecture', 'crnn')!r} run the folds, then `speech ensemble "
+                              "--cv-dir RUN_DIR --out DIR`")
         records = read_speech_records(args.data, classes, not args.no_calm, args.speakers)
         run_dir = _default_run_dir(args, (args.data, args.folds, features.to_dict(), model, train.to_dict(),
                                           args.augment_copies, args.no_inner))
@@ -231,6 +239,12 @@ def cmd_train(args) -> int:
               f"{report['accuracy']['std']:.3f}  UAR {report['uar']['mean']:.3f} ± {report['uar']['std']:.3f}"
               f"  macro-F1 {report['macro_f1']['mean']:.3f} ± {report['macro_f1']['std']:.3f}\n"
               f"report: {run_dir / 'cv.json'}")
+        if args.out:
+            res = refit_speech(run_dir, args.out, name=args.name)
+            card = res["card"]
+            print(f"saved {res['out']}: solved on all {len(card['data']['train_speakers'])} speakers "
+                  f"({card['data']['train_clips']:,} clips); the card carries the {args.folds}-fold figure; "
+                  f"temperature {card['calibration']['temperature']:.3g} fitted out of fold")
         return 0
     split = _split_from_args(args)
     run_dir = _default_run_dir(args, (split.protocol, features.to_dict(), model, train.to_dict()))

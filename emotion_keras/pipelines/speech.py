@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,9 @@ class WindowSet:
 
     def normalised(self, mode: str, per: str, prior: dict | None = None) -> WindowSet:
         """Speaker normalisation (``mode`` 'speaker') with statistics per ``per``: 'speaker' (each
-        speaker's own) or 'clip' (one file's, shrunk towards ``prior`` as the recogniser does);
-        'none' returns the set unchanged."""
+        speaker's own mean, their variance shrunk towards ``prior``'s) or 'clip' (one file's mean and
+        variance, both shrunk towards ``prior`` as the recogniser does); 'none' returns the set
+        unchanged. ``prior``: :meth:`speaker_prior` of the training speakers (None: no shrinkage)."""
         from emotion_keras.preprocess.speaker_norm import normalise_file, normalise_groups
 
         if mode == "none" or len(self.clip) == 0:
@@ -100,8 +102,10 @@ class WindowSet:
             groups = np.asarray([str(self.records[i].subject) for i in self.clip])
         else:
             groups = self.clip
-        return WindowSet(normalise_groups(self.x, groups), self.clip, self.records, self.failed,
-                         None if self.prosody is None else normalise_groups(self.prosody, groups))
+        prior = prior or {}
+        return WindowSet(normalise_groups(self.x, groups, prior.get("features")), self.clip, self.records,
+                         self.failed, None if self.prosody is None else
+                         normalise_groups(self.prosody, groups, prior.get("prosody")))
 
     def clip_labels(self) -> list[str]:
         return [r.label for r in self.records]
@@ -142,12 +146,15 @@ def window_set(records: list[Record], config: SpeechFeatureConfig, progress: boo
 
 
 def training_windows(records: list[Record], config: SpeechFeatureConfig, augment=None,
-                     progress: bool = True) -> WindowSet:
-    """Training windows: the clips, their augmented copies (cached), speaker-normalised per speaker."""
+                     progress: bool = True) -> tuple[WindowSet, dict | None]:
+    """Training windows (the clips and their cached augmented copies), speaker-normalised per speaker,
+    and the typical training speaker (:meth:`WindowSet.speaker_prior` of the clips, None without
+    speaker normalisation) that scoring shrinks statistics towards."""
     ws = window_set(records, config, progress)
+    prior = ws.speaker_prior() if config.speaker_norm != "none" and len(ws.x) else None
     if augment is not None and augment.copies > 0:
         ws = ws.concat(window_set(records, config, progress, augment=augment))
-    return ws.normalised(config.speaker_norm, "speaker")
+    return ws.normalised(config.speaker_norm, "speaker", prior), prior
 
 
 def scoring_windows(records: list[Record], config: SpeechFeatureConfig, progress: bool = True,
@@ -200,9 +207,8 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
 
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir
-    tr = training_windows(split.train, features, augment, progress)
-    va = scoring_windows(split.val, features, progress)
-    prior = window_set(split.train, features, False).speaker_prior() if features.speaker_norm != "none" else None
+    tr, prior = training_windows(split.train, features, augment, progress)
+    va = scoring_windows(split.val, features, progress, prior=prior)
     if len(tr.x) == 0 or len(va.x) == 0:
         raise InputError(split.data.get("spec", "?"),
                          f"no usable clips ({len(tr.x)} train windows, {len(va.x)} validation windows)")
@@ -239,7 +245,7 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
     val_metrics = {**va.clip_metrics(probs, classes), "protocol": protocol}
     all_metrics = {"validation": val_metrics}
     if test:
-        te = scoring_windows(test, features, progress).keep(classes)
+        te = scoring_windows(test, features, progress, prior=prior).keep(classes)
         te_probs = net.predict(te.inputs(), batch_size=train.batch_size, verbose=0)
         all_metrics["test"] = {**te.clip_metrics(te_probs, classes),
                                "protocol": test_protocol or "held-out test clips; nothing chosen on them"}
@@ -349,8 +355,9 @@ def crossvalidate_speech(records: list[Record], k: int, features: SpeechFeatureC
     protocol = (f"{speech_dataset_name(records)} speaker-grouped {k}-fold cross-validation ({speaker_word(records)} "
                 + "; ".join(speaker_list(r["validation_speakers"]) for r in rows)
                 + f" held out in turn; {len(records):,} clips); {chosen}; speaker normalisation "
-                f"{features.speaker_norm!r} (training speakers with their own statistics; inner-validation "
-                "and held-out speakers each with the statistics of their own unlabelled clips); "
+                f"{features.speaker_norm!r} (every speaker standardised by their own mean and their variance "
+                "shrunk towards the typical training speaker's: training speakers on their training clips, "
+                "inner-validation and held-out speakers on their own unlabelled clips); "
                 "clip-level scores, mean ± std over folds")
     report = {"task": "speech", "protocol": protocol, "classes": classes, "spec": spec,
               **{key: _summary([r[key] for r in rows]) for key in ("accuracy", "uar", "macro_f1")},
@@ -370,6 +377,69 @@ def crossvalidate_speech(records: list[Record], k: int, features: SpeechFeatureC
     return report
 
 
+def _finished_cv(cv_dir: Path) -> tuple[dict[str, Any], list, list[dict[str, Any]]]:
+    """A finished :func:`crossvalidate_speech`: its ``cv.json`` and its fold models with their cards."""
+    from emotion_keras.models import store
+
+    if not (cv_dir / "cv.json").exists():
+        raise InputError(str(cv_dir), "no cv.json here: run `speech train --folds K` to the end first")
+    cv = json.loads((cv_dir / "cv.json").read_text())
+    members, cards = [], []
+    for row in cv["folds"]:
+        fold_dir = cv_dir / f"fold{row['fold']}"
+        net, card = store.load(fold_dir)
+        if cards and (card["classes"], card["preprocessing"]) != (cards[0]["classes"], cards[0]["preprocessing"]):
+            raise ConfigError(f"{fold_dir}: classes or preprocessing differ from {cv_dir / 'fold1'}'s")
+        members.append(net)
+        cards.append(card)
+    return cv, members, cards
+
+
+def _out_of_fold(cv: dict[str, Any], members: list, cards: list[dict[str, Any]], data: str,
+                 progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Window probabilities, clip targets and clip groups of every fold's held-out clips, each
+    scored by the one fold model that never trained or chose an epoch on its speaker."""
+    classes = list(cards[0]["classes"])
+    raw, ys, groups, offset = [], [], [], 0
+    for row, net, card in zip(cv["folds"], members, cards):
+        _, ws = corpus_clips(card, data, ",".join(row["validation_speakers"]), progress)
+        raw.append(window_probabilities(net, ws.inputs()))
+        ys.append(ws.clip_targets(classes))
+        groups.append(np.unique(ws.clip, return_inverse=True)[1] + offset)
+        offset += len(ys[-1])
+    return np.concatenate(raw), np.concatenate(ys), np.concatenate(groups)
+
+
+def _cv_card_parts(cv: dict[str, Any], cards: list[dict[str, Any]], data: str | None, what: str) -> dict:
+    """What an ensemble's and a refit's cards share: the corpus, the cross-validation figure
+    (``metrics.cv5``, its protocol ending with ``what`` the saved model is) and the out-of-fold
+    clips that fit its temperature. Returns ``{"data", "cv5", "classes", "first", "spec"}``."""
+    first = cards[0]
+    spec = data or cv.get("spec") or first["data"].get("spec")
+    if not spec:
+        raise ConfigError("the folds name no corpus; pass --data SPEC")
+    speakers = sorted({s for c in cards for s in c["data"].get("train_speakers", [])
+                       + c["data"].get("validation_speakers", [])}, key=lambda v: (len(v), v))
+    cv5 = {**{m: cv[m]["mean"] for m in ("accuracy", "uar", "macro_f1")},
+           **{f"{m}_std": cv[m]["std"] for m in ("accuracy", "uar", "macro_f1")},
+           "folds": cv["folds"], "n": sum(f["n"] for f in cv["folds"]),
+           "protocol": f"{cv['protocol']}; {what}"}
+    if "per_file" in cv:
+        cv5["per_file"] = cv["per_file"]
+    data_entry = {**{key: first["data"][key] for key in ("corpus", "licence") if key in first["data"]},
+                  "spec": spec, "train_speakers": speakers, "validation_speakers": []}
+    return {"data": data_entry, "cv5": cv5, "classes": list(first["classes"]), "first": first, "spec": spec}
+
+
+def _oof_calibration(cv: dict[str, Any], members, cards, spec: str, progress: bool) -> dict[str, Any]:
+    from emotion_keras.pipelines.common import calibration_fields
+
+    raw, ys, groups = _out_of_fold(cv, members, cards, spec, progress)
+    return calibration_fields(
+        f"{cv['protocol'].split(' (')[0]}: the out-of-fold clips ({len(ys):,}), each scored by the fold "
+        "model that never saw its speaker", raw, ys, groups)
+
+
 def ensemble_speech(cv_dir: str | Path, out: str | Path, name: str | None = None, data: str | None = None,
                     progress: bool = True) -> dict[str, Any]:
     """The fold models of a finished :func:`crossvalidate_speech` as one saved model averaging them
@@ -384,49 +454,19 @@ def ensemble_speech(cv_dir: str | Path, out: str | Path, name: str | None = None
     from emotion_keras.calibration import class_prior
     from emotion_keras.models import store
     from emotion_keras.models.ensemble import build_ensemble
-    from emotion_keras.pipelines.common import calibration_fields
 
     cv_dir, out = Path(cv_dir), Path(out)
-    if not (cv_dir / "cv.json").exists():
-        raise InputError(str(cv_dir), "no cv.json here: run `speech train --folds K` to the end first")
-    cv = json.loads((cv_dir / "cv.json").read_text())
-    members, cards = [], []
-    for row in cv["folds"]:
-        fold_dir = cv_dir / f"fold{row['fold']}"
-        net, card = store.load(fold_dir)
-        if cards and (card["classes"], card["preprocessing"]) != (cards[0]["classes"], cards[0]["preprocessing"]):
-            raise ConfigError(f"{fold_dir}: classes or preprocessing differ from {cv_dir / 'fold1'}'s")
-        members.append(net)
-        cards.append(card)
-    first, classes = cards[0], list(cards[0]["classes"])
-    data = data or cv.get("spec") or first["data"].get("spec")
-    if not data:
-        raise ConfigError(f"{cv_dir}: the folds name no corpus; pass --data SPEC")
-    raw, ys, groups, offset = [], [], [], 0
-    for row, net, card in zip(cv["folds"], members, cards):  # out-of-fold: each member on its held-out fold
-        _, ws = corpus_clips(card, data, ",".join(row["validation_speakers"]), progress)
-        raw.append(window_probabilities(net, ws.inputs()))
-        ys.append(ws.clip_targets(classes))
-        groups.append(np.unique(ws.clip, return_inverse=True)[1] + offset)
-        offset += len(ys[-1])
-    raw, ys, groups = np.concatenate(raw), np.concatenate(ys), np.concatenate(groups)
+    cv, members, cards = _finished_cv(cv_dir)
     k = len(members)
-    speakers = sorted({s for c in cards for s in c["data"].get("train_speakers", [])
-                       + c["data"].get("validation_speakers", [])})
-    cv5 = {**{m: cv[m]["mean"] for m in ("accuracy", "uar", "macro_f1")},
-           **{f"{m}_std": cv[m]["std"] for m in ("accuracy", "uar", "macro_f1")},
-           "folds": cv["folds"], "n": sum(f["n"] for f in cv["folds"]),
-           "protocol": f"{cv['protocol']}; the figure of the {k} members, one per fold (each scored on the "
-                       "speakers it never saw); the ensemble itself has no held-out speakers here"}
+    parts = _cv_card_parts(cv, cards, data, f"the figure of the {k} members, one per fold (each scored on the "
+                                            "speakers it never saw); the ensemble itself has no held-out speakers here")
+    first, classes = parts["first"], parts["classes"]
     priors = [c.get("class_prior", {}).get("frequencies") for c in cards]
     card = ModelCard(
         task="speech", name=name or out.name, classes=classes, inputs=first["inputs"],
         preprocessing=first["preprocessing"],
         model_config={"architecture": "ensemble", "members": k, "member": first["model_config"]},
-        train_config=first["train_config"],
-        data={**{key: first["data"][key] for key in ("corpus", "spec", "licence") if key in first["data"]},
-              "train_speakers": speakers, "validation_speakers": []},
-        metrics={"cv5": cv5},
+        train_config=first["train_config"], data=parts["data"], metrics={"cv5": parts["cv5"]},
         class_prior=({**first["class_prior"], "frequencies": {
             c: round(float(v), 6) for c, v in zip(classes, class_prior(
                 np.array([[p[c] for c in classes] for p in priors]), len(classes)))}}
@@ -439,10 +479,65 @@ def ensemble_speech(cv_dir: str | Path, out: str | Path, name: str | None = None
         training={"seconds": round(sum(float(c["training"].get("seconds") or 0) for c in cards), 2),
                   "epochs_run": [c["training"].get("epochs_run") for c in cards]})
     saved = card.to_dict()
-    saved["calibration"] = calibration_fields(
-        f"{cv['protocol'].split(' (')[0]}: the out-of-fold clips ({len(ys):,}), each scored by the member "
-        "that never saw its speaker", raw, ys, groups)
+    saved["calibration"] = _oof_calibration(cv, members, cards, parts["spec"], progress)
     store.save(build_ensemble(members, name="speech_ensemble"), out, saved)
+    return {"card": store.read_card(out), "out": out}
+
+
+def refit_speech(cv_dir: str | Path, out: str | Path, name: str | None = None, data: str | None = None,
+                 progress: bool = True) -> dict[str, Any]:
+    """One model of a finished cross-validation's configuration, solved on all of its speakers, its
+    card carrying the cross-validation figure: what to ship when nothing needs choosing on held-out
+    speakers (the ``lda`` architectures: no epochs, so no validation split is owed).
+
+    Its temperature is fitted on the folds' out-of-fold predictions, as an ensemble's; solved on
+    more speakers, the model should be a little more accurate than its folds, which the card's
+    figure (the folds') does not credit. Trained architectures raise ConfigError: their epoch was
+    chosen per fold, so use :func:`ensemble_speech`. Returns ``{"card", "out"}``.
+    """
+    from emotion_keras.models import store
+    from emotion_keras.models.speech import SOLVED, adapt, build_speech_model, fit_lda
+    from emotion_keras.pipelines.common import training_prior
+    from emotion_keras.preprocess.augment_audio import AudioAugmentConfig
+    from emotion_keras.train import hard_labels
+
+    cv_dir, out = Path(cv_dir), Path(out)
+    cv, members, cards = _finished_cv(cv_dir)
+    model = cards[0]["model_config"]
+    if model.get("architecture") not in SOLVED:
+        raise ConfigError(f"{cv_dir}: a {model.get('architecture')!r} model chose its epoch on each fold, so there "
+                          "is no epoch to refit all speakers with: save its fold models with `speech ensemble`")
+    parts = _cv_card_parts(cv, cards, data, "the figure of the fold models; the saved model, solved on all "
+                                            "these speakers, has no held-out speakers here")
+    first, classes, speakers = parts["first"], parts["classes"], parts["data"]["train_speakers"]
+    features = SpeechFeatureConfig.from_dict(first["preprocessing"])
+    train = TrainConfig.from_dict(first["train_config"])
+    records = [r for r in read_speech_records(parts["spec"], limit_speakers=",".join(speakers))
+               if r.label in classes]
+    augment = first.get("augmentation")
+    tr, prior = training_windows(records, features, AudioAugmentConfig.from_dict(augment) if augment else None,
+                                 progress)
+    tr = tr.keep(classes)
+    net = build_speech_model(_model_config(model), classes, features.input_shape)
+    x = tr.inputs()
+    adapt(net, x)
+    start = time.perf_counter()
+    frequencies = fit_lda(net, x, tr.targets(classes), _model_config(model).shrinkage, train.class_weights)
+    seconds = time.perf_counter() - start
+    card = ModelCard(
+        task="speech", name=name or out.name, classes=classes, inputs=first["inputs"],
+        preprocessing=first["preprocessing"], model_config=model, train_config=first["train_config"],
+        data={**parts["data"], "train_clips": len(np.unique(tr.clip)), "train_windows": int(len(tr.x)),
+              "refit": f"solved on all {len(speakers)} speakers of the cross-validation in {cv_dir}"},
+        metrics={"cv5": parts["cv5"]},
+        class_prior=training_prior(classes, [float(v) for v in frequencies], train),
+        extra={"augmentation": augment, "speaker_norm_prior": prior},
+        training={"seconds": round(seconds, 2), "epochs_run": 0,
+                  "train_accuracy": round(float(np.mean(np.argmax(net.predict(x, verbose=0), 1)
+                                                        == hard_labels(tr.targets(classes)))), 4)})
+    saved = card.to_dict()
+    saved["calibration"] = _oof_calibration(cv, members, cards, parts["spec"], progress)
+    store.save(net, out, saved)
     return {"card": store.read_card(out), "out": out}
 
 

@@ -315,7 +315,9 @@ class SpeechPreprocessor(Preprocessor):
                               "speaker_norm is 'none'): enrolling a speaker would change nothing")
         if not inputs:
             raise ConfigError("enrolment needs at least one clip of the speaker")
-        self.speaker = {k: speaker_norm.enrolment(np.concatenate([x[k] for x in inputs])) for k in inputs[0]}
+        prior = self.speaker_norm_prior or {}
+        self.speaker = {k: speaker_norm.enrolment(np.concatenate([x[k] for x in inputs]), prior.get(k))
+                        for k in inputs[0]}
         return int(sum(len(x["features"]) for x in inputs))
 
     def __call__(self, waveform, sr: int | None = None, name: str | Path = "<waveform>",

@@ -132,9 +132,10 @@ class SpeechVariants:
         if key not in self._arrays:
             fcfg = self.feature_config(choice)
             aug = self.augment_config(choice)
-            tr = training_windows(self.train, fcfg, AudioAugmentConfig.from_dict(aug) if aug else None,
-                                  self.progress).keep(self.classes)
-            va = scoring_windows(self.val, fcfg, self.progress).keep(self.classes)
+            tr, prior = training_windows(self.train, fcfg, AudioAugmentConfig.from_dict(aug) if aug else None,
+                                         self.progress)
+            tr = tr.keep(self.classes)
+            va = scoring_windows(self.val, fcfg, self.progress, prior=prior).keep(self.classes)
             self._arrays[key] = (tr.inputs(), tr.targets(self.classes), va.inputs(), va.targets(self.classes))
         return self._arrays[key]
 
