@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     from emotion_keras.config import TrainConfig
     from emotion_keras.data.cache import atomic_write_json, atomic_write_text
     from emotion_keras.models import store
-    from emotion_keras.pipelines.speech import crossvalidate_speech, scoring_windows, window_set
+    from emotion_keras.pipelines.speech import crossvalidate_speech, scoring_windows, window_probabilities, window_set
     from emotion_keras.pipelines.splits import read_speech_records
     from emotion_keras.preprocess.audio import SpeechFeatureConfig
 
@@ -91,8 +91,6 @@ def main(argv=None) -> int:
                 for _ in range(1 if k == 0 else DRAWS):
                     rows.setdefault((k, shrink), []).append(fold_scores(net, card, ws, k, shrink, rng))
         per_clip = scoring_windows(held, cfg, False, per="clip", prior=card["speaker_norm_prior"])
-        from emotion_keras.pipelines.speech import window_probabilities
-
         m = per_clip.clip_metrics(window_probabilities(net, per_clip.inputs()), list(card["classes"]))
         rows.setdefault(("clip", True), []).append({"accuracy": m["accuracy"], "uar": m["uar"]})
         print(f"fold {f['fold']} done", file=sys.stderr, flush=True)

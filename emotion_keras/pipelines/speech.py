@@ -518,11 +518,12 @@ def refit_speech(cv_dir: str | Path, out: str | Path, name: str | None = None, d
     tr, prior = training_windows(records, features, AudioAugmentConfig.from_dict(augment) if augment else None,
                                  progress)
     tr = tr.keep(classes)
-    net = build_speech_model(_model_config(model), classes, features.input_shape)
+    model_cfg = _model_config(model)
+    net = build_speech_model(model_cfg, classes, features.input_shape)
     x = tr.inputs()
     adapt(net, x)
     start = time.perf_counter()
-    frequencies = fit_lda(net, x, tr.targets(classes), _model_config(model).shrinkage, train.class_weights)
+    frequencies = fit_lda(net, x, tr.targets(classes), model_cfg.shrinkage, train.class_weights)
     seconds = time.perf_counter() - start
     card = ModelCard(
         task="speech", name=name or out.name, classes=classes, inputs=first["inputs"],
