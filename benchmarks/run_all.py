@@ -80,6 +80,8 @@ BENCHES = [
           data=("ravdess_speech",), files=SHIPPED[1:], data_arg="ravdess_speech"),
     Bench("speech_cv_bench", "speaker normalisation, augmentation and features on 5 speaker folds (trains)",
           data=("ravdess_speech",), data_arg="ravdess_speech"),
+    Bench("speech_enrolment", "enrolling a speaker from 3-60 clips, own against shrunk variance (5 folds)",
+          data=("ravdess_speech",), data_arg="ravdess_speech"),
     Bench("speech_crosscorpus", "RAVDESS-trained speech models on CREMA-D clips",
           data=("cremad_av/resampled",), files=("docs/benchmarks/speech_cv.json",), data_arg=None),
     Bench("fusion_bench", "RAVDESS paired fusion, 5 actor folds", data=("ravdess_face_au", "ravdess_speech")),
