@@ -232,6 +232,23 @@ def test_evaluate_says_how_a_speaker_normalised_model_was_normalised(trained, ca
         assert says in json.loads(capsys.readouterr().out)["protocol"]
 
 
+def test_robustness_normalises_perturbed_clips_as_the_clean_ones(trained, monkeypatch, tmp_path):
+    """A perturbation that changes nothing scores exactly the clean clips, enrolled or one clip at a
+    time: the perturbed clips go through the same speaker normalisation (and the clean figure is not
+    an artefact of the cache)."""
+    from emotion_keras import perturb
+    from emotion_keras.pipelines.speech import evaluate_speech
+
+    ravdess, out = trained
+    monkeypatch.setitem(perturb.SPEECH, "gain", ((0.0,), "dB"))
+    for per_clip in (False, True):
+        rep = evaluate_speech(out / "speaker", f"ravdess:{ravdess}", speakers="7,8", progress=False,
+                              out=tmp_path / str(per_clip), perturb=["gain"], per_clip=per_clip)
+        (row,) = rep["robustness"]["rows"]
+        assert row["accuracy"] == pytest.approx(rep["accuracy"]) and row["uar"] == pytest.approx(rep["uar"])
+        assert rep["accuracy"] >= 0.75, rep  # angry vs sad; chance 0.5
+
+
 def test_lda_cross_validation_says_nothing_was_chosen(trained, tmp_path):
     from emotion_keras.cli import main
 

@@ -578,48 +578,52 @@ def window_probabilities(net, x: np.ndarray | dict[str, np.ndarray]) -> np.ndarr
 
 
 def robustness_speech(net, card: dict[str, Any], ws: WindowSet, kinds: list[str], seed: int = 0,
-                      calibrate=None, progress: bool = True) -> list[dict[str, Any]]:
+                      calibrate=None, progress: bool = True, per_clip: bool = False) -> list[dict[str, Any]]:
     """Clip-level accuracy, UAR and ECE per waveform perturbation and strength (window
     probabilities through ``calibrate``, a :class:`~emotion_keras.calibration.Calibration`; None:
-    the card's). Clips are decoded once; features are recomputed from each perturbed waveform (not
-    cached)."""
+    the card's). Clips are decoded once; every input the model reads (features, prosody) is
+    recomputed from each perturbed waveform (not cached) and speaker-normalised as the clean clips
+    were (each speaker with their own perturbed clips, or each clip alone with ``per_clip``): a
+    speaker's enrolment clips come through the same channel as the clips scored."""
     from emotion_keras import perturb
     from emotion_keras.calibration import Calibration, ece, pool
     from emotion_keras.evaluate import metrics
     from emotion_keras.preprocess import audio
-
     from emotion_keras.preprocess.preprocessors import SpeechPreprocessor
 
     classes = list(card["classes"])
     calibrate = calibrate or Calibration.of(card)
     pre = SpeechPreprocessor.from_card(card)
     config = pre.config
-    clips = [int(i) for i in np.unique(ws.clip)]
-    waves = {i: audio.load_audio(ws.records[i].path, config.sr) for i in clips}
+    clips = np.unique(ws.clip).astype(int)
+    waves = {int(i): audio.load_audio(ws.records[i].path, config.sr) for i in clips}
+    y = np.asarray([classes.index(ws.records[i].label) for i in clips])
     rows = []
     for kind in kinds:
         strengths, unit = perturb.SPEECH[kind]
         for strength in strengths:
-            feats, owner, silent = [], [], set()
+            inputs, owner, silent = [], [], 0
             for k, i in enumerate(clips):
-                wave = perturb.perturb_audio(waves[i], config.sr, kind, strength, seed + k)
+                wave = perturb.perturb_audio(waves[int(i)], config.sr, kind, strength, seed + k)
                 try:
-                    f, _ = pre.windows(wave, ws.records[i].name)
+                    x, _ = audio.waveform_inputs(wave, config, ws.records[i].name, pre.basis)
                 except InputError:  # e.g. made silent by -20 dB gain: counted as a uniform guess
-                    silent.add(k)
+                    silent += 1
                     continue
-                feats.append(f)
-                owner += [k] * len(f)
-            pooled = np.full((len(clips), len(classes)), 1.0 / len(classes), np.float32)
-            if feats:
-                p = calibrate(window_probabilities(net, np.concatenate(feats)))
-                pooled[np.unique(owner)] = pool(p, owner)
-            probs_a = pooled
-            y_a = np.asarray([classes.index(ws.records[i].label) for i in clips])
-            m = metrics(y_a, probs_a, classes)
+                inputs.append(x)
+                owner += [int(i)] * len(x["features"])
+            probs = np.full((len(clips), len(classes)), 1.0 / len(classes), np.float32)
+            if inputs:
+                seen = WindowSet(np.concatenate([x["features"] for x in inputs]), np.asarray(owner), ws.records,
+                                 [], np.concatenate([x["prosody"] for x in inputs]) if "prosody" in inputs[0] else None)
+                seen = seen.normalised(config.speaker_norm, "clip" if per_clip else "speaker",
+                                       card.get("speaker_norm_prior"))
+                p = calibrate(window_probabilities(net, seen.inputs()))
+                probs[np.searchsorted(clips, np.unique(seen.clip))] = pool(p, seen.clip)
+            m = metrics(y, probs, classes)
             rows.append({"perturbation": kind, "strength": strength, "unit": unit,
-                         "accuracy": m["accuracy"], "uar": m["uar"], "ece": ece(probs_a, y_a),
-                         "unusable_clips": len(silent)})
+                         "accuracy": m["accuracy"], "uar": m["uar"], "ece": ece(probs, y),
+                         "unusable_clips": silent})
             if progress:
                 print(f"  {kind:>7s} {strength:<6g} accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}",
                       file=sys.stderr)
@@ -672,7 +676,7 @@ def evaluate_speech(model_dir: str | Path, data: str, speakers: str | None = Non
               "unreadable": [{"file": f, "error": e} for f, e in ws.failed],
               "calibration": calibration.report_section(calibration.pool(raw, ws.clip),
                                                         calibration.pool(probs, ws.clip), y, calibrate.temperature)}
-    rows = robustness_speech(net, card, ws, kinds, seed, calibrate, progress) if kinds else None
+    rows = robustness_speech(net, card, ws, kinds, seed, calibrate, progress, per_clip) if kinds else None
     return finish_evaluation(report, model_dir, out, rows, seed,
                              "perturbations applied to the 16 kHz waveform before features")
 
