@@ -249,6 +249,25 @@ def test_robustness_normalises_perturbed_clips_as_the_clean_ones(trained, monkey
         assert rep["accuracy"] >= 0.75, rep  # angry vs sad; chance 0.5
 
 
+def test_fusion_sees_a_speaker_normalised_lda_as_the_recogniser_gives_it(trained):
+    """The fusion head's training embeddings of a speaker-normalised, several-head ``lda`` speech
+    model are the recogniser's for an unenrolled clip, and its probabilities come back from them."""
+    from emotion_keras.models import store
+    from emotion_keras.pipelines.fusion import _speech_probs, speech_embeddings
+    from emotion_keras.pipelines.splits import read_speech_records
+    from emotion_keras.preprocess import audio
+    from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
+
+    ravdess, out = trained
+    assert len(SpeechModelConfig.from_dict(store.read_card(out / "lda")["model_config"]).shrinkage) > 1
+    records = read_speech_records(f"ravdess:{ravdess}", ["angry", "sad"], limit_speakers="8")[:3]
+    got = speech_embeddings(out / "lda", records, progress=False)
+    rec = SpeechEmotionRecognizer(out / "lda")
+    want = [rec.embeddings(rec.waveform_inputs(audio.load_audio(r.path, 16000), r.path)[0])[0] for r in records]
+    np.testing.assert_allclose(got["embedding"], np.concatenate(want), atol=2e-2)  # the cache keeps float16
+    np.testing.assert_allclose(_speech_probs(out / "lda", got["embedding"]), got["probs"], atol=1e-5)
+
+
 def test_lda_cross_validation_says_nothing_was_chosen(trained, tmp_path):
     from emotion_keras.cli import main
 

@@ -163,6 +163,12 @@ def embedding_and_probabilities(model):
     return keras.Model(model.inputs, list(_embedding_and_probabilities(model)))
 
 
+def probabilities_of_embedding(model):
+    """The layers after a model's ``"embedding"``, as a model of that embedding: one Dense layer for
+    most models, the averaged solved heads of an ``lda`` model with several shrinkages."""
+    return keras.Model(model.get_layer("embedding").output, model.output)
+
+
 def _copy(model):
     """A copy with the same weights: freezing or fine-tuning it never changes the caller's model."""
     clone = keras.models.clone_model(model)

@@ -35,7 +35,7 @@ def _embeddings(task: str, model_dir: Path, records, inputs_of, batch_size: int,
     from emotion_keras.models import store
 
     card = store.read_card(model_dir)
-    key = cache_key(f"fusion-{task}-emb", 1, fingerprint(records), _card_tag(card))
+    key = cache_key(f"fusion-{task}-emb", 2, fingerprint(records), _card_tag(card))
 
     def compute():
         from emotion_keras.models.fusion import embedding_and_probabilities
@@ -64,17 +64,20 @@ def face_embeddings(face_dir: Path, records, progress: bool = True) -> dict[str,
 
 
 def speech_embeddings(speech_dir: Path, records, progress: bool = True) -> dict[str, np.ndarray]:
-    """Speech-model embeddings and probabilities of every window of speech records, cached."""
+    """Speech-model embeddings and probabilities of every window of speech records, cached. The
+    windows get every input the model reads (features, prosody) and, for a speaker-normalised model,
+    each clip's own statistics shrunk towards the card's typical speaker: what the recogniser gives
+    the head at inference for a speaker it has not enrolled."""
     def inputs_of(net, card):
-        from emotion_keras.preprocess.audio import speech_features
+        from emotion_keras.models.io import model_feed
+        from emotion_keras.pipelines.speech import scoring_windows
         from emotion_keras.preprocess.preprocessors import SpeechPreprocessor
 
         cfg = SpeechPreprocessor.from_card(card).config
-        feats = speech_features(records, cfg, progress=progress)
-        clip = feats["clip"]
-        return {"features": feats["x"].astype(np.float32)}, {
-            "labels": np.asarray([records[i].label for i in clip]),
-            "subjects": np.asarray([str(records[i].subject) for i in clip])}
+        ws = scoring_windows(list(records), cfg, progress, per="clip", prior=card.get("speaker_norm_prior"))
+        return model_feed(net, ws.inputs()), {
+            "labels": np.asarray([records[i].label for i in ws.clip]),
+            "subjects": np.asarray([str(records[i].subject) for i in ws.clip])}
 
     return _embeddings("speech", speech_dir, records, inputs_of, 128, progress)
 
@@ -414,14 +417,12 @@ FUSION_CARD_ORDER = ("task", "name", "classes", "inputs", "preprocessing", "mode
 
 
 def _speech_probs(speech_dir: Path, emb: np.ndarray) -> np.ndarray:
-    """The speech model's own probabilities from its embeddings (its last layer on them)."""
+    """The speech model's own probabilities from its embeddings (its layers after the embedding)."""
     from emotion_keras.models import store
+    from emotion_keras.models.fusion import probabilities_of_embedding
 
     model, _ = store.load(speech_dir)
-    layer = model.get_layer("probabilities")
-    import keras
-
-    return np.asarray(keras.ops.convert_to_numpy(layer(emb)), np.float32)
+    return np.asarray(probabilities_of_embedding(model).predict(emb, batch_size=256, verbose=0), np.float32)
 
 
 # ------------------------------------------------------------------ evaluation
