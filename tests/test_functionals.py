@@ -268,6 +268,23 @@ def test_fusion_sees_a_speaker_normalised_lda_as_the_recogniser_gives_it(trained
     np.testing.assert_allclose(_speech_probs(out / "lda", got["embedding"]), got["probs"], atol=1e-5)
 
 
+def test_augmented_training_gets_its_own_default_run_directory(trained, monkeypatch, tmp_path, capsys):
+    """Without --run-dir the run directory is named by the run's settings: adding --augment-copies is
+    another run, not 'already finished'."""
+    from emotion_keras.cli import main
+
+    ravdess, _ = trained
+    monkeypatch.chdir(tmp_path)
+    args = ["speech", "train", "--data", f"ravdess:{ravdess}", "--speakers", "5,6,7,8", "--classes", "angry,sad",
+            "--val-speakers", "7,8", "--feature-config", json.dumps({"feature": "functionals", "n_mfcc": 13,
+                                                                     "n_fft": 512}),
+            "--model-config", json.dumps({"architecture": "lda", "shrinkage": 0.6})]
+    assert main(args) == 0 and main([*args, "--augment-copies", "1"]) == 0
+    assert "already holds a finished run" not in capsys.readouterr().err
+    runs = sorted((tmp_path / "runs" / "speech").iterdir())
+    assert len(runs) == 2 and all((r / "train_result.json").exists() for r in runs), runs
+
+
 def test_lda_cross_validation_says_nothing_was_chosen(trained, tmp_path):
     from emotion_keras.cli import main
 

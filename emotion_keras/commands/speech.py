@@ -247,12 +247,14 @@ def cmd_train(args) -> int:
                   f"temperature {card['calibration']['temperature']:.3g} fitted out of fold")
         return 0
     split = _split_from_args(args)
-    run_dir = _default_run_dir(args, (split.protocol, features.to_dict(), model, train.to_dict()))
+    aug = augment_config_from_args(args)
+    tag = (split.protocol, features.to_dict(), model, train.to_dict())
+    run_dir = _default_run_dir(args, tag + ((aug.to_dict(),) if aug is not None else ()))  # old tags unchanged
     if skip_finished_run(run_dir, args.force):
         return 0
     print(f"run directory: {run_dir}\nprotocol: {split.protocol}", file=sys.stderr)
     res = train_speech(split, features, model, train, run_dir, out=args.out, name=args.name, classes=classes,
-                       augment=augment_config_from_args(args))
+                       augment=aug)
     print(saved_line(res))
     return 0
 
