@@ -285,6 +285,31 @@ def test_augmented_training_gets_its_own_default_run_directory(trained, monkeypa
     assert len(runs) == 2 and all((r / "train_result.json").exists() for r in runs), runs
 
 
+def test_a_videos_windows_are_normalised_with_the_speech_heard_so_far(trained):
+    """Video analysis keeps one running speaker normalisation per file: a window is standardised with
+    the statistics of every window before it (and its own), not with its own 2.5 s alone."""
+    from conftest import ROOT
+    from emotion_keras.preprocess import audio
+    from emotion_keras.recognizers.face import FaceEmotionRecognizer
+    from emotion_keras.recognizers.multimodal import MultimodalEmotionRecognizer
+    from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
+
+    ravdess, out = trained
+    speech = SpeechEmotionRecognizer(out / "speaker")
+    mm = MultimodalEmotionRecognizer(face=FaceEmotionRecognizer(ROOT / "saved_models" / "face"), speech=speech)
+    y = np.concatenate([audio.load_audio(p, 16000) for p in sorted((ravdess / "Actor_08").glob("03-01-0[45]-*"))[:2]])
+    first, second = y[: 3 * 16000], y[len(y) - 3 * 16000:]
+    running = {}
+    mm._speech(first, 16000, running)
+    got = mm._speech(second, 16000, running)
+    raw = [audio.waveform_inputs(w, speech.config, "<window>", speech.preprocessor.basis)[0] for w in (first, second)]
+    norm = speaker_norm.RunningNormaliser(speech.preprocessor.speaker_norm_prior["features"])
+    norm(raw[0]["features"])
+    emb, _ = speech.embeddings({"features": norm(raw[1]["features"])})
+    np.testing.assert_allclose(got["embedding"], emb.mean(0), atol=1e-4)
+    assert not np.allclose(got["embedding"], mm._speech(second, 16000)["embedding"], atol=1e-3)
+
+
 def test_lda_cross_validation_says_nothing_was_chosen(trained, tmp_path):
     from emotion_keras.cli import main
 

@@ -321,19 +321,21 @@ class SpeechPreprocessor(Preprocessor):
         return int(sum(len(x["features"]) for x in inputs))
 
     def __call__(self, waveform, sr: int | None = None, name: str | Path = "<waveform>",
-                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                 running: dict | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """A whole clip -> normalised window inputs and their spans ``(n, 2)`` in seconds.
 
         Args:
             waveform: ``(samples,)`` or ``(samples, channels)`` float audio.
             sr: its sample rate (None: already at ``config.sr`` and mono).
             name: what an ``InputError`` (too short, silence only, no speech) names.
+            running: a dict kept across the pieces of one recording (a video's windows): each is
+                normalised with the statistics of everything heard so far (see :meth:`normalise`).
         """
         from emotion_keras.preprocess import audio
 
         y = waveform if sr is None else self.mono(waveform, sr, str(name))
         x, spans = audio.waveform_inputs(y, self.config, name, self.basis)
-        return self.normalise(x), spans
+        return self.normalise(x, running), spans
 
     def iter_file(self, path: str | Path, stream_seconds: float = 600.0, batch: int = 64,
                   ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:

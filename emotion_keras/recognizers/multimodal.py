@@ -275,12 +275,14 @@ class MultimodalEmotionRecognizer(Recognizer):
                 j += 1
         return out
 
-    def _speech(self, audio: np.ndarray | None, sr: int) -> dict | None:
-        """Speech embedding and probabilities of one window's audio (None: no audio, silence, too short)."""
+    def _speech(self, audio: np.ndarray | None, sr: int, running: dict | None = None) -> dict | None:
+        """Speech embedding and probabilities of one window's audio (None: no audio, silence, too short).
+        ``running``: one file's speaker-normalisation state, so a speaker-normalised model
+        standardises each window with the statistics of all the file's speech so far, not of 2.5 s."""
         if audio is None or audio.size == 0:
             return None
         try:
-            x, _ = self.speech.preprocessor(audio, sr, name="<window>")
+            x, _ = self.speech.preprocessor(audio, sr, name="<window>", running=running)
         except InputError:
             return None
         emb, probs = self.speech.embeddings(x)
@@ -340,6 +342,7 @@ class MultimodalEmotionRecognizer(Recognizer):
         windows are held, so memory stays bounded for any length of video.
         """
         self.tracker = None  # a new file: forget the previous face
+        running: dict = {}  # and the previous speaker's statistics
         frame_results: dict[float, dict | None] = {}
         pending: list = []  # (window, its frames not classified yet)
         waiting = 0
@@ -354,7 +357,7 @@ class MultimodalEmotionRecognizer(Recognizer):
                          if frame_results.get(f.time) is not None]
                 for t in [t for t in frame_results if t < win.start + config.hop]:
                     del frame_results[t]  # older frames are never needed again (bounded memory)
-                yield win, faces, track, self._speech(win.audio, win.sample_rate)
+                yield win, faces, track, self._speech(win.audio, win.sample_rate, running)
             pending.clear()
 
         queued: set[float] = set()
