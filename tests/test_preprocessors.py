@@ -118,7 +118,8 @@ def test_face_preprocessor_uses_the_given_detector_and_geometry():
 def test_speech_preprocessor_matches_the_audio_functions(tmp_path):
     import soundfile as sf
 
-    pre = SpeechPreprocessor.from_card(_card("speech"))
+    card = _card("speech")  # the features alone: no speaker normalisation (tests/test_speaker_norm.py)
+    pre = SpeechPreprocessor.from_card({**card, "preprocessing": {**card["preprocessing"], "speaker_norm": "none"}})
     c = pre.config
     basis = audio.mel_basis(c.sr, c.n_fft, c.n_mels, c.fmin, c.fmax)
     np.testing.assert_array_equal(pre.basis, basis)

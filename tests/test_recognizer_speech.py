@@ -129,11 +129,15 @@ def test_shipped_model(shared_data):
         pytest.skip("no shipped speech model in saved_models/speech")
     card = json.loads((model_dir / "card.json").read_text())
     assert card["task"] == "speech" and card["size_bytes"] <= 20e6
-    assert "protocol" in card["metrics"]["validation"]
+    figure = card["metrics"].get("validation") or card["metrics"]["cv5"]  # solved on all speakers: its folds
+    assert "protocol" in figure and figure["accuracy"] > 1 / len(card["classes"])
     rec = SpeechEmotionRecognizer()
     root = corpus(shared_data, "ravdess_speech")
     result = rec.predict_file(root / "Actor_20" / "03-01-05-02-01-01-20.flac")
     assert result["emotion"] in card["classes"] and len(result["probabilities"]) == len(card["classes"])
+    if card["preprocessing"]["speaker_norm"] != "none":  # enrolled from the actor's other clips, labels unused
+        assert rec.enrol(sorted((root / "Actor_20").glob("03-01-0[1-8]-01-01-*.flac"))) > 0
+        assert rec.predict_file(root / "Actor_20" / "03-01-05-02-01-01-20.flac")["emotion"] in card["classes"]
 
 
 def test_speaker_normalised_prosody_model_and_vad(tmp_path):

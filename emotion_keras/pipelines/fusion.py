@@ -267,6 +267,11 @@ def pseudo_pair_data(s: FusionTrainSettings, face_dir: Path, speech_dir: Path, f
                        if all(v.isdigit() for v in val_speakers) else sorted(val_speakers),
                        "train_windows": n_sp_tr, "validation_windows": n_sp_va,
                        "licence": speech_card.get("data", {}).get("licence")}}
+    heard = sorted(v for v in val_speakers
+                   if v in {t.lstrip("0") for t in speech_card.get("data", {}).get("train_speakers", [])})
+    if heard:  # e.g. a speech model solved on every speaker: its side of these pairs is optimistic
+        split_text += (f"; NOT speaker-independent on the speech side: the speech model was trained on "
+                       f"speakers {','.join(heard)}")
     data["head_training"] = split_text
     protocol = ("PSEUDO-PAIRS (not real audio-visual data; face image + speech window of the same "
                 f"label): {split_text}")
