@@ -359,18 +359,6 @@ class SpeechPreprocessor(Preprocessor):
         for x, spans in audio.stream_windows(path, self.config, batch=batch, basis=self.basis, inputs=True):
             yield self.normalise(x, running), spans
 
-    def windows(self, waveform, name: str | Path = "<waveform>") -> tuple[np.ndarray, np.ndarray]:
-        """Feature windows ``(n, frames, n_features)`` and spans of a clip at ``config.sr``, without
-        prosody or speaker normalisation (what evaluation caches).
-
-        Args:
-            waveform: mono float audio at ``config.sr``.
-            name: what an ``InputError`` names.
-        """
-        from emotion_keras.preprocess import audio
-
-        return audio.waveform_windows(np.asarray(waveform, np.float32), self.config, name, self.basis)
-
 
 PREPROCESSORS: dict[str, type[Preprocessor]] = {"face": FacePreprocessor, "speech": SpeechPreprocessor}
 
