@@ -14,7 +14,7 @@ mean ± std over the 5 folds. The same folds, order and seed for every row.
 
 Rows: MFCC+deltas and log-mel, speaker normalisation on/off, waveform augmentation (audiomentations:
 speed, pitch, noise at 5/10/20/30 dB SNR, pyroomacoustics reverberation, gain; cached) on top of
-SpecAugment, the prosody second input (Praat via parselmouth); and the eGeMAPS functionals baseline
+SpecAugment, the prosody second input (Praat via parselmouth, or the builtin NumPy measures); and the eGeMAPS functionals baseline
 through ``opensmile`` when that optional extra is installed (skipped otherwise, never required).
 
 Each fold's run lives in ``runs/speech/cv_bench/<row>/fold<i>``: a killed benchmark resumes, finished
@@ -68,13 +68,20 @@ ROWS = {
     "functionals+prosody+speaker+lda": ({**FUNCTIONALS, "speaker_norm": "speaker", "prosody": "praat"}, LDA, None),
     "functionals+lda": (FUNCTIONALS, LDA, None),
     "functionals+prosody+lda": ({**FUNCTIONALS, "prosody": "praat"}, LDA, None),
+    # the same prosody measured without Praat (prosody "builtin": NumPy only, the default install)
+    "functionals+builtin-prosody+speaker": ({**FUNCTIONALS, "speaker_norm": "speaker", "prosody": "builtin"},
+                                            LINEAR, None),
+    "functionals+builtin-prosody+speaker+lda": ({**FUNCTIONALS, "speaker_norm": "speaker", "prosody": "builtin"},
+                                                LDA, None),
+    "functionals+builtin-prosody+lda": ({**FUNCTIONALS, "prosody": "builtin"}, LDA, None),
     "crnn": ({"feature": "logmel"}, {"architecture": "crnn", "filters": 16, "conv_blocks": 3, "kernel_size": 3,
                                      "rnn": "gru", "rnn_units": 64, "attention_units": 64, "dropout": 0.3,
                                      "embedding_dim": 128, "bn_momentum": 0.99}, None),
 }
 # the LDA rows at other shrinkages, and rows that pick one per fold on the inner validation speakers
 SHRINKAGES = (0.2, 0.4, 0.6, 0.8)
-LDA_BASES = ("functionals+speaker+lda", "functionals+prosody+speaker+lda")
+LDA_BASES = ("functionals+speaker+lda", "functionals+prosody+speaker+lda",
+             "functionals+builtin-prosody+speaker+lda")
 INNER = {}
 for _base in LDA_BASES:
     _at = {v: _base if v == LDA["shrinkage"] else f"{_base}@{v}" for v in SHRINKAGES}

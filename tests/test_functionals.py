@@ -10,7 +10,7 @@ import pytest
 from conftest import corpus
 from emotion_keras.config import ConfigError
 from emotion_keras.models.speech import SpeechModelConfig, adapt, build_speech_model, fit_lda
-from emotion_keras.preprocess import functionals, speaker_norm
+from emotion_keras.preprocess import functionals, prosody, speaker_norm
 from emotion_keras.preprocess.audio import SpeechFeatureConfig, waveform_inputs
 
 SR = 16000
@@ -150,7 +150,8 @@ def test_a_single_vector_leans_on_the_prior_by_about_a_minute_of_windows():
 @pytest.fixture(scope="module")
 def trained(shared_data, tmp_path_factory):
     """Logistic regression on functionals, angry vs sad from actors 1-6, validated on actors 7-8:
-    one model without and one with speaker normalisation; and shrinkage LDA with it."""
+    one model without and one with speaker normalisation; and shrinkage LDA with it and the builtin
+    prosody input, as the shipped model."""
     from emotion_keras.cli import main
 
     ravdess = corpus(shared_data, "ravdess_speech")
@@ -162,7 +163,8 @@ def trained(shared_data, tmp_path_factory):
                      "--model-config", json.dumps({"architecture": arch, "l2": 0.05, "dropout": 0.0}),
                      "--epochs", "30", "--batch-size", "16", "--learning-rate", "0.003", "--patience", "0",
                      "--verbose", "0", "--run-dir", str(out / f"run-{norm}-{arch}"),
-                     "--out", str(out / (norm if arch == "linear" else arch))])
+                     "--out", str(out / (norm if arch == "linear" else arch)),
+                     "--prosody", "builtin" if arch == "lda" else "none"])
         assert code == 0
     return ravdess, out
 
@@ -179,6 +181,7 @@ def test_functionals_and_logistic_regression_learn_on_new_speakers(trained):
     assert set(res["probabilities"]) == {"angry", "sad"}
     lda = json.loads((out / "lda" / "card.json").read_text())  # solved: no epochs, nothing chosen
     assert lda["training"]["epochs_run"] == 0 and lda["model_config"]["architecture"] == "lda"
+    assert lda["inputs"] == {"features": [1, functionals.dim(13, 64)], "prosody": [prosody.DIM]}
     assert "solved in closed form" in lda["metrics"]["validation"]["protocol"]
     assert lda["metrics"]["validation"]["accuracy"] >= 0.8, lda["metrics"]["validation"]
     assert SpeechEmotionRecognizer(out / "lda").predict_file(clip)["emotion"] in ("angry", "sad")

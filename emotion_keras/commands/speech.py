@@ -115,8 +115,9 @@ def _add_feature_args(p):
     g.add_argument("--hop-seconds", type=float, help="hop between windows of long clips (default 1.5)")
     g.add_argument("--speaker-norm", choices=("none", "speaker"),
                    help="speaker: standardise per training speaker (per file at inference); default none")
-    g.add_argument("--prosody", choices=("none", "praat"),
-                   help="praat: prosody (F0, voicing, intensity, jitter, shimmer, HNR) as a second input")
+    g.add_argument("--prosody", choices=("none", "praat", "builtin"),
+                   help="prosody (F0, voicing, intensity, jitter, shimmer, HNR) as a second input, measured by "
+                        "Praat (the optional GPL extra) or by the builtin NumPy measures")
     g.add_argument("--workers", type=int, help="feature processes (default: all cores)")
 
 

@@ -22,6 +22,7 @@ from emotion_keras.data.cache import atomic_write_json, atomic_write_text
 from emotion_keras.data.records import Record, subjects_of
 from emotion_keras.errors import InputError
 from emotion_keras.models.card import ModelCard
+from emotion_keras.models.io import input_spec
 from emotion_keras.pipelines.common import (ComparisonSpec, compare_models, finish_evaluation, history_dict,
                                            save_trained, training_prior)
 from emotion_keras.pipelines.splits import (Split, inner_split, read_speech_records, speaker_list,
@@ -258,7 +259,7 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
 
     name = name or run_dir.name
     card = ModelCard(
-        task="speech", name=name, classes=classes, inputs={"features": list(features.input_shape)},
+        task="speech", name=name, classes=classes, inputs=input_spec(net),
         preprocessing=features.to_dict(), model_config=model_cfg.to_dict(), train_config=train.to_dict(),
         data={**split.data, "train_windows": int(len(tr.x)), "validation_windows": int(len(va.x)),
               "unreadable": [f for f, _ in tr.failed + va.failed]},
@@ -526,7 +527,7 @@ def refit_speech(cv_dir: str | Path, out: str | Path, name: str | None = None, d
     frequencies = fit_lda(net, x, tr.targets(classes), model_cfg.shrinkage, train.class_weights)
     seconds = time.perf_counter() - start
     card = ModelCard(
-        task="speech", name=name or out.name, classes=classes, inputs=first["inputs"],
+        task="speech", name=name or out.name, classes=classes, inputs=input_spec(net),
         preprocessing=first["preprocessing"], model_config=model, train_config=first["train_config"],
         data={**parts["data"], "train_clips": len(np.unique(tr.clip)), "train_windows": int(len(tr.x)),
               "refit": f"solved on all {len(speakers)} speakers of the cross-validation in {cv_dir}"},

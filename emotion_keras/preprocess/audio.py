@@ -54,7 +54,7 @@ class SpeechFeatureConfig(Config):
     normalize: str = "utterance"  # utterance (one mean/std per window) | cmvn (per feature) | none
     # after the cache: per-speaker standardisation at training, per-file at inference (speaker_norm.py)
     speaker_norm: str = "none"  # none | speaker
-    prosody: str = "none"  # none | praat: a second model input "prosody" per window (prosody.py)
+    prosody: str = "none"  # none | praat | builtin: a second model input "prosody" per window (prosody.py)
     vad: str = "webrtc"  # webrtc | energy | none: skip windows without speech in multi-window audio
     vad_min_speech: float = 0.1  # fraction of 30 ms frames that must be speech
     vad_min_seconds: float = 10.0  # only recordings longer than this are VAD-filtered (not utterances)
@@ -74,8 +74,10 @@ class SpeechFeatureConfig(Config):
 
         if self.speaker_norm not in speaker_norm.MODES:
             raise ConfigError(f"speaker_norm must be one of {speaker_norm.MODES}, not {self.speaker_norm!r}")
-        if self.prosody not in ("none", "praat"):
-            raise ConfigError(f"prosody must be 'none' or 'praat', not {self.prosody!r}")
+        from emotion_keras.preprocess.prosody import METHODS
+
+        if self.prosody != "none" and self.prosody not in METHODS:
+            raise ConfigError(f"prosody must be 'none' or one of {', '.join(METHODS)}, not {self.prosody!r}")
         if self.vad not in vad.MODES:
             raise ConfigError(f"vad must be one of {vad.MODES}, not {self.vad!r}")
 
@@ -450,8 +452,8 @@ def window_inputs(segments: Sequence[np.ndarray], config: SpeechFeatureConfig,
     if config.prosody != "none":
         from emotion_keras.preprocess.prosody import prosody_vector, require
 
-        require()
-        out["prosody"] = np.stack([prosody_vector(s, config.sr) for s in segments])
+        require(config.prosody)
+        out["prosody"] = np.stack([prosody_vector(s, config.sr, config.prosody) for s in segments])
     return out
 
 

@@ -268,7 +268,7 @@ class SpeechHyperModel(TaskHyperModel):
         """The trial's data hyperparameters (cpu space): features, normalisation, prosody, augmentation."""
         return {"feature": hp.Choice("feature", ["mfcc", "logmel", "functionals"]),
                 "speaker_norm": hp.Choice("speaker_norm", ["speaker", "none"]),
-                "prosody": hp.Choice("prosody", ["none", "praat"]),
+                "prosody": hp.Choice("prosody", ["none", "builtin", "praat"]),
                 "copies": hp.Choice("augment_copies", [0, 1])}
 
     def _shape(self, hp):
