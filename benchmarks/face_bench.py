@@ -74,6 +74,7 @@ def worker(backend: str, data: Path, runs: int, train_samples: int) -> dict:
 
     from emotion_keras.config import TrainConfig
     from emotion_keras.data.faces import read_faces
+    from emotion_keras.models.card import member_config
     from emotion_keras.models.face import FaceModelConfig, build_face_model
     from emotion_keras.preprocess.faces import FacePrepConfig, face_inputs, prepare_faces
     from emotion_keras.models.io import model_feed
@@ -101,7 +102,7 @@ def worker(backend: str, data: Path, runs: int, train_samples: int) -> dict:
                            progress=False)
     classes = rec.classes
     y = keras.utils.to_categorical(arrays.targets(classes), len(classes))
-    cfg = FaceModelConfig.from_dict(rec.card["model_config"])
+    cfg = FaceModelConfig.from_dict(member_config(rec.card))  # an ensemble's trains like one member
     # Without EMA: fitting an EMA optimizer outside train.fit's swap callbacks fails under JAX
     # (an uninitialised variable), and EMA's per-step cost is one weight average.
     train = TrainConfig.from_dict(rec.card.get("train_config") or {}).replace(ema=0.0, time_budget=0.0)

@@ -123,12 +123,13 @@ def worker_train(data: Path, model_dir: Path, quick: bool) -> dict:
     index = {c: i for i, c in enumerate(classes)}
     y = np.asarray([index[records[i].label] for i in arrays["clip"]])
     x = arrays["x"].astype("float32")
+    inputs = {"features": x, **({"prosody": arrays["prosody"].astype("float32")} if "prosody" in arrays else {})}
     model = build_speech_model(mcfg, classes, fcfg.input_shape)
     load = _load()
     if mcfg.architecture in SOLVED:  # no epochs: time the closed-form solve (standardisation + heads)
         t0 = time.perf_counter()
-        adapt(model, {"features": x})
-        fit_lda(model, {"features": x}, y, mcfg.shrinkage)
+        adapt(model, inputs)
+        fit_lda(model, inputs, y, mcfg.shrinkage)
         dt = time.perf_counter() - t0
         return {"windows": int(len(x)), "batch_size": None, "epochs": 0, "first_epoch_seconds": round(dt, 2),
                 "windows_per_second": round(len(x) / dt, 1), "architecture": mcfg.architecture,
@@ -144,7 +145,7 @@ def worker_train(data: Path, model_dir: Path, quick: bool) -> dict:
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.t)
 
-    model.fit({"features": x}, y, batch_size=32, epochs=epochs, verbose=0, callbacks=[Timer()])
+    model.fit(inputs, y, batch_size=32, epochs=epochs, verbose=0, callbacks=[Timer()])
     steady = times[1:]
     return {"windows": int(len(x)), "batch_size": 32, "epochs": epochs,
             "first_epoch_seconds": round(times[0], 2),

@@ -14,8 +14,9 @@ mean ± std over the 5 folds. The same folds, order and seed for every row.
 
 Rows: MFCC+deltas and log-mel, speaker normalisation on/off, waveform augmentation (audiomentations:
 speed, pitch, noise at 5/10/20/30 dB SNR, pyroomacoustics reverberation, gain; cached) on top of
-SpecAugment, the prosody second input (Praat via parselmouth, or the builtin NumPy measures); and the eGeMAPS functionals baseline
-through ``opensmile`` when that optional extra is installed (skipped otherwise, never required).
+SpecAugment, the prosody second input (Praat via parselmouth, or the builtin NumPy measures); and the
+eGeMAPS functionals baseline through ``opensmile`` when that optional extra is installed (skipped
+otherwise, never required).
 
 Each fold's run lives in ``runs/speech/cv_bench/<row>/fold<i>``: a killed benchmark resumes, finished
 rows and folds are read back.

@@ -159,7 +159,14 @@ def grad_cam(model, inputs, class_index=None, layer_name=None) -> np.ndarray:
 
 
 def heatmap(model, inputs, **kwargs) -> np.ndarray:
-    """Attention map when the model has self-attention, else Grad-CAM: ``(B, H, W)`` in ``[0, 1]``."""
+    """Attention map when the model has self-attention, else Grad-CAM: ``(B, H, W)`` in ``[0, 1]``;
+    for an ensemble, the mean of its members' maps."""
+    from emotion_keras.models.ensemble import members_of
+
+    members = members_of(model)
+    if members:
+        maps = np.mean([heatmap(m, inputs, **kwargs) for m in members], axis=0)
+        return _normalise_resize(maps, maps.shape[1:3])
     if _attention_layer(model) is not None:
         return attention_map(model, inputs)
     return grad_cam(model, inputs, **kwargs)

@@ -1,4 +1,4 @@
-"""``emotion-keras face {preprocess,train,evaluate,compare}``: the face pipeline from a corpus to a
+"""``emotion-keras face {preprocess,train,evaluate,ensemble,compare}``: the face pipeline from a corpus to a
 saved, evaluated model, and the multi-model comparison.
 
 Only argument parsing and printing live here; the work is done by :mod:`emotion_keras.pipelines.face`
@@ -21,8 +21,8 @@ from emotion_keras.commands.common import (add_balance_arg, add_perturb_arg, add
 from emotion_keras.config import ConfigError, TrainConfig
 from emotion_keras.data.cache import cache_key
 from emotion_keras.models.face import BACKBONES
-from emotion_keras.pipelines.face import (TTA_MODES, compare_faces, configs_of, evaluate_face, preprocess_faces,
-                                          train_face)
+from emotion_keras.pipelines.face import (TTA_MODES, compare_faces, configs_of, ensemble_face, evaluate_face,
+                                          preprocess_faces, train_face)
 from emotion_keras.pipelines.splits import Split, load_face_split
 from emotion_keras.preprocess.faces import FacePrepConfig
 
@@ -152,6 +152,16 @@ def register(subparsers) -> None:
     ep.add_argument("--json", action="store_true", help="print the full report as JSON")
     ep.set_defaults(func=cmd_evaluate)
 
+    en = sub.add_parser("ensemble", help="save saved face models as one model averaging their probabilities, "
+                                         "scored and calibrated on the validation split")
+    en.add_argument("models", nargs="+", metavar="MODEL_DIR", help="two or more saved face models "
+                                                                   "(same preprocessing and classes)")
+    en.add_argument("--out", required=True, help="where to save the ensemble, e.g. saved_models/face")
+    en.add_argument("--name", help="model name (default: the output folder's name)")
+    en.add_argument("--data", metavar="SPEC", help="corpus to validate on (default: the first model's card's)")
+    en.add_argument("--split", default="validation", help="its split to validate on (default validation)")
+    en.set_defaults(func=cmd_ensemble)
+
     cp = sub.add_parser("compare", help="train several model configs on the same split and tabulate them")
     cp.add_argument("--configs", nargs="+", metavar="JSON", help="model config files (or inline JSON)")
     cp.add_argument("--backbones", help="comma-separated backbones, each with the default config")
@@ -224,6 +234,14 @@ def cmd_evaluate(args) -> int:
                            perturb=perturb_arg(args), seed=args.seed, tta=args.tta,
                            balance=args.balance)
     print_evaluation(report, args.json)
+    return 0
+
+
+def cmd_ensemble(args) -> int:
+    res = ensemble_face(args.models, args.out, name=args.name, data=args.data, split=args.split)
+    print(saved_line(res))
+    cal = res["card"]["calibration"]
+    print(f"  temperature {cal['temperature']:.3g} (ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f})")
     return 0
 
 

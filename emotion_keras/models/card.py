@@ -81,3 +81,10 @@ class ModelCard(Config):
         if not self.order:
             return d
         return {**{k: d[k] for k in self.order if k in d}, **{k: v for k, v in d.items() if k not in self.order}}
+
+
+def member_config(card: dict[str, Any]) -> dict[str, Any]:
+    """The architecture of one model of a card: an ensemble's member config (``{"architecture":
+    "ensemble", "member": {...}}``), else the card's own ``model_config``."""
+    config = card.get("model_config") or {}
+    return dict(config.get("member") or {}) if config.get("architecture") == "ensemble" else dict(config)

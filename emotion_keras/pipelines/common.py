@@ -29,9 +29,9 @@ def history_dict(run_dir: Path, fallback: dict[str, list[float]]) -> dict[str, l
     return {k: [round(r[k], 6) for r in rows if k in r] for k in keys}
 
 
-def save_trained(net, card: ModelCard, val_metrics: dict[str, Any], out: Path, run_dir: Path,
+def save_trained(net, card: ModelCard, val_metrics: dict[str, Any], out: Path, run_dir: Path | None,
                  fit: dict[str, Any], calibrate_on: tuple | None = None) -> dict[str, Any]:
-    """Save a trained model with its card and validation report; mark ``run_dir`` finished.
+    """Save a trained model with its card and validation report; mark ``run_dir`` finished (if any).
 
     ``calibrate_on``: ``(probs, y)`` or ``(probs, y, groups)`` on the validation split: a temperature
     is fitted on them and stored on the card (``calibration``), and the report gains ECE and a
@@ -52,8 +52,9 @@ def save_trained(net, card: ModelCard, val_metrics: dict[str, Any], out: Path, r
     card = store.read_card(out)
     write_report({"task": task, "name": name, "split": "validation", "backend": card["backend"],
                   **val_metrics, **section}, out)
-    atomic_write_json(run_dir / "train_result.json",
-                      {"out": str(out), "metrics": val_metrics, "training": card["training"]})
+    if run_dir is not None:
+        atomic_write_json(Path(run_dir) / "train_result.json",
+                          {"out": str(out), "metrics": val_metrics, "training": card["training"]})
     return {"card": card, "metrics": val_metrics, "out": out, "fit": fit, "model": net}
 
 
@@ -65,6 +66,20 @@ def training_prior(classes: list[str], prior, train, source: str = "mean trainin
     weighting = (f"class weights (inverse frequency ** {train.class_weight_power:g})" if train.class_weights
                  else "no class weights")
     return prior_entry(classes, prior, f"{source}, {weighting}")
+
+
+def members_prior(cards: list[dict[str, Any]], classes: list[str]) -> dict[str, Any]:
+    """An ensemble's ``class_prior``: the mean of its members' prior frequencies (empty when a member
+    has none), with the first member's balance and source."""
+    import numpy as np
+
+    from emotion_keras.calibration import class_prior
+
+    priors = [c.get("class_prior", {}).get("frequencies") for c in cards]
+    if not all(priors):
+        return {}
+    mean = class_prior(np.array([[p[c] for c in classes] for p in priors]), len(classes))
+    return {**cards[0]["class_prior"], "frequencies": {c: round(float(v), 6) for c, v in zip(classes, mean)}}
 
 
 def calibration_fields(protocol: str, probs, y, groups=None) -> dict[str, Any]:

@@ -21,10 +21,10 @@ from emotion_keras.data.faces import read_faces
 from emotion_keras.data.ferplus import soft_targets
 from emotion_keras.data.records import Record
 from emotion_keras.errors import InputError
-from emotion_keras.models.card import ModelCard
+from emotion_keras.models.card import ModelCard, member_config
 from emotion_keras.models.io import input_spec
 from emotion_keras.pipelines.common import (ComparisonSpec, compare_models, finish_evaluation, history_dict,
-                                           save_trained, training_prior)
+                                           members_prior, save_trained, training_prior)
 from emotion_keras.pipelines.splits import Split, face_dataset_name, face_split_name, stratified_subset
 from emotion_keras.preprocess.faces import FaceArrays, FacePrepConfig, prepare_faces
 
@@ -101,6 +101,8 @@ def configs_of(init_from: str | Path, model: dict[str, Any], prep: FacePrepConfi
     from emotion_keras.models.store import read_card
 
     card = read_card(Path(init_from))
+    if (card.get("model_config") or {}).get("architecture") == "ensemble":
+        raise ConfigError(f"{init_from}: an ensemble cannot be a starting point; start from one of its members")
     return (model or dict(card["model_config"]),
             prep if prep is not None else FacePrepConfig.from_dict(card["preprocessing"]))
 
@@ -216,6 +218,56 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
         history=history_dict(run_dir, result["history"]))
     return save_trained(net, card, val_metrics, out, run_dir, result,
                         calibrate_on=(predict_arrays(net, va), to_indices(va.labels, classes)))
+
+
+def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str | None = None,
+                  data: str | None = None, split: str = "validation", progress: bool = True) -> dict[str, Any]:
+    """Saved face models of one preprocessing and class list as one model averaging their
+    probabilities (:func:`emotion_keras.models.ensemble.build_ensemble`).
+
+    Independently trained models disagree on hard faces, and their mean is the cheapest accuracy on
+    faces none of them saw. The ensemble is scored on ``split`` of ``data`` (default: the first
+    member's training corpus, whose validation split chose the members' epochs, as a trained model's
+    is) and gets a temperature fitted there, as ``face train`` does. Returns ``{"card", "metrics", "out"}``.
+    """
+    from emotion_keras.evaluate import metrics
+    from emotion_keras.models import store
+    from emotion_keras.models.ensemble import build_ensemble
+
+    if len(model_dirs) < 2:
+        raise ConfigError(f"an ensemble needs at least two models, not {len(model_dirs)}")
+    loaded = [store.load(d) for d in model_dirs]
+    members, cards = [m for m, _ in loaded], [c for _, c in loaded]
+    first = cards[0]
+    for d, c in zip(model_dirs[1:], cards[1:]):
+        for key in ("task", "classes", "preprocessing"):
+            if c.get(key) != first.get(key):
+                raise ConfigError(f"{d}: its {key} differs from {model_dirs[0]}'s: members must share it")
+    if first.get("task") != "face":
+        raise ConfigError(f"{model_dirs[0]}: a {first.get('task')} model; face ensemble takes face models")
+    classes = list(first["classes"])
+    net = build_ensemble(members, name="face_ensemble")
+    data = data or (first.get("data") or {}).get("spec")
+    if not data:
+        raise ConfigError(f"{model_dirs[0]}: its card names no corpus; pass the validation data")
+    got = corpus_faces(net, first, data, split, progress=progress)
+    probs = predict_arrays(net, got["arrays"], batch_size=min(256, len(got["arrays"])))
+    val_metrics = {**metrics(got["y"], probs, classes),
+                   "protocol": f"{face_dataset_name(got['records'])} {face_split_name(got['records'], got['split'])} "
+                               f"({len(got['arrays']):,} faces); the mean of {len(members)} models' probabilities"}
+    card = ModelCard(
+        task="face", name=name or Path(out).name, classes=classes, inputs=input_spec(net),
+        preprocessing=first["preprocessing"],
+        model_config={"architecture": "ensemble", "members": len(members), "member": member_config(first)},
+        train_config=first.get("train_config") or {}, data=first.get("data") or {},
+        metrics={"validation": val_metrics}, class_prior=members_prior(cards, classes),
+        training={"seconds": round(sum(float((c.get("training") or {}).get("seconds") or 0) for c in cards), 2)},
+        extra={"ensemble": {"members": [
+            {"member": f"member_{i}", "name": c.get("name"), "dir": str(d), "model_config": c.get("model_config"),
+             "validation": {k: (c.get("metrics") or {}).get("validation", {}).get(k) for k in ("accuracy", "uar")}}
+            for i, (d, c) in enumerate(zip(model_dirs, cards), 1)]}})
+    res = save_trained(net, card, val_metrics, Path(out), None, {}, calibrate_on=(probs, got["y"]))
+    return {"card": res["card"], "metrics": val_metrics, "out": res["out"]}
 
 
 # ---------------------------------------------------------------- evaluation
@@ -351,7 +403,7 @@ def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tt
     start = time.perf_counter()
     # One batch shape for small sets (a partial last batch costs JAX a second compilation).
     tta = tta or ("flip" if tta_flip else "none")
-    crop = int((card.get("model_config") or {}).get("crop") or 0)
+    crop = int(member_config(card).get("crop") or 0)
     raw = predict_arrays(model, arrays, tta=tta, batch_size=min(256, len(arrays)), crop=crop)
     seconds = time.perf_counter() - start
     calibrate = calibration.Calibration.of(card, balance)

@@ -24,7 +24,7 @@ from emotion_keras.errors import InputError
 from emotion_keras.models.card import ModelCard
 from emotion_keras.models.io import input_spec
 from emotion_keras.pipelines.common import (ComparisonSpec, compare_models, finish_evaluation, history_dict,
-                                           save_trained, training_prior)
+                                           members_prior, save_trained, training_prior)
 from emotion_keras.pipelines.splits import (Split, inner_split, read_speech_records, speaker_list,
                                             speaker_word, speech_dataset_name, speech_kfold_splits)
 from emotion_keras.preprocess.audio import SpeechFeatureConfig, speech_features
@@ -452,7 +452,6 @@ def ensemble_speech(cv_dir: str | Path, out: str | Path, name: str | None = None
     itself on these speakers exists (each was in training for most members): the cross-validation
     figure is its members'. Returns ``{"card", "out"}``.
     """
-    from emotion_keras.calibration import class_prior
     from emotion_keras.models import store
     from emotion_keras.models.ensemble import build_ensemble
 
@@ -462,16 +461,12 @@ def ensemble_speech(cv_dir: str | Path, out: str | Path, name: str | None = None
     parts = _cv_card_parts(cv, cards, data, f"the figure of the {k} members, one per fold (each scored on the "
                                             "speakers it never saw); the ensemble itself has no held-out speakers here")
     first, classes = parts["first"], parts["classes"]
-    priors = [c.get("class_prior", {}).get("frequencies") for c in cards]
     card = ModelCard(
         task="speech", name=name or out.name, classes=classes, inputs=first["inputs"],
         preprocessing=first["preprocessing"],
         model_config={"architecture": "ensemble", "members": k, "member": first["model_config"]},
         train_config=first["train_config"], data=parts["data"], metrics={"cv5": parts["cv5"]},
-        class_prior=({**first["class_prior"], "frequencies": {
-            c: round(float(v), 6) for c, v in zip(classes, class_prior(
-                np.array([[p[c] for c in classes] for p in priors]), len(classes)))}}
-            if all(priors) else {}),
+        class_prior=members_prior(cards, classes),
         extra={"augmentation": first.get("augmentation"), "speaker_norm_prior": first.get("speaker_norm_prior"),
                "ensemble": {"cv_dir": str(cv_dir), "members": [
                    {"member": f"member_{i}", "fold": row["fold"], "held_out_speakers": row["validation_speakers"],

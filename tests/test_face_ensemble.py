@@ -1,0 +1,90 @@
+"""``face ensemble``: saved face models as one model averaging their probabilities, scored and
+calibrated on the validation split, usable wherever one face model is (recogniser, heatmaps,
+evaluation), and refused where members do not fit together."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, corpus
+from emotion_keras.cli import main
+
+TINY = json.dumps({"width": 8, "depth": 3, "augment": False, "embedding_dim": 16})
+FAST = json.dumps({"warmup_epochs": 0, "label_smoothing": 0.0, "early_stopping": 0})
+
+
+@pytest.fixture(scope="module")
+def members(shared_data, tmp_path_factory):
+    """Two tiny CK+48 models of different seeds, a fifth of the subjects held out."""
+    ck = corpus(shared_data, "ckplus48")
+    root = tmp_path_factory.mktemp("face-ensemble")
+    dirs = []
+    for seed in (0, 1):
+        run = root / f"m{seed}"
+        assert main(["face", "train", "--data", f"ckplus:{ck}", "--val-subjects", "0.2", "--limit", "300",
+                     "--classes", "happy,surprise,sad", "--epochs", "2", "--batch-size", "32",
+                     "--model-config", TINY, "--train-config", FAST, "--seed", str(seed),
+                     "--run-dir", str(run), "--verbose", "0"]) == 0
+        dirs.append(run)
+    return ck, root, dirs
+
+
+def test_ensemble_averages_its_members_and_is_a_face_model(members, capsys):
+    from emotion_keras import explain
+    from emotion_keras.models import store
+    from emotion_keras.recognizers.face import FaceEmotionRecognizer
+
+    ck, root, dirs = members
+    out = root / "ensemble"
+    # CK+ declares no splits (the members held out subjects): validate on all of it
+    assert main(["face", "ensemble", *map(str, dirs), "--out", str(out), "--name", "tiny-ensemble",
+                 "--split", "all"]) == 0
+    assert "saved" in capsys.readouterr().out
+    net, card = store.load(out)
+    cards = [json.loads((d / "card.json").read_text()) for d in dirs]
+    assert card["model_config"]["architecture"] == "ensemble" and card["model_config"]["members"] == 2
+    assert card["model_config"]["member"] == cards[0]["model_config"] and card["inputs"] == cards[0]["inputs"]
+    # scored on the split asked for, with a temperature fitted there
+    val = card["metrics"]["validation"]
+    n = sum(len(list((ck / d).glob("*.png"))) for d in ("happy", "surprise", "sadness"))
+    assert val["n"] == n and "mean of 2 models" in val["protocol"]
+    assert card["calibration"]["n"] == val["n"] and card["calibration"]["temperature"] > 0
+    # the prior is the members' mean
+    for c in card["classes"]:
+        mean = np.mean([k["class_prior"]["frequencies"][c] for k in cards])
+        assert card["class_prior"]["frequencies"][c] == pytest.approx(mean, abs=1e-4)
+    assert [m["name"] for m in card["ensemble"]["members"]] == [k["name"] for k in cards]
+
+    faces = np.random.default_rng(0).integers(0, 255, (4, 48, 48, 1)).astype("float32")
+    each = [store.load(d)[0].predict(faces, verbose=0) for d in dirs]
+    np.testing.assert_allclose(net.predict(faces, verbose=0), np.mean(each, axis=0), atol=1e-5)
+    heat = explain.heatmap(net, faces)  # the members' maps, averaged
+    assert heat.shape == (4, 48, 48) and 0.0 <= heat.min() and heat.max() <= 1.0
+
+    image = next((ck / "happy").glob("*.png"))
+    res = FaceEmotionRecognizer(out).predict_file(image)
+    assert res["faces"] and set(res["faces"][0]["probabilities"]) == set(card["classes"])
+
+    rep = root / "eval"
+    assert main(["face", "evaluate", "--model", str(out), "--data", f"ckplus:{ck}", "--split", "all",
+                 "--limit", "60", "--tta", "ten_crop", "--out", str(rep), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tta"] == "ten_crop"
+
+
+def test_ensembles_refuse_misfits(members, capsys):
+    ck, root, dirs = members
+    assert main(["face", "ensemble", str(dirs[0]), "--out", str(root / "one")]) == 2
+    assert "at least two" in capsys.readouterr().err
+    speech = ROOT / "saved_models" / "speech"
+    assert main(["face", "ensemble", str(dirs[0]), str(speech), "--out", str(root / "mixed")]) == 2
+    assert "differs" in capsys.readouterr().err and not (root / "mixed").exists()
+    out = root / "ensemble2"
+    assert main(["face", "ensemble", *map(str, dirs), "--out", str(out), "--split", "all"]) == 0
+    capsys.readouterr()
+    # an ensemble is no starting point for training
+    assert main(["face", "train", "--data", f"ckplus:{ck}", "--init-from", str(out), "--epochs", "1",
+                 "--run-dir", str(root / "warm")]) == 2
+    assert "ensemble cannot be a starting point" in capsys.readouterr().err
