@@ -43,7 +43,7 @@ face._run(crops, geo)
 startup = time.time() - t0
 speech = SpeechEmotionRecognizer(models + "/speech", runtime=rt)
 from emotion_keras.preprocess import audio
-feats, _ = audio.file_windows(root + "/samples/speech.wav", speech.config)
+feats, _ = speech.waveform_inputs(audio.load_audio(root + "/samples/speech.wav", speech.config.sr))
 
 def median_ms(fn, n):
     for _ in range(5):
@@ -59,7 +59,7 @@ if len(sys.argv) > 5:
     out.update(face_crop_ms=median_ms(lambda: face._run(crops, geo), 200),
                speech_windows_ms=median_ms(lambda: speech.predict_features(feats), 100),
                photo_end_to_end_ms=median_ms(lambda: face.predict(rgb), 20),
-               speech_windows=len(feats))
+               speech_windows=len(feats["features"]))
 out["imported"] = [m for m in ("tensorflow", "jax", "keras", "onnxruntime") if m in sys.modules]
 print(json.dumps(out))
 """

@@ -28,23 +28,23 @@ def real_inputs():
     from emotion_keras.models.io import pad_frames
     from emotion_keras.preprocess import audio
     from emotion_keras.recognizers.face import FaceEmotionRecognizer
+    from emotion_keras.recognizers.speech import SpeechEmotionRecognizer
 
     face = FaceEmotionRecognizer(MODELS / "face")
     from emotion_keras.preprocess.images import load_image
 
     _, crops, _, _ = face._prepare(load_image(SAMPLES / "face.jpg"))
     crops = np.concatenate([crops, crops[:, :, ::-1], (crops * 0.6).astype(np.uint8)]).astype(np.float32)
-    speech_card = store.read_card(MODELS / "speech")
-    cfg = audio.SpeechFeatureConfig.from_dict(speech_card["preprocessing"])
-    feats, _ = audio.file_windows(SAMPLES / "speech.wav", cfg)
-    speech_model, _ = store.load(MODELS / "speech")
+    speech = SpeechEmotionRecognizer(MODELS / "speech")  # every input the model reads, normalised as it is
+    windows, _ = speech.waveform_inputs(audio.load_audio(SAMPLES / "speech.wav", speech.config.sr))
+    windows = {k: v.astype(np.float32) for k, v in windows.items()}
     f_emb = np.asarray(embedding_and_probabilities(face.model).predict_on_batch(crops)[0])
-    s_emb = np.asarray(embedding_and_probabilities(speech_model).predict_on_batch(feats.astype(np.float32))[0])
+    s_emb = np.asarray(embedding_and_probabilities(speech.model).predict_on_batch(windows)[0])
     fusion_card = store.read_card(MODELS / "fusion")
     mc = fusion_card["model_config"]
     frames, mask = pad_frames([f_emb, f_emb[:1], f_emb[1:]], mc["max_frames"], mc["face_dim"])
     return {"face": {"image": crops},
-            "speech": {"features": feats.astype(np.float32)},
+            "speech": windows,
             "fusion": {"face_frames": frames, "face_mask": mask,
                        "speech": np.repeat(s_emb[:1], 3, axis=0)}}
 
@@ -148,7 +148,9 @@ def test_onnx_runtime_applies_the_card_temperature(onnx_models, tmp_path):
     card.pop("calibration", None)
     (d / "card.json").write_text(json.dumps(card))
     plain = SpeechEmotionRecognizer(d, runtime="onnx")
-    feats = np.random.default_rng(0).standard_normal((3, *plain.config.input_shape)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    feats = {name: rng.standard_normal((3, *plain.net.input_shapes[name])).astype(np.float32)
+             for name in plain.input_names}  # features and, for a prosody model, prosody
     raw = plain.predict_features(feats)
     card["calibration"] = {"method": "temperature", "temperature": 2.5}
     (d / "card.json").write_text(json.dumps(card))

@@ -126,8 +126,9 @@ def test_speech_preprocessor_matches_the_audio_functions(tmp_path):
     y = np.concatenate([np.zeros(4000, np.float32), tone(4.2), np.zeros(4000, np.float32)])
     x, spans = pre(y)
     want, want_spans = audio.waveform_inputs(y, c, "<waveform>", basis)
-    assert set(x) == set(want) == {"features"}
-    np.testing.assert_array_equal(x["features"], want["features"])
+    assert set(x) == set(want) == set(card["inputs"])  # features and, for a prosody model, prosody
+    for name in x:
+        np.testing.assert_array_equal(x[name], want[name])
     np.testing.assert_array_equal(spans, want_spans)
     # stereo at 48 kHz: averaged to mono and resampled, as the recogniser did
     import soxr

@@ -158,6 +158,10 @@ class Recognizer(metaclass=_FolderShorthand):
         for name in self.zero_inputs:
             if name in self.net.input_names and x.get(name) is None:
                 x[name] = np.zeros((n, int(self.net.input_shapes[name][-1])), np.float32)
+        missing = [name for name in self.net.input_names if x.get(name) is None]
+        if missing:
+            raise ValueError(f"the model also reads {missing}: pass a dict of every input (the recogniser's "
+                             "preprocessor gives them), not {self.main_input!r} alone")
         return {k: (np.asarray(v) if self.input_dtype is None else np.asarray(v, self.input_dtype))
                 for k, v in x.items() if v is not None}
 

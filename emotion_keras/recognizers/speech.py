@@ -110,7 +110,8 @@ class SpeechEmotionRecognizer(Recognizer):
 
     def predict_inputs(self, inputs: dict[str, np.ndarray] | np.ndarray) -> np.ndarray:
         """Probabilities ``(n, classes)`` for window inputs (``{"features", ["prosody"]}``, or the
-        feature windows ``(n, frames, n_features)`` alone): :meth:`predict_proba`.
+        feature windows ``(n, frames, n_features)`` alone for a model without prosody):
+        :meth:`predict_proba`.
 
         Args:
             inputs: window inputs.
