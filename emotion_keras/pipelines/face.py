@@ -264,6 +264,7 @@ def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str |
         training={"seconds": round(sum(float((c.get("training") or {}).get("seconds") or 0) for c in cards), 2)},
         extra={"ensemble": {"members": [
             {"member": f"member_{i}", "name": c.get("name"), "dir": str(d), "model_config": c.get("model_config"),
+             "train_config": c.get("train_config"), "training": c.get("training"),
              "validation": {k: (c.get("metrics") or {}).get("validation", {}).get(k) for k in ("accuracy", "uar")}}
             for i, (d, c) in enumerate(zip(model_dirs, cards), 1)]}})
     res = save_trained(net, card, val_metrics, Path(out), None, {}, calibrate_on=(probs, got["y"]))
