@@ -11,6 +11,7 @@ import pytest
 
 from conftest import ROOT, corpus
 from emotion_keras.cli import main
+from emotion_keras.config import ConfigError
 
 TINY = json.dumps({"width": 8, "depth": 3, "augment": False, "embedding_dim": 16})
 FAST = json.dumps({"warmup_epochs": 0, "label_smoothing": 0.0, "early_stopping": 0})
@@ -41,7 +42,7 @@ def test_ensemble_averages_its_members_and_is_a_face_model(members, capsys):
     out = root / "ensemble"
     # CK+ declares no splits (the members held out subjects): validate on all of it
     assert main(["face", "ensemble", *map(str, dirs), "--out", str(out), "--name", "tiny-ensemble",
-                 "--split", "all"]) == 0
+                 "--split", "all", "--tta", "flip"]) == 0
     assert "saved" in capsys.readouterr().out
     net, card = store.load(out)
     cards = [json.loads((d / "card.json").read_text()) for d in dirs]
@@ -50,7 +51,8 @@ def test_ensemble_averages_its_members_and_is_a_face_model(members, capsys):
     # scored on the split asked for, with a temperature fitted there
     val = card["metrics"]["validation"]
     n = sum(len(list((ck / d).glob("*.png"))) for d in ("happy", "surprise", "sadness"))
-    assert val["n"] == n and "mean of 2 models" in val["protocol"]
+    assert val["n"] == n and "mean of 2 models" in val["protocol"] and "flip TTA" in val["protocol"]
+    assert card["tta"] == "flip"
     assert card["calibration"]["n"] == val["n"] and card["calibration"]["temperature"] > 0
     # the prior is the members' mean
     for c in card["classes"]:
@@ -65,13 +67,22 @@ def test_ensemble_averages_its_members_and_is_a_face_model(members, capsys):
     assert heat.shape == (4, 48, 48) and 0.0 <= heat.min() and heat.max() <= 1.0
 
     image = next((ck / "happy").glob("*.png"))
-    res = FaceEmotionRecognizer(out).predict_file(image)
+    rec = FaceEmotionRecognizer(out)
+    res = rec.predict_file(image)
     assert res["faces"] and set(res["faces"][0]["probabilities"]) == set(card["classes"])
+    # the recogniser averages the card's views (the face and its mirror) before calibrating
+    assert rec.tta == "flip" and FaceEmotionRecognizer(out, tta="none").tta == "none"
+    with pytest.raises(ConfigError, match="tta must be one of"):
+        FaceEmotionRecognizer(out, tta="five_crop")
+    raw = (net.predict(faces, verbose=0) + net.predict(faces[:, :, ::-1], verbose=0)) / 2
+    np.testing.assert_allclose(rec.predict_proba(faces), rec._calibrated(raw), atol=1e-5)
+    assert not np.allclose(FaceEmotionRecognizer(out, tta="none").predict_proba(faces), rec.predict_proba(faces))
 
     rep = root / "eval"
-    assert main(["face", "evaluate", "--model", str(out), "--data", f"ckplus:{ck}", "--split", "all",
-                 "--limit", "60", "--tta", "ten_crop", "--out", str(rep), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["tta"] == "ten_crop"
+    for extra, tta in (([], "flip"), (["--tta", "ten_crop"], "ten_crop")):  # default: the card's views
+        assert main(["face", "evaluate", "--model", str(out), "--data", f"ckplus:{ck}", "--split", "all",
+                     "--limit", "60", "--out", str(rep), "--json", *extra]) == 0
+        assert json.loads(capsys.readouterr().out)["tta"] == tta
 
 
 def test_ensembles_refuse_misfits(members, capsys):

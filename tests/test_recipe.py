@@ -53,9 +53,9 @@ def test_mixup_and_cutmix_keep_targets_consistent():
 def test_recipe_trains_with_soft_targets_crop_sgd_ema_mixup(tmp_path):
     import keras
 
-    from emotion_keras.pipelines.face import adapt_batchnorm, predict_arrays, tta_views
+    from emotion_keras.pipelines.face import adapt_batchnorm, predict_arrays
     from emotion_keras.models.face import FaceModelConfig, build_face_model
-    from emotion_keras.preprocess.faces import FaceArrays
+    from emotion_keras.preprocess.faces import FaceArrays, tta_views
 
     x, y = _images(192)
     xv, yv = _images(60, 1)

@@ -86,7 +86,7 @@ def pack(ferplus: str, fer2013: str, out: Path, limit: int | None = None) -> Pat
 # ---------------------------------------------------------------- run (GPU side)
 
 def _score(model, x, y, crop: int) -> dict:
-    from emotion_keras.pipelines.face import tta_views
+    from emotion_keras.preprocess.faces import tta_views
     from emotion_keras.evaluate import metrics
 
     views = tta_views(x, "ten_crop", crop)

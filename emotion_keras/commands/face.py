@@ -21,10 +21,10 @@ from emotion_keras.commands.common import (add_balance_arg, add_perturb_arg, add
 from emotion_keras.config import ConfigError, TrainConfig
 from emotion_keras.data.cache import cache_key
 from emotion_keras.models.face import BACKBONES
-from emotion_keras.pipelines.face import (TTA_MODES, compare_faces, configs_of, ensemble_face, evaluate_face,
-                                          preprocess_faces, train_face)
+from emotion_keras.pipelines.face import (compare_faces, configs_of, ensemble_face, evaluate_face, preprocess_faces,
+                                          train_face)
 from emotion_keras.pipelines.splits import Split, load_face_split
-from emotion_keras.preprocess.faces import FacePrepConfig
+from emotion_keras.preprocess.faces import TTA_MODES, FacePrepConfig
 
 
 # ---------------------------------------------------------------- configs from arguments
@@ -142,8 +142,9 @@ def register(subparsers) -> None:
     ep.add_argument("--model", default=None, help="model directory (default saved_models/face)")
     _add_data_args(ep, split=False)
     ep.add_argument("--split", help="corpus split to evaluate (default: test, else validation, else all)")
-    ep.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation: none (default), flip, "
-                                                   "ten_crop (corner + centre crops and their mirrors)")
+    ep.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation: none, flip, ten_crop (corner + "
+                                                   "centre crops and their mirrors); default: the card's "
+                                                   "`tta`, as the recogniser, else none")
     ep.add_argument("--tta-flip", action="store_true", help="same as --tta flip")
     ep.add_argument("--limit", type=int, help="evaluate a stratified subset of N images")
     ep.add_argument("--out", help="report folder (default: the model directory)")
@@ -160,6 +161,9 @@ def register(subparsers) -> None:
     en.add_argument("--name", help="model name (default: the output folder's name)")
     en.add_argument("--data", metavar="SPEC", help="corpus to validate on (default: the first model's card's)")
     en.add_argument("--split", default="validation", help="its split to validate on (default validation)")
+    en.add_argument("--tta", choices=TTA_MODES, default="none",
+                    help="test-time views its recogniser and `face evaluate` average by default (recorded on "
+                         "the card; the validation figure and temperature are measured with them)")
     en.set_defaults(func=cmd_ensemble)
 
     cp = sub.add_parser("compare", help="train several model configs on the same split and tabulate them")
@@ -238,7 +242,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_ensemble(args) -> int:
-    res = ensemble_face(args.models, args.out, name=args.name, data=args.data, split=args.split)
+    res = ensemble_face(args.models, args.out, name=args.name, data=args.data, split=args.split, tta=args.tta)
     print(saved_line(res))
     cal = res["card"]["calibration"]
     print(f"  temperature {cal['temperature']:.3g} (ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f})")

@@ -26,7 +26,7 @@ from emotion_keras.models.io import input_spec
 from emotion_keras.pipelines.common import (ComparisonSpec, compare_models, finish_evaluation, history_dict,
                                            members_prior, save_trained, training_prior)
 from emotion_keras.pipelines.splits import Split, face_dataset_name, face_split_name, stratified_subset
-from emotion_keras.preprocess.faces import FaceArrays, FacePrepConfig, prepare_faces
+from emotion_keras.preprocess.faces import FaceArrays, FacePrepConfig, prepare_faces, tta_views
 
 
 def make_model_config(model: dict[str, Any], prep: FacePrepConfig):
@@ -221,14 +221,17 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
 
 
 def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str | None = None,
-                  data: str | None = None, split: str = "validation", progress: bool = True) -> dict[str, Any]:
+                  data: str | None = None, split: str = "validation", tta: str = "none",
+                  progress: bool = True) -> dict[str, Any]:
     """Saved face models of one preprocessing and class list as one model averaging their
     probabilities (:func:`emotion_keras.models.ensemble.build_ensemble`).
 
     Independently trained models disagree on hard faces, and their mean is the cheapest accuracy on
     faces none of them saw. The ensemble is scored on ``split`` of ``data`` (default: the first
     member's training corpus, whose validation split chose the members' epochs, as a trained model's
-    is) and gets a temperature fitted there, as ``face train`` does. Returns ``{"card", "metrics", "out"}``.
+    is) and gets a temperature fitted there, as ``face train`` does. ``tta`` (the card's ``tta``) is the
+    test-time views its recogniser and ``face evaluate`` average by default: the validation figure and
+    the temperature are measured with them. Returns ``{"card", "metrics", "out"}``.
     """
     from emotion_keras.evaluate import metrics
     from emotion_keras.models import store
@@ -251,10 +254,13 @@ def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str |
     if not data:
         raise ConfigError(f"{model_dirs[0]}: its card names no corpus; pass the validation data")
     got = corpus_faces(net, first, data, split, progress=progress)
-    probs = predict_arrays(net, got["arrays"], batch_size=min(256, len(got["arrays"])))
+    crop = int(member_config(first).get("crop") or 0)
+    probs = predict_arrays(net, got["arrays"], tta=tta, batch_size=min(256, len(got["arrays"])), crop=crop)
+    views = {"none": "", "flip": ", horizontal-flip TTA", "ten_crop": ", ten-crop TTA"}[tta]
     val_metrics = {**metrics(got["y"], probs, classes),
                    "protocol": f"{face_dataset_name(got['records'])} {face_split_name(got['records'], got['split'])} "
-                               f"({len(got['arrays']):,} faces); the mean of {len(members)} models' probabilities"}
+                               f"({len(got['arrays']):,} faces{views}); the mean of {len(members)} models' "
+                               "probabilities"}
     card = ModelCard(
         task="face", name=name or Path(out).name, classes=classes, inputs=input_spec(net),
         preprocessing=first["preprocessing"],
@@ -266,34 +272,12 @@ def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str |
             {"member": f"member_{i}", "name": c.get("name"), "dir": str(d), "model_config": c.get("model_config"),
              "train_config": c.get("train_config"), "training": c.get("training"),
              "validation": {k: (c.get("metrics") or {}).get("validation", {}).get(k) for k in ("accuracy", "uar")}}
-            for i, (d, c) in enumerate(zip(model_dirs, cards), 1)]}})
+            for i, (d, c) in enumerate(zip(model_dirs, cards), 1)]}, **({"tta": tta} if tta != "none" else {})})
     res = save_trained(net, card, val_metrics, Path(out), None, {}, calibrate_on=(probs, got["y"]))
     return {"card": res["card"], "metrics": val_metrics, "out": res["out"]}
 
 
 # ---------------------------------------------------------------- evaluation
-
-TTA_MODES = ("none", "flip", "ten_crop")
-
-
-def tta_views(images: np.ndarray, mode: str, crop: int = 0) -> list[np.ndarray]:
-    """The test-time views of ``(N, H, W, C)`` faces: ``flip`` adds the mirror image; ``ten_crop``
-    the four corner and the centre crops of side ``crop`` (the model centre-crops its input, so a
-    corner crop is the input shifted by the crop margin) and their mirrors. Without a crop in the
-    model, the shift is 1/12 of the side with edge pixels repeated."""
-    if mode not in TTA_MODES:
-        raise ConfigError(f"TTA must be one of {', '.join(TTA_MODES)}, not {mode!r}")
-    views = [images]
-    if mode == "ten_crop":
-        side = images.shape[1]
-        d = (side - crop) // 2 if crop and crop < side else max(1, side // 12)
-        pad = np.pad(images, ((0, 0), (d, d), (d, d), (0, 0)), mode="edge")
-        for dy, dx in ((0, 0), (0, 2 * d), (2 * d, 0), (2 * d, 2 * d)):
-            views.append(np.ascontiguousarray(pad[:, dy:dy + side, dx:dx + side]))
-    if mode in ("flip", "ten_crop"):
-        views += [np.ascontiguousarray(v[:, :, ::-1]) for v in views]
-    return views
-
 
 def predict_arrays(model, arrays: FaceArrays, tta: str | bool = "none", batch_size: int = 256,
                    crop: int = 0) -> np.ndarray:
@@ -403,7 +387,7 @@ def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tt
     records, split_used, arrays, y, dropped = (got[k] for k in ("records", "split", "arrays", "y", "dropped"))
     start = time.perf_counter()
     # One batch shape for small sets (a partial last batch costs JAX a second compilation).
-    tta = tta or ("flip" if tta_flip else "none")
+    tta = tta or ("flip" if tta_flip else card.get("tta") or "none")  # default: the recogniser's views
     crop = int(member_config(card).get("crop") or 0)
     raw = predict_arrays(model, arrays, tta=tta, batch_size=min(256, len(arrays)), crop=crop)
     seconds = time.perf_counter() - start

@@ -308,6 +308,28 @@ def _compute(records: Sequence[Record], config: FacePrepConfig, progress: bool) 
     return arrays
 
 
+TTA_MODES = ("none", "flip", "ten_crop")
+
+
+def tta_views(images: np.ndarray, mode: str, crop: int = 0) -> list[np.ndarray]:
+    """The test-time views of ``(N, H, W, C)`` faces: ``flip`` adds the mirror image; ``ten_crop``
+    the four corner and the centre crops of side ``crop`` (the model centre-crops its input, so a
+    corner crop is the input shifted by the crop margin) and their mirrors. Without a crop in the
+    model, the shift is 1/12 of the side with edge pixels repeated."""
+    if mode not in TTA_MODES:
+        raise ConfigError(f"TTA must be one of {', '.join(TTA_MODES)}, not {mode!r}")
+    views = [images]
+    if mode == "ten_crop":
+        side = images.shape[1]
+        d = (side - crop) // 2 if crop and crop < side else max(1, side // 12)
+        pad = np.pad(images, ((0, 0), (d, d), (d, d), (0, 0)), mode="edge")
+        for dy, dx in ((0, 0), (0, 2 * d), (2 * d, 0), (2 * d, 2 * d)):
+            views.append(np.ascontiguousarray(pad[:, dy:dy + side, dx:dx + side]))
+    if mode in ("flip", "ten_crop"):
+        views += [np.ascontiguousarray(v[:, :, ::-1]) for v in views]
+    return views
+
+
 def cache_dir_default() -> Path:
     """The cache folder, read at call time (tests and users set ``EMOTION_KERAS_CACHE``)."""
     return Path(os.environ.get("EMOTION_KERAS_CACHE", DEFAULT_DIR))

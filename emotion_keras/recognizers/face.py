@@ -19,9 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from emotion_keras.config import ConfigError
 from emotion_keras.errors import InputError
+from emotion_keras.models.card import member_config
 from emotion_keras.preprocess.preprocessors import FacePreprocessor, PreparedFaces
 from emotion_keras.preprocess.preprocessors import as_rgb as _as_rgb
+from emotion_keras.preprocess.faces import TTA_MODES, tta_views
 from emotion_keras.recognizers.base import Recognizer
 
 
@@ -39,9 +42,21 @@ class FaceEmotionRecognizer(Recognizer):
     main_input = "image"
     zero_inputs = ("geometry",)  # crops carry no landmarks: geometry zeros, as in training
 
+    def __init__(self, *, tta: str | None = None, **parts):
+        """Args:
+            tta: test-time views averaged for each face: ``"none"``, ``"flip"`` (the mirror image
+                too) or ``"ten_crop"`` (None: the card's ``tta``, else none).
+            **parts: as for :class:`~emotion_keras.recognizers.base.Recognizer`.
+        """
+        super().__init__(**parts)
+        self.tta = tta or self.card.get("tta") or "none"
+        if self.tta not in TTA_MODES:
+            raise ConfigError(f"tta must be one of {', '.join(TTA_MODES)}, not {self.tta!r}")
+        self.crop = int(member_config(self.card).get("crop") or 0)
+
     @classmethod
     def from_dir(cls, directory: str | Path | None = None, detector=None, runtime: str = "keras",
-                 balance: float | None = None):
+                 balance: float | None = None, tta: str | None = None):
         """Load a saved face model.
 
         Args:
@@ -52,10 +67,11 @@ class FaceEmotionRecognizer(Recognizer):
             balance: the prior correction, 0..1 (None: the card's): how far to move the decision
                 from the training corpus's class frequencies towards equal ones
                 (:mod:`emotion_keras.calibration`).
+            tta: test-time views (None: the card's ``tta``, else none).
         """
         net, card, model, directory = cls._load(directory, runtime)
         return cls(net=net, card=card, preprocessor=FacePreprocessor.from_card(card, detector=detector),
-                   model=model, model_dir=directory, runtime=runtime, balance=balance)
+                   model=model, model_dir=directory, runtime=runtime, balance=balance, tta=tta)
 
     @property
     def prep(self):
@@ -67,6 +83,23 @@ class FaceEmotionRecognizer(Recognizer):
         return self.preprocessor.detector
 
     # ------------------------------------------------------------ core
+
+    def predict_proba(self, inputs) -> np.ndarray:
+        """Calibrated class probabilities of prepared faces, each the mean over the :attr:`tta` views
+        (:func:`~emotion_keras.preprocess.faces.tta_views`) before calibration, as ``face evaluate``
+        averages them.
+
+        Args:
+            inputs: face crops ``(n, H, W, C)`` or ``{"image", ["geometry"]}``.
+        """
+        x = self._feed(inputs)
+        n = len(x["image"])
+        views = tta_views(x["image"], self.tta, self.crop) if n else [x["image"]]
+        if len(views) == 1:
+            return super().predict_proba(x)
+        feed = {k: np.concatenate(views if k == "image" else [v] * len(views)) for k, v in x.items()}
+        (probs,) = self._batched(lambda c: (self.net.probabilities(c),), feed)
+        return self._calibrated(probs.reshape(len(views), n, -1).mean(0))
 
     def _run(self, images: np.ndarray, geometry: np.ndarray | None) -> np.ndarray:
         """Class probabilities for a batch of prepared faces, in one model call."""
