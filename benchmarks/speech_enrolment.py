@@ -1,8 +1,9 @@
 """How many clips does enrolling a speaker take? -> docs/benchmarks/speech_enrolment.{json,md}.
 
-Protocol: the default-install speaker-normalised model (functionals, shrinkage LDA, the four
-shrinkages averaged) cross-validated over RAVDESS actors 1-20 (5 folds of 4 actors, 8 classes, each
-fold's weights solved on its other 16 actors: nothing is chosen on any fold). Each held-out speaker
+Protocol: the shipped speech model's configuration (``--model``; today functionals with the builtin
+prosody input, speaker-normalised, shrinkage LDA with the four shrinkages averaged) cross-validated
+over RAVDESS actors 1-20 (5 folds of 4 actors, 8 classes, each fold's weights solved on its other 16
+actors: nothing is chosen on any fold). Each held-out speaker
 is enrolled from ``k`` of their clips, unlabelled (one clip of each emotion first, then at random;
 5 draws per ``k``), and all 60 of their clips are scored with those statistics: the speaker's own
 mean and either their own variance or their variance shrunk towards the typical training speaker's
@@ -26,8 +27,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ravdess_speech"
-FEATURES = {"feature": "functionals", "n_fft": 512, "hop_length": 160, "n_mfcc": 20, "speaker_norm": "speaker"}
-MODEL = {"architecture": "lda"}  # the default shrinkages, averaged
 SIZES = (0, 24, 12, 6, 3)  # 0: every clip of the speaker
 DRAWS = 5
 
@@ -45,9 +44,10 @@ def fold_scores(net, card, ws, k: int, shrink: bool, rng) -> dict[str, float]:
     from emotion_keras.pipelines.speech import WindowSet, window_probabilities
     from emotion_keras.preprocess.speaker_norm import group_stats, standardise
 
-    prior = card["speaker_norm_prior"]["features"] if shrink else None
+    priors = card["speaker_norm_prior"]
     classes = list(card["classes"])
-    x = np.empty(ws.x.shape, np.float32)
+    raw = {"features": ws.x, **({"prosody": ws.prosody} if ws.prosody is not None else {})}
+    out = {name: np.empty(v.shape, np.float32) for name, v in raw.items()}
     subjects = np.asarray([str(ws.records[i].subject) for i in ws.clip])
     for s in np.unique(subjects):
         idx = np.flatnonzero(subjects == s)
@@ -55,8 +55,9 @@ def fold_scores(net, card, ws, k: int, shrink: bool, rng) -> dict[str, float]:
         labels = np.asarray([ws.records[c].label for c in np.unique(clips)])
         chosen = np.unique(clips) if k == 0 else np.unique(clips)[enrolment_clips(labels, k, rng)]
         enrol = idx[np.isin(clips, chosen)]
-        x[idx] = standardise(ws.x[idx], *group_stats(ws.x[enrol], prior))
-    scored = WindowSet(x, ws.clip, ws.records, ws.failed)
+        for name, v in raw.items():  # every input of the model, each with its own typical speaker
+            out[name][idx] = standardise(v[idx], *group_stats(v[enrol], priors[name] if shrink else None))
+    scored = WindowSet(out["features"], ws.clip, ws.records, ws.failed, out.get("prosody"))
     m = scored.clip_metrics(window_probabilities(net, scored.inputs()), classes)
     return {"accuracy": m["accuracy"], "uar": m["uar"]}
 
@@ -66,6 +67,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "speech" / "enrolment_bench"))
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"))
+    ap.add_argument("--model", default=str(ROOT / "saved_models" / "speech"),
+                    help="the speech model whose configuration is cross-validated (its card)")
     args = ap.parse_args(argv)
     import keras
 
@@ -76,13 +79,16 @@ def main(argv=None) -> int:
     from emotion_keras.pipelines.splits import read_speech_records
     from emotion_keras.preprocess.audio import SpeechFeatureConfig
 
+    shipped = store.read_card(Path(args.model))
     records = read_speech_records(f"ravdess:{args.data}")
-    cfg = SpeechFeatureConfig.from_dict(FEATURES)
-    cv = crossvalidate_speech(records, 5, cfg, MODEL, TrainConfig(verbose=0), Path(args.runs), progress=False,
+    cfg = SpeechFeatureConfig.from_dict(shipped["preprocessing"])
+    model = {k: v for k, v in shipped["model_config"].items() if k != "prosody_dim"}  # set from the features
+    cv = crossvalidate_speech(records, 5, cfg, model, TrainConfig(verbose=0), Path(args.runs) / shipped["name"],
+                              progress=False,
                               inner=False, spec=f"ravdess:{args.data}")
     rows = {}
     for f in cv["folds"]:
-        net, card = store.load(Path(args.runs) / f"fold{f['fold']}")
+        net, card = store.load(Path(args.runs) / shipped["name"] / f"fold{f['fold']}")
         held = [r for r in records if r.subject in set(f["validation_speakers"])]
         ws = window_set(held, cfg, progress=False)
         for k in SIZES:
@@ -106,12 +112,14 @@ def main(argv=None) -> int:
     meta = {"protocol": " ".join(__doc__.split("\n\n")[1].split()).removeprefix("Protocol: "),
             "backend": keras.backend.backend(),
             "command": "KERAS_BACKEND=jax python benchmarks/speech_enrolment.py",
+            "model": shipped["name"], "preprocessing": shipped["preprocessing"],
             "cv": {key: cv[key] for key in ("accuracy", "uar")}, "measured": time.strftime("%Y-%m-%d"),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores"}
     out = Path(args.out)
     atomic_write_json(out / "speech_enrolment.json", {**meta, "rows": table})
     lines = ["# Enrolling a speaker: how many clips, and shrinking their variance", "",
-             f"Protocol: {meta['protocol']}", "",
+             f"Protocol: {meta['protocol']}", "", f"Model configuration: {meta['model']} (prosody input: "
+             f"{meta['preprocessing'].get('prosody', 'none')}).", "",
              f"Command: `{meta['command']}` ({meta['machine']}, {meta['backend']}, {meta['measured']}).", "",
              "| enrolment clips per speaker | variance | accuracy | UAR | fold x draw scores |",
              "|---|---|---:|---:|---:|"]
