@@ -82,10 +82,9 @@ def main(argv=None) -> int:
     shipped = store.read_card(Path(args.model))
     records = read_speech_records(f"ravdess:{args.data}")
     cfg = SpeechFeatureConfig.from_dict(shipped["preprocessing"])
-    model = {k: v for k, v in shipped["model_config"].items() if k != "prosody_dim"}  # set from the features
-    cv = crossvalidate_speech(records, 5, cfg, model, TrainConfig(verbose=0), Path(args.runs) / shipped["name"],
-                              progress=False,
-                              inner=False, spec=f"ravdess:{args.data}")
+    cv = crossvalidate_speech(records, 5, cfg, shipped["model_config"], TrainConfig(verbose=0),
+                              Path(args.runs) / shipped["name"], progress=False, inner=False,
+                              spec=f"ravdess:{args.data}")
     rows = {}
     for f in cv["folds"]:
         net, card = store.load(Path(args.runs) / shipped["name"] / f"fold{f['fold']}")

@@ -88,3 +88,9 @@ def member_config(card: dict[str, Any]) -> dict[str, Any]:
     "ensemble", "member": {...}}``), else the card's own ``model_config``."""
     config = card.get("model_config") or {}
     return dict(config.get("member") or {}) if config.get("architecture") == "ensemble" else dict(config)
+
+
+def face_views(card: dict[str, Any]) -> tuple[str, int]:
+    """``(tta, crop)`` of a face card: the test-time views its recogniser, evaluation and calibration
+    average by default (``"none"`` without a ``tta`` field), and the side its model centre-crops to."""
+    return card.get("tta") or "none", int(member_config(card).get("crop") or 0)

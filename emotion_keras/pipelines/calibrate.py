@@ -34,7 +34,7 @@ def calibrate_model(model_dir: str | Path, data: str | None = None, split: str |
         raise ConfigError(f"{model_dir}: the card names no corpus (data.spec); pass --data SPEC")
     groups = None
     if task == "face":
-        from emotion_keras.models.card import member_config
+        from emotion_keras.models.card import face_views
         from emotion_keras.pipelines.face import corpus_faces, predict_arrays
         from emotion_keras.pipelines.splits import face_dataset_name, face_split_name
 
@@ -44,8 +44,8 @@ def calibrate_model(model_dir: str | Path, data: str | None = None, split: str |
         model, card = store.load(model_dir)
         got = corpus_faces(model, card, data, split, limit, seed, progress)
         # the probabilities the recogniser calibrates: averaged over the card's test-time views
-        probs = predict_arrays(model, got["arrays"], tta=card.get("tta") or "none",
-                               crop=int(member_config(card).get("crop") or 0))
+        tta, crop = face_views(card)
+        probs = predict_arrays(model, got["arrays"], tta=tta, crop=crop)
         y = got["y"]
         protocol = (f"{face_dataset_name(got['records'])} {face_split_name(got['records'], got['split'])} "
                     f"({len(y):,} faces" + (f", stratified subset of {limit}" if limit else "") + ")")

@@ -21,7 +21,7 @@ from emotion_keras.data.faces import read_faces
 from emotion_keras.data.ferplus import soft_targets
 from emotion_keras.data.records import Record
 from emotion_keras.errors import InputError
-from emotion_keras.models.card import ModelCard, member_config
+from emotion_keras.models.card import ModelCard, face_views, member_config
 from emotion_keras.models.io import input_spec
 from emotion_keras.pipelines.common import (ComparisonSpec, compare_models, finish_evaluation, history_dict,
                                            members_prior, save_trained, training_prior)
@@ -254,7 +254,7 @@ def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str |
     if not data:
         raise ConfigError(f"{model_dirs[0]}: its card names no corpus; pass the validation data")
     got = corpus_faces(net, first, data, split, progress=progress)
-    crop = int(member_config(first).get("crop") or 0)
+    crop = face_views(first)[1]
     probs = predict_arrays(net, got["arrays"], tta=tta, batch_size=min(256, len(got["arrays"])), crop=crop)
     views = {"none": "", "flip": ", horizontal-flip TTA", "ten_crop": ", ten-crop TTA"}[tta]
     val_metrics = {**metrics(got["y"], probs, classes),
@@ -387,8 +387,8 @@ def evaluate_face(model_dir: str | Path, data: str, split: str | None = None, tt
     records, split_used, arrays, y, dropped = (got[k] for k in ("records", "split", "arrays", "y", "dropped"))
     start = time.perf_counter()
     # One batch shape for small sets (a partial last batch costs JAX a second compilation).
-    tta = tta or ("flip" if tta_flip else card.get("tta") or "none")  # default: the recogniser's views
-    crop = int(member_config(card).get("crop") or 0)
+    card_tta, crop = face_views(card)
+    tta = tta or ("flip" if tta_flip else card_tta)  # default: the recogniser's views
     raw = predict_arrays(model, arrays, tta=tta, batch_size=min(256, len(arrays)), crop=crop)
     seconds = time.perf_counter() - start
     calibrate = calibration.Calibration.of(card, balance)

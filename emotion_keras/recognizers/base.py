@@ -161,7 +161,7 @@ class Recognizer(metaclass=_FolderShorthand):
         missing = [name for name in self.net.input_names if x.get(name) is None]
         if missing:
             raise ValueError(f"the model also reads {missing}: pass a dict of every input (the recogniser's "
-                             "preprocessor gives them), not {self.main_input!r} alone")
+                             f"preprocessor gives them), not {self.main_input!r} alone")
         return {k: (np.asarray(v) if self.input_dtype is None else np.asarray(v, self.input_dtype))
                 for k, v in x.items() if v is not None}
 

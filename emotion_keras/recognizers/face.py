@@ -21,7 +21,7 @@ import numpy as np
 
 from emotion_keras.config import ConfigError
 from emotion_keras.errors import InputError
-from emotion_keras.models.card import member_config
+from emotion_keras.models.card import face_views
 from emotion_keras.preprocess.preprocessors import FacePreprocessor, PreparedFaces
 from emotion_keras.preprocess.preprocessors import as_rgb as _as_rgb
 from emotion_keras.preprocess.faces import TTA_MODES, tta_views
@@ -49,10 +49,10 @@ class FaceEmotionRecognizer(Recognizer):
             **parts: as for :class:`~emotion_keras.recognizers.base.Recognizer`.
         """
         super().__init__(**parts)
-        self.tta = tta or self.card.get("tta") or "none"
+        card_tta, self.crop = face_views(self.card)
+        self.tta = tta or card_tta
         if self.tta not in TTA_MODES:
             raise ConfigError(f"tta must be one of {', '.join(TTA_MODES)}, not {self.tta!r}")
-        self.crop = int(member_config(self.card).get("crop") or 0)
 
     @classmethod
     def from_dir(cls, directory: str | Path | None = None, detector=None, runtime: str = "keras",
