@@ -2,13 +2,15 @@
 
 A run trained in stages (a second stage started with ``face train --init-from`` the first's model)
 is given as its run directories in order; their times add up and the table names each stage.
+``--compare`` adds other runs (an ensemble's other members, a run on other labels) as curves of their
+own, each timed from its start, so one figure shows what each budget bought.
 Reads each run directory's ``history.csv`` (``epoch_seconds`` per epoch, written by ``train.fit``) or,
 for runs made before that column existed, the epoch times Keras printed with ``--verbose 2``
 (``441/441 - 758s - ...``) from ``--log``. The curve is what a CPU budget buys: it shows where the
 accuracy stands after each epoch and how much time a target would need at that slope.
 
     python benchmarks/face_curve.py --run-dir runs/face/NAME [runs/face/STAGE2 ...] \
-        [--log train.log [-]] [--label "..."]
+        [--log train.log [-]] [--label "..."] [--compare runs/face/OTHER ...]
 """
 
 from __future__ import annotations
@@ -41,12 +43,25 @@ def curve(run_dir: Path, log: Path | None = None) -> list[dict]:
     return out
 
 
+def validation_protocol(run_dir: Path) -> str:
+    """The protocol sentence of a finished run's validation figure (its card), or ''."""
+    import json
+
+    try:
+        card = json.loads((run_dir / "card.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    return str(((card.get("metrics") or {}).get("validation") or {}).get("protocol", ""))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run-dir", type=Path, nargs="+", required=True, help="run directories, stage by stage")
     ap.add_argument("--log", nargs="*", default=[],
                     help="each stage's --verbose 2 log, in the same order ('-' for a stage without one)")
     ap.add_argument("--label", default="")
+    ap.add_argument("--compare", type=Path, nargs="*", default=[],
+                    help="other run directories, each drawn as its own curve (one stage each)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "face_curve")
     args = ap.parse_args()
     logs = [None if x in ("", "-") else Path(x) for x in args.log] + [None] * len(args.run_dir)
@@ -58,6 +73,9 @@ def main() -> int:
         offset = part[-1]["minutes"] if part else offset
         rows += part
     names = " + ".join(d.name for d in args.run_dir)
+    series = [(args.label or names, rows)]
+    for run_dir in args.compare:
+        series.append((run_dir.name, [{**r, "stage": 1} for r in curve(run_dir)]))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,30 +83,39 @@ def main() -> int:
 
     from emotion_keras.data.cache import atomic_write_text
 
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
-    ax.plot([r["minutes"] for r in rows], [r["val_accuracy"] for r in rows], "o-", label="validation accuracy")
-    ax.plot([r["minutes"] for r in rows], [r["accuracy"] for r in rows], "s--", alpha=0.6, label="training accuracy")
+    fig, ax = plt.subplots(figsize=(6, 3.5) if len(series) == 1 else (7, 4.2), dpi=110)
+    for i, (label, part) in enumerate(series):
+        color = f"C{i}"
+        mins = [r["minutes"] for r in part]
+        ax.plot(mins, [r["val_accuracy"] for r in part], "o-", ms=3, color=color,
+                label="validation accuracy" if len(series) == 1 else f"{label}: validation")
+        ax.plot(mins, [r["accuracy"] for r in part], "--", alpha=0.5, color=color,
+                label="training accuracy" if len(series) == 1 else f"{label}: training")
+    for r in rows[1:]:
+        if r["epoch"] == 1:  # a later stage of the first run starts here
+            ax.axvline(rows[rows.index(r) - 1]["minutes"], color="grey", lw=0.8, ls=":")
     ax.set_xlabel("training wall time (minutes)")
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
-    ax.legend()
-    for r in rows[1:]:
-        if r["epoch"] == 1:  # a later stage starts here
-            ax.axvline(rows[rows.index(r) - 1]["minutes"], color="grey", lw=0.8, ls=":")
+    ax.legend(fontsize=7 if len(series) > 1 else None)
     ax.set_title(args.label or names, fontsize=9)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out.with_suffix(".png"))
+    runs = " and ".join(f"`{label}`" for label, _ in series)
     lines = [f"# Accuracy against training time: {args.label or names}", "",
-             f"From `{names}` by `benchmarks/face_curve.py` (epoch wall times on the machine "
-             "that trained it; see the run's card for its protocol).", "",
-             f"![curve]({args.out.with_suffix('.png').name})", "",
-             "| stage | epoch | minutes | validation accuracy | validation UAR | training accuracy |",
-             "|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['stage']} | {r['epoch']} | {r['minutes']} | {r['val_accuracy']:.4f} | {r['val_uar']:.4f} "
-              f"| {r['accuracy']:.4f} |"
-              for r in rows]
-    atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
+             f"From {runs} by `benchmarks/face_curve.py` (epoch wall times on the machine "
+             "that trained each; see each run's card for its protocol and validation set).", "",
+             f"![curve]({args.out.with_suffix('.png').name})", ""]
+    for (label, part), run_dir in zip(series, [args.run_dir[-1], *args.compare]):
+        if len(series) > 1:
+            lines += [f"## {label}", ""] + ([f"Validation: {p}.", ""] if (p := validation_protocol(run_dir)) else [])
+        lines += ["| stage | epoch | minutes | validation accuracy | validation UAR | training accuracy |",
+                  "|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['stage']} | {r['epoch']} | {r['minutes']} | {r['val_accuracy']:.4f} | {r['val_uar']:.4f} "
+                  f"| {r['accuracy']:.4f} |" for r in part]
+        lines.append("")
+    atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines).rstrip() + "\n")
     print("\n".join(lines))
     return 0
 
