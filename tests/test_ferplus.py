@@ -88,3 +88,35 @@ def test_real_ferplus(shared_data):
     assert 24_000 < len(splits["train"]) < 28_558 and 3_000 < len(splits["validation"]) < 3_579
     assert {r.label for r in recs} == {"angry", "contempt", "disgust", "fear", "happy", "neutral", "sad",
                                        "surprise"}
+
+
+def test_added_corpus_trains_beside_ferplus_votes_and_never_validates(tmp_path):
+    """``--add-data``: FER2013's own labels train beside FER+ votes; FER2013's PublicTest (FER+'s
+    FER2013Valid faces) stays out of training, and the hard labels become one-hot targets."""
+    from emotion_keras.pipelines.splits import load_face_split
+
+    ferplus = tmp_path / "ferplus"
+    _corpus(ferplus, {"fer0000001.png": [9, 0, 0, 1, 0, 0, 0, 0, 0, 0],
+                      "fer0000002.png": [0, 6, 2, 0, 0, 0, 0, 0, 2, 0]})
+    _corpus(ferplus, {"fer0000010.png": [0, 8, 2, 0, 0, 0, 0, 0, 0, 0]}, folder="FER2013Valid")
+    fer = tmp_path / "fer2013"
+    for split, label, n in (("train", "happy", 2), ("train", "neutral", 1), ("validation", "happy", 3)):
+        (fer / split / label).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(np.full((48, 48), 90 + i, np.uint8)).save(fer / split / label / f"{i}.jpg")
+
+    split = load_face_split(f"ferplus-probability:{ferplus}", add_data=[f"fer2013:{fer}"])
+    assert sorted((r.dataset, r.split) for r in split.train) == [("fer2013", "train")] * 3 + [("ferplus", "train")] * 2
+    assert [(r.dataset, r.path.name) for r in split.val] == [("ferplus", "fer0000010.png")]
+    assert "FER2013Train + FER2013 Training (5 images)" in split.protocol
+    assert split.data["add_data"] == [f"fer2013:{fer}"] and split.data["corpus"] == "FER2013 + FER+"
+    classes = ["happy", "neutral", "surprise"]
+    y = soft_targets(split.train, [r.name for r in split.train], classes)
+    by_name = dict(zip((r.path.name for r in split.train), y))
+    assert by_name["fer0000002.png"] == pytest.approx([6 / 8, 0, 2 / 8])  # votes, the unknown ones dropped
+    assert by_name["0.jpg"].tolist() in ([1, 0, 0], [0, 1, 0]) and np.allclose(y.sum(1), 1)
+    # a corpus with nothing but held-out splits adds nothing, and says so by name
+    only_val = tmp_path / "only_val"
+    _corpus(only_val, {"fer0000010.png": [0, 8, 2, 0, 0, 0, 0, 0, 0, 0]}, folder="FER2013Valid")
+    with pytest.raises(InputError, match="only_val.*no training records to add"):
+        load_face_split(f"ferplus-probability:{ferplus}", add_data=[f"ferplus:{only_val}"])

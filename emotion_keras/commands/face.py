@@ -91,6 +91,9 @@ def _add_data_args(p, split: bool = True):
         g.add_argument("--val-subjects", type=float, metavar="FRACTION",
                        help="validate on this fraction of subjects, held out (e.g. 0.2)")
         g.add_argument("--val-data", metavar="SPEC", help="validate on another corpus")
+        p.add_argument("--add-data", action="append", default=[], metavar="SPEC",
+                       help="train on this corpus's training faces too (repeatable), e.g. FER2013's own labels "
+                            "beside FER+ votes; its validation and test splits are left out")
         p.add_argument("--limit", type=int, metavar="N", help="train on a stratified subset of N images")
         p.add_argument("--val-limit", type=int, metavar="N", help="validate on a stratified subset of N")
 
@@ -180,7 +183,7 @@ def register(subparsers) -> None:
 def _split_from_args(args) -> Split:
     return load_face_split(args.data, val_split=args.val_split, val_subjects=args.val_subjects,
                            val_data=args.val_data, limit=args.limit, val_limit=args.val_limit,
-                           seed=args.seed or 0, classes=classes_arg(args))
+                           seed=args.seed or 0, classes=classes_arg(args), add_data=args.add_data)
 
 
 def cmd_preprocess(args) -> int:

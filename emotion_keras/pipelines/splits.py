@@ -109,7 +109,7 @@ def _only(records: list[Record], classes: list[str] | None) -> list[Record]:
 
 def load_face_split(data: str, val_split: str | None = None, val_subjects: float | None = None,
                val_data: str | None = None, limit: int | None = None, val_limit: int | None = None,
-               seed: int = 0, classes: list[str] | None = None) -> Split:
+               seed: int = 0, classes: list[str] | None = None, add_data: Sequence[str] = ()) -> Split:
     """Read ``data`` and choose the validation records, in this order of preference:
 
     ``val_data`` (another corpus), ``val_subjects`` (a subject-held-out fraction), ``val_split`` (a
@@ -117,6 +117,10 @@ def load_face_split(data: str, val_split: str | None = None, val_subjects: float
     split, else 20% of subjects held out, else (no subjects) a stratified random 20%.
     A corpus-declared ``test`` split is never used for training. ``classes`` keeps only records with
     those labels (before any subset is drawn).
+
+    ``add_data`` are more corpora to train on: their training split, or all of a corpus that
+    declares none. Their validation and test splits are left out, because corpora can share faces
+    (FER2013's PublicTest is FER+'s FER2013Valid): FER2013's own labels beside FER+'s votes, say.
     """
     records = _only(read_faces(data), classes)
     splits = {r.split for r in records}
@@ -163,6 +167,14 @@ def load_face_split(data: str, val_split: str | None = None, val_subjects: float
             train_how = "the other 80%"
     if not train:
         raise InputError(data, "no training records left after choosing the validation set")
+    for spec in add_data:
+        extra = [r for r in _only(read_faces(spec), classes) if r.split in (None, "train")]
+        if not extra:
+            raise InputError(spec, "no training records to add (the corpus has only validation or test "
+                                   "splits, or none of the classes)")
+        train_how += f" + {face_dataset_name(extra)} {face_split_name(extra, 'train') if extra[0].split else 'all'}"
+        train = train + extra
+        records = records + extra
     full_train = len(train)
     if limit:
         train = stratified_subset(train, limit, seed)
@@ -172,7 +184,10 @@ def load_face_split(data: str, val_split: str | None = None, val_subjects: float
     train_part = f"{train_how} ({len(train):,} images" + (
         f", stratified subset of {full_train:,}, seed {seed})" if len(train) < full_train else ")")
     protocol = f"{how}, trained on {train_part}"
-    info = {"corpus": ds, "spec": str(data), "licence": face_corpus_licence(records + (val if val_data else [])),
+    if add_data:
+        ds = face_dataset_name(records) + (f" ({', '.join(classes)} only)" if classes else "")
+    info = {"corpus": ds, "spec": str(data), **({"add_data": [str(a) for a in add_data]} if add_data else {}),
+            "licence": face_corpus_licence(records + (val if val_data else [])),
             "train_images": len(train), "validation_images": len(val),
             "validation": val_split if not (val_data or val_subjects) else
             ("subjects" if val_subjects else str(val_data))}
