@@ -99,3 +99,16 @@ def test_ensembles_refuse_misfits(members, capsys):
     assert main(["face", "train", "--data", f"ckplus:{ck}", "--init-from", str(out), "--epochs", "1",
                  "--run-dir", str(root / "warm")]) == 2
     assert "ensemble cannot be a starting point" in capsys.readouterr().err
+
+
+def test_ensemble_card_names_every_corpus_its_members_learnt_from():
+    from emotion_keras.pipelines.face import members_data
+
+    ferplus = {"corpus": "FER+", "spec": "ferplus-probability:/d/ferplus", "licence": "FER+ labels: MIT"}
+    fer = {"corpus": "FER2013", "spec": "fer2013:/d/fer2013", "licence": "FER2013: research use"}
+    same = members_data([{"data": ferplus}, {"data": dict(ferplus)}])
+    assert same == ferplus
+    mixed = members_data([{"data": ferplus}, {"data": ferplus}, {"data": fer}])
+    assert mixed["corpus"] == "FER+ + FER2013" and mixed["spec"] == ferplus["spec"]  # validated on the first's
+    assert mixed["licence"] == "FER+ labels: MIT; FER2013: research use"
+    assert mixed["member_specs"] == [ferplus["spec"], ferplus["spec"], fer["spec"]]

@@ -265,7 +265,7 @@ def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str |
         task="face", name=name or Path(out).name, classes=classes, inputs=input_spec(net),
         preprocessing=first["preprocessing"],
         model_config={"architecture": "ensemble", "members": len(members), "member": member_config(first)},
-        train_config=first.get("train_config") or {}, data=first.get("data") or {},
+        train_config=first.get("train_config") or {}, data=members_data(cards),
         metrics={"validation": val_metrics}, class_prior=members_prior(cards, classes),
         training={"seconds": round(sum(float((c.get("training") or {}).get("seconds") or 0) for c in cards), 2)},
         extra={"ensemble": {"members": [
@@ -275,6 +275,20 @@ def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str |
             for i, (d, c) in enumerate(zip(model_dirs, cards), 1)]}, **({"tta": tta} if tta != "none" else {})})
     res = save_trained(net, card, val_metrics, Path(out), None, {}, calibrate_on=(probs, got["y"]))
     return {"card": res["card"], "metrics": val_metrics, "out": res["out"]}
+
+
+def members_data(cards: Sequence[dict]) -> dict[str, Any]:
+    """An ensemble card's ``data``: the first member's, naming every corpus and licence its members
+    were trained on (a FER2013-label member beside FER+ ones is not "trained on FER+")."""
+    datas = [c.get("data") or {} for c in cards]
+    out = dict(datas[0])
+    for key in ("corpus", "licence"):
+        seen = list(dict.fromkeys(str(d[key]) for d in datas if d.get(key)))
+        if len(seen) > 1:
+            out[key] = (" + " if key == "corpus" else "; ").join(seen)
+    if len({d.get("spec") for d in datas}) > 1:
+        out["member_specs"] = [d.get("spec") for d in datas]
+    return out
 
 
 # ---------------------------------------------------------------- evaluation
