@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +74,7 @@ def main() -> int:
         offset = part[-1]["minutes"] if part else offset
         rows += part
     names = " + ".join(d.name for d in args.run_dir)
-    series = [(args.label or names, rows)]
+    series = [(args.label or names if not args.compare else names, rows)]
     for run_dir in args.compare:
         series.append((run_dir.name, [{**r, "stage": 1} for r in curve(run_dir)]))
     import matplotlib
@@ -98,7 +99,7 @@ def main() -> int:
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7 if len(series) > 1 else None)
-    ax.set_title(args.label or names, fontsize=9)
+    ax.set_title(textwrap.fill(args.label or names, 90), fontsize=8)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out.with_suffix(".png"))
