@@ -74,7 +74,7 @@ def main() -> int:
         offset = part[-1]["minutes"] if part else offset
         rows += part
     names = " + ".join(d.name for d in args.run_dir)
-    series = [(args.label or names if not args.compare else names, rows)]
+    series = [(names if args.compare else args.label or names, rows)]  # with others, each curve by its run
     for run_dir in args.compare:
         series.append((run_dir.name, [{**r, "stage": 1} for r in curve(run_dir)]))
     import matplotlib

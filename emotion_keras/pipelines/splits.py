@@ -124,7 +124,11 @@ def load_face_split(data: str, val_split: str | None = None, val_subjects: float
     """
     records = _only(read_faces(data), classes)
     splits = {r.split for r in records}
-    ds = face_dataset_name(records) + (f" ({', '.join(classes)} only)" if classes else "")
+
+    def described(recs: list[Record]) -> str:
+        return face_dataset_name(recs) + (f" ({', '.join(classes)} only)" if classes else "")
+
+    ds = described(records)
     if val_data:
         val = _only(read_faces(val_data), classes)
         train = [r for r in records if r.split in (None, "train")]
@@ -184,9 +188,8 @@ def load_face_split(data: str, val_split: str | None = None, val_subjects: float
     train_part = f"{train_how} ({len(train):,} images" + (
         f", stratified subset of {full_train:,}, seed {seed})" if len(train) < full_train else ")")
     protocol = f"{how}, trained on {train_part}"
-    if add_data:
-        ds = face_dataset_name(records) + (f" ({', '.join(classes)} only)" if classes else "")
-    info = {"corpus": ds, "spec": str(data), **({"add_data": [str(a) for a in add_data]} if add_data else {}),
+    info = {"corpus": described(records), "spec": str(data),
+            **({"add_data": [str(a) for a in add_data]} if add_data else {}),
             "licence": face_corpus_licence(records + (val if val_data else [])),
             "train_images": len(train), "validation_images": len(val),
             "validation": val_split if not (val_data or val_subjects) else
