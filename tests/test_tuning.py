@@ -307,3 +307,61 @@ def test_a_solved_trial_exports_solved_again_on_train_and_validation(shared_data
     model, _ = store.load(tmp_path / "out")
     x_tr, y_tr, x_va, y_va = hm.variants.arrays(hm.data_choice(tuner.oracle.get_best_trials(1)[0].hyperparameters))
     assert (model.predict(export.select_for(model, x_va), verbose=0).argmax(1) == y_va).mean() > 0.5
+
+
+def _ferplus_and_fer2013(tmp_path, rng):
+    """A tiny FER+ corpus (votes over neutral/happiness/surprise) and a FER2013 folder corpus."""
+    from PIL import Image
+
+    def face():
+        return Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8))
+
+    ferplus = tmp_path / "ferplus"
+    number = 0
+    for folder, n in (("FER2013Train", 12), ("FER2013Valid", 6)):
+        d = ferplus / folder
+        d.mkdir(parents=True)
+        rows = []
+        for i in range(n):
+            name = f"fer{number:07d}.png"
+            number += 1
+            face().save(d / name)
+            votes = [0] * 10
+            votes[i % 3] = 7  # neutral, happiness, surprise in turn, each with a minority vote
+            votes[(i + 1) % 3] = 3
+            rows.append(f'{name},"(0, 0, 48, 48)",{",".join(map(str, votes))}\n')
+        (d / "label.csv").write_text("".join(rows))
+    fer = tmp_path / "fer2013"
+    for split, n in (("train", 3), ("validation", 2)):
+        for label in ("happy", "neutral"):
+            (fer / split / label).mkdir(parents=True)
+            for i in range(n):
+                face().save(fer / split / label / f"{i}.jpg")
+    return ferplus, fer
+
+
+def test_tune_face_learns_from_ferplus_votes_beside_added_corpora(tmp_path, capsys):
+    """A search trains on what ``face train`` trains on: FER+ vote distributions, an ``--add-data``
+    corpus's training faces as one-hot rows beside them, validation on FER+ alone; the export's
+    retrain on train+validation stacks the validation labels as one-hot rows."""
+    from emotion_keras.cli import main
+
+    ferplus, fer = _ferplus_and_fer2013(tmp_path, np.random.default_rng(0))
+    classes = ["happy", "neutral", "surprise"]
+    data = search_data.load_face_data(f"ferplus-probability:{ferplus}", add_data=[f"fer2013:{fer}"],
+                                      classes=classes, progress=False)
+    assert data.y_train.shape == (12 + 6, 3) and np.allclose(data.y_train.sum(1), 1)
+    assert (data.y_train.max(1) == 0.7).sum() == 12 and (data.y_train.max(1) == 1).sum() == 6
+    assert data.y_val.shape == (6,) and data.data["add_data"] == [f"fer2013:{fer}"]
+    _, y_all = data.train_and_val()
+    assert y_all.shape == (24, 3) and np.allclose(y_all[18:].sum(1), 1) and set(np.unique(y_all[18:])) == {0, 1}
+
+    out = tmp_path / "export"
+    rc = main(["tune", "face", "--data", f"ferplus-probability:{ferplus}", "--add-data", f"fer2013:{fer}",
+               "--classes", ",".join(classes), "--tuner", "random", "--space", "small", "--max-trials", "1",
+               "--epochs", "1", "--patience", "0", "--project-dir", str(tmp_path / "p"), "--export", str(out),
+               "--retrain-on-all", "--verbose", "0"])
+    assert rc == 0, capsys.readouterr().err
+    _, card = store.load(out)
+    assert card["training"]["trained_on"] == "train+validation"
+    assert card["data"]["add_data"] == [f"fer2013:{fer}"] and card["data"]["train_faces"] == 18

@@ -55,6 +55,9 @@ def register(subparsers) -> None:
     g.add_argument("--val-split", help="corpus split to validate on (default: validation, else test)")
     g.add_argument("--val-subjects", type=float, metavar="FRACTION",
                    help="hold out this fraction of subjects instead")
+    g.add_argument("--add-data", action="append", default=[], metavar="SPEC",
+                   help="train on this corpus's training faces too (repeatable), e.g. FER2013's own "
+                        "labels beside FER+ votes; its validation and test splits are left out")
     g.add_argument("--limit", type=int, metavar="N", help="stratified subset of N training samples")
     g.add_argument("--val-limit", type=int, metavar="N", help="stratified subset of N validation samples")
     g.add_argument("--size", type=int, default=48, help="face side in pixels (48..112)")
@@ -87,7 +90,7 @@ def load_data(args):
         return search.load_face_data(args.data, val_split=args.val_split, val_subjects=args.val_subjects,
                                      limit=args.limit, val_limit=args.val_limit, seed=args.seed,
                                      size=args.size, rgb=args.rgb, geometry=args.geometry,
-                                     classes=_classes(args), progress=progress)
+                                     classes=_classes(args), progress=progress, add_data=args.add_data)
     if args.task == "speech":
         features = json.loads(args.features) if args.features else None
         return search.load_speech_data(args.data, fold=args.fold - 1, folds=args.folds, limit=args.limit,

@@ -21,8 +21,9 @@ from emotion_keras.errors import InputError
 class TaskData:
     """One task's training and validation arrays, ready for ``tuner.search``.
 
-    ``x_*`` are dicts of named model inputs; ``y_*`` integer indices into ``classes``. ``hypermodel``
-    holds the data-dependent arguments of the task's hypermodel (input shapes, fusion base config).
+    ``x_*`` are dicts of named model inputs; ``y_val`` integer indices into ``classes``; ``y_train``
+    indices too, or ``(N, classes)`` target distributions where the corpus has them (FER+ votes), so
+    a search learns from what ``face train`` learns from. ``hypermodel`` holds the data-dependent arguments of the task's hypermodel (input shapes, fusion base config).
     """
 
     task: str
@@ -47,7 +48,10 @@ class TaskData:
         """Training and validation stacked: what a retrain on all development data sees."""
         keys = [k for k in self.x_train if k in self.x_val]
         x = {k: np.concatenate([self.x_train[k], self.x_val[k]]) for k in keys}
-        return x, np.concatenate([self.y_train, self.y_val])
+        y_val = self.y_val
+        if np.ndim(self.y_train) == 2:  # distributions beside class indices: the indices as one-hot rows
+            y_val = np.eye(len(self.classes), dtype=np.float32)[np.asarray(y_val, int)]
+        return x, np.concatenate([self.y_train, y_val])
 
 
 def _indices(labels, classes: list[str]) -> np.ndarray:
@@ -59,15 +63,20 @@ def _indices(labels, classes: list[str]) -> np.ndarray:
 def load_face_data(spec: str, val_split: str | None = None, val_subjects: float | None = None,
                    val_data: str | None = None, limit: int | None = None, val_limit: int | None = None,
                    seed: int = 0, size: int = 48, rgb: bool = False, geometry: bool = False,
-                   classes: list[str] | None = None, progress: bool = True) -> TaskData:
+                   classes: list[str] | None = None, progress: bool = True,
+                   add_data: tuple[str, ...] | list[str] = ()) -> TaskData:
     """Faces through the face pipeline: ``pipelines.splits.load_face_split`` then ``prepare_faces`` (cached
-    uint8 arrays). Geometry becomes a tunable input only when the photos carried landmarks."""
+    uint8 arrays). Geometry becomes a tunable input only when the photos carried landmarks.
+
+    As in ``face train``: ``add_data`` corpora add training faces only, and FER+ votes
+    (``ferplus-probability:``) are the training targets, with any hard labels beside them one-hot."""
+    from emotion_keras.data.ferplus import soft_targets
     from emotion_keras.pipelines.splits import load_face_split
     from emotion_keras.labels import class_list
     from emotion_keras.preprocess.faces import FacePrepConfig, prepare_faces
 
     split = load_face_split(spec, val_split=val_split, val_subjects=val_subjects, val_data=val_data,
-                            limit=limit, val_limit=val_limit, seed=seed)
+                            limit=limit, val_limit=val_limit, seed=seed, add_data=add_data)
     prep = FacePrepConfig(size=size, grayscale=not rgb, geometry=geometry)
     tr = prepare_faces(split.train, prep, progress=progress)
     va = prepare_faces(split.val, prep, progress=progress)
@@ -79,7 +88,9 @@ def load_face_data(spec: str, val_split: str | None = None, val_subjects: float 
     real_geometry = bool(geometry and tr.geometry_valid is not None and tr.geometry_valid.any())
     hm = {"image_shape": prep.shape, "geometry": real_geometry,
           "geometry_dim": 0 if tr.geometry is None else int(tr.geometry.shape[1])}
-    return TaskData("face", classes, tr.inputs(), tr.targets(classes), va.inputs(), va.targets(classes),
+    soft = soft_targets(split.train, tr.names, classes)
+    y_tr = soft if soft is not None else tr.targets(classes)
+    return TaskData("face", classes, tr.inputs(), y_tr, va.inputs(), va.targets(classes),
                     split.protocol, {**split.data, "train_faces": len(tr), "validation_faces": len(va)},
                     prep.to_dict(), hm)
 

@@ -136,7 +136,8 @@ class TaskHyperModel(kt.HyperModel):
             initial_epoch: int = 0, verbose=None, **kwargs):
         """Train with the trial's batch size, class weights and ``val_uar``/``val_macro_f1`` in the logs.
 
-        ``y`` and the validation labels are integer class indices. Early stopping on the tuner's
+        ``y``: class indices or target distributions (FER+ votes); the validation labels: class
+        indices (or distributions, scored by their argmax). Early stopping on the tuner's
         objective uses ``TrainConfig.early_stopping`` epochs of patience.
         """
         from emotion_keras import train as trainlib
@@ -144,7 +145,7 @@ class TaskHyperModel(kt.HyperModel):
         if validation_data is None:
             raise ValueError("tuning needs validation_data=(x_val, y_val)")
         x, x_val = select_inputs(model, x), select_inputs(model, validation_data[0])
-        y, y_val = np.asarray(y, int), np.asarray(validation_data[1], int)
+        y, y_val = np.asarray(y), trainlib.hard_labels(validation_data[1])
         train = self.train_config(hp)
         epochs = int(epochs or self.epochs)
         n = _len(x)
