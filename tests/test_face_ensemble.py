@@ -112,3 +112,37 @@ def test_ensemble_card_names_every_corpus_its_members_learnt_from():
     assert mixed["corpus"] == "FER+ + FER2013" and mixed["spec"] == ferplus["spec"]  # validated on the first's
     assert mixed["licence"] == "FER+ labels: MIT; FER2013: research use"
     assert mixed["member_specs"] == [ferplus["spec"], ferplus["spec"], fer["spec"]]
+
+
+def test_weighted_ensemble_weighs_members_and_loads_safely(members, capsys):
+    """``--weights``: a weighted mean of the members' probabilities and of their priors, recorded on
+    the card, saved with a registered layer that loads in safe mode; bad weights are named."""
+    from emotion_keras.models import store
+
+    ck, root, dirs = members
+    out = root / "weighted"
+    assert main(["face", "ensemble", *map(str, dirs), "--out", str(out), "--split", "all",
+                 "--weights", "1,3"]) == 0
+    capsys.readouterr()
+    net, card = store.load(out)  # safe mode
+    assert card["model_config"]["weights"] == [1.0, 3.0]
+    assert "weighted mean (1, 3) of 2 models" in card["metrics"]["validation"]["protocol"]
+    faces = np.random.default_rng(1).integers(0, 255, (4, 48, 48, 1)).astype("float32")
+    each = [store.load(d)[0].predict(faces, verbose=0) for d in dirs]
+    np.testing.assert_allclose(net.predict(faces, verbose=0), 0.25 * each[0] + 0.75 * each[1], atol=1e-5)
+    cards = [json.loads((d / "card.json").read_text()) for d in dirs]
+    for c in card["classes"]:
+        expected = 0.25 * cards[0]["class_prior"]["frequencies"][c] + 0.75 * cards[1]["class_prior"]["frequencies"][c]
+        assert card["class_prior"]["frequencies"][c] == pytest.approx(expected, abs=1e-4)
+
+    def refused(*extra):
+        try:
+            rc = main(["face", "ensemble", *map(str, dirs), "--out", str(root / "bad"), "--split", "all", *extra])
+        except SystemExit as e:  # argparse's own refusal of a malformed value
+            rc = e.code
+        assert rc == 2 and not (root / "bad").exists()
+        return capsys.readouterr().err
+
+    assert "--weights: weights must be positive" in refused("--weights", "1,0")
+    assert "not a comma-separated list of numbers" in refused("--weights", "1,x")
+    assert "--weights needs 2 positive numbers, one per model" in refused("--weights", "1,2,3")

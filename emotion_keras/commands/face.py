@@ -80,6 +80,17 @@ def compare_entries(configs: list[str] | None, backbones: str | None,
 
 # ---------------------------------------------------------------- argument parsing
 
+def _weights(text: str) -> list[float]:
+    """``--weights 1,1,2``: positive numbers (argparse names the option when one is not)."""
+    try:
+        weights = [float(w) for w in text.split(",") if w.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
+    if not weights or any(not w > 0 for w in weights):
+        raise argparse.ArgumentTypeError(f"weights must be positive numbers: {text!r}")
+    return weights
+
+
 def _add_data_args(p, split: bool = True):
     p.add_argument("--data", required=True, metavar="SPEC",
                    help="corpus: fer2013:/path, ckplus:/path, rafdb:/path, jaffe:/path, folder:/path, "
@@ -167,6 +178,9 @@ def register(subparsers) -> None:
     en.add_argument("--tta", choices=TTA_MODES, default="none",
                     help="test-time views its recogniser and `face evaluate` average by default (recorded on "
                          "the card; the validation figure and temperature are measured with them)")
+    en.add_argument("--weights", type=_weights, metavar="W1,W2,...",
+                    help="one positive weight per model for a weighted mean of their probabilities "
+                         "(default: equal)")
     en.set_defaults(func=cmd_ensemble)
 
     cp = sub.add_parser("compare", help="train several model configs on the same split and tabulate them")
@@ -245,7 +259,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_ensemble(args) -> int:
-    res = ensemble_face(args.models, args.out, name=args.name, data=args.data, split=args.split, tta=args.tta)
+    res = ensemble_face(args.models, args.out, name=args.name, data=args.data, split=args.split, tta=args.tta,
+                        weights=args.weights)
     print(saved_line(res))
     cal = res["card"]["calibration"]
     print(f"  temperature {cal['temperature']:.3g} (ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f})")

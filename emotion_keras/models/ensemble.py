@@ -1,4 +1,5 @@
-"""Several trained models of one task as one Keras model: the mean of their probabilities.
+"""Several trained models of one task as one Keras model: the mean of their probabilities (or a
+weighted mean, :class:`~emotion_keras.models.layers.WeightedAverage`).
 
 Used for the fold models of a speaker-grouped cross-validation (``emotion-keras speech ensemble``):
 each member has been trained without a fifth of the speakers, so together they have seen all of them,
@@ -17,11 +18,16 @@ import keras
 MEMBER_PREFIX = "member_"
 
 
-def build_ensemble(members: Sequence[keras.Model], name: str = "ensemble") -> keras.Model:
-    """One model averaging ``members``' probabilities; they must share input names and shapes and
-    their number of classes (a ``ValueError`` says which member differs)."""
+def build_ensemble(members: Sequence[keras.Model], name: str = "ensemble",
+                   weights: Sequence[float] | None = None) -> keras.Model:
+    """One model averaging ``members``' probabilities, weighted by ``weights`` (positive, one per
+    member) where they are not all equal; members must share input names and shapes and their
+    number of classes (a ``ValueError`` says which member differs)."""
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least two members, not {len(members)}")
+    weights = list(weights) if weights is not None else None
+    if weights is not None and len(weights) != len(members):
+        raise ValueError(f"{len(weights)} weights for {len(members)} ensemble members")
 
     def signature(m):
         return [(t.name.split(":")[0], tuple(t.shape[1:])) for t in m.inputs], tuple(m.output.shape[1:])
@@ -36,7 +42,12 @@ def build_ensemble(members: Sequence[keras.Model], name: str = "ensemble") -> ke
     for i, m in enumerate(members, 1):
         member = keras.Model(m.inputs, m.output, name=f"{MEMBER_PREFIX}{i}")
         outputs.append(member(feed))
-    probabilities = keras.layers.Average(name="probabilities", dtype="float32")(outputs)
+    if weights is None or len(set(map(float, weights))) == 1:
+        probabilities = keras.layers.Average(name="probabilities", dtype="float32")(outputs)
+    else:
+        from emotion_keras.models.layers import WeightedAverage
+
+        probabilities = WeightedAverage(weights, name="probabilities", dtype="float32")(outputs)
     return keras.Model(inputs, probabilities, name=name)
 
 

@@ -334,3 +334,36 @@ class SpecAugment(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "time_masks": self.time_masks, "time_width": self.time_width,
                 "freq_masks": self.freq_masks, "freq_width": self.freq_width, "seed": self.seed}
+
+
+# --------------------------------------------------------------------------------------------------
+# Ensembles
+# --------------------------------------------------------------------------------------------------
+
+@_register
+class WeightedAverage(keras.layers.Layer):
+    """The weighted mean of several same-shaped tensors: an ensemble whose members earned different
+    trust (e.g. models of two label sets, weighed towards the one a user scores on). ``weights`` are
+    positive numbers, one per input, normalised to sum to 1."""
+
+    def __init__(self, weights=(1.0, 1.0), **kwargs):
+        super().__init__(**kwargs)
+        weights = [float(w) for w in weights]
+        if len(weights) < 2 or any(not math.isfinite(w) or w <= 0 for w in weights):
+            raise ValueError(f"WeightedAverage needs two or more positive weights, got {weights}")
+        self.member_weights = weights
+
+    def call(self, inputs):
+        if len(inputs) != len(self.member_weights):
+            raise ValueError(f"{len(inputs)} inputs for {len(self.member_weights)} weights")
+        total = sum(self.member_weights)
+        out = inputs[0] * (self.member_weights[0] / total)
+        for x, w in zip(inputs[1:], self.member_weights[1:]):
+            out = out + x * (w / total)
+        return out
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "weights": list(self.member_weights)}

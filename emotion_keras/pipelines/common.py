@@ -68,9 +68,10 @@ def training_prior(classes: list[str], prior, train, source: str = "mean trainin
     return prior_entry(classes, prior, f"{source}, {weighting}")
 
 
-def members_prior(cards: list[dict[str, Any]], classes: list[str]) -> dict[str, Any]:
-    """An ensemble's ``class_prior``: the mean of its members' prior frequencies (empty when a member
-    has none), with the first member's balance and source."""
+def members_prior(cards: list[dict[str, Any]], classes: list[str],
+                  weights: list[float] | None = None) -> dict[str, Any]:
+    """An ensemble's ``class_prior``: the (``weights``-weighted) mean of its members' prior frequencies
+    (empty when a member has none), with the first member's balance and source."""
     import numpy as np
 
     from emotion_keras.calibration import class_prior
@@ -78,7 +79,10 @@ def members_prior(cards: list[dict[str, Any]], classes: list[str]) -> dict[str, 
     priors = [c.get("class_prior", {}).get("frequencies") for c in cards]
     if not all(priors):
         return {}
-    mean = class_prior(np.array([[p[c] for c in classes] for p in priors]), len(classes))
+    rows = np.array([[p[c] for c in classes] for p in priors])
+    if weights is not None:  # a weighted mean of the rows is the mean of rows scaled to their share
+        rows = rows * (np.asarray(weights, float) * len(rows) / np.sum(weights))[:, None]
+    mean = class_prior(rows, len(classes))
     return {**cards[0]["class_prior"], "frequencies": {c: round(float(v), 6) for c, v in zip(classes, mean)}}
 
 

@@ -222,7 +222,7 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
 
 def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str | None = None,
                   data: str | None = None, split: str = "validation", tta: str = "none",
-                  progress: bool = True) -> dict[str, Any]:
+                  weights: Sequence[float] | None = None, progress: bool = True) -> dict[str, Any]:
     """Saved face models of one preprocessing and class list as one model averaging their
     probabilities (:func:`emotion_keras.models.ensemble.build_ensemble`).
 
@@ -231,7 +231,8 @@ def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str |
     member's training corpus, whose validation split chose the members' epochs, as a trained model's
     is) and gets a temperature fitted there, as ``face train`` does. ``tta`` (the card's ``tta``) is the
     test-time views its recogniser and ``face evaluate`` average by default: the validation figure and
-    the temperature are measured with them. Returns ``{"card", "metrics", "out"}``.
+    the temperature are measured with them. ``weights`` (positive, one per model) make it a
+    weighted mean, and weigh the members' class priors alike. Returns ``{"card", "metrics", "out"}``.
     """
     from emotion_keras.evaluate import metrics
     from emotion_keras.models import store
@@ -249,7 +250,11 @@ def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str |
     if first.get("task") != "face":
         raise ConfigError(f"{model_dirs[0]}: a {first.get('task')} model; face ensemble takes face models")
     classes = list(first["classes"])
-    net = build_ensemble(members, name="face_ensemble")
+    if weights is not None:
+        weights = [float(w) for w in weights]
+        if len(weights) != len(members) or any(not w > 0 for w in weights):
+            raise ConfigError(f"--weights needs {len(members)} positive numbers, one per model; got {weights}")
+    net = build_ensemble(members, name="face_ensemble", weights=weights)
     data = data or (first.get("data") or {}).get("spec")
     if not data:
         raise ConfigError(f"{model_dirs[0]}: its card names no corpus; pass the validation data")
@@ -259,14 +264,16 @@ def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str |
     views = {"none": "", "flip": ", horizontal-flip TTA", "ten_crop": ", ten-crop TTA"}[tta]
     val_metrics = {**metrics(got["y"], probs, classes),
                    "protocol": f"{face_dataset_name(got['records'])} {face_split_name(got['records'], got['split'])} "
-                               f"({len(got['arrays']):,} faces{views}); the mean of {len(members)} models' "
-                               "probabilities"}
+                               f"({len(got['arrays']):,} faces{views}); the "
+                               + (f"weighted mean ({', '.join(f'{w:g}' for w in weights)}) " if weights else "mean ")
+                               + f"of {len(members)} models' probabilities"}
     card = ModelCard(
         task="face", name=name or Path(out).name, classes=classes, inputs=input_spec(net),
         preprocessing=first["preprocessing"],
-        model_config={"architecture": "ensemble", "members": len(members), "member": member_config(first)},
+        model_config={"architecture": "ensemble", "members": len(members), "member": member_config(first),
+                      **({"weights": weights} if weights else {})},
         train_config=first.get("train_config") or {}, data=members_data(cards),
-        metrics={"validation": val_metrics}, class_prior=members_prior(cards, classes),
+        metrics={"validation": val_metrics}, class_prior=members_prior(cards, classes, weights),
         training={"seconds": round(sum(float((c.get("training") or {}).get("seconds") or 0) for c in cards), 2)},
         extra={"ensemble": {"members": [
             {"member": f"member_{i}", "name": c.get("name"), "dir": str(d), "model_config": c.get("model_config"),
