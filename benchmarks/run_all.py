@@ -92,6 +92,8 @@ BENCHES = [
     Bench("video_bench", "video analysis real-time factor and memory", data=("cremad_av",), files=SHIPPED),
     Bench("face_curve", "accuracy against training time of one run (-- --run-dir runs/face/NAME)",
           data_arg=None, manual=True),
+    Bench("face_ensemble_weights", "weights of a face ensemble's members: FER+ Valid against PublicTest "
+          "(-- RUN_DIR RUN_DIR ...)", data=("ferplus", "fer2013"), manual=True),
     Bench("tuning_report", "report a KerasTuner search (-- PROJECT_DIR)", data_arg=None, manual=True),
 ]
 BY_NAME = {b.name: b for b in BENCHES}

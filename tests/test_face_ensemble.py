@@ -146,3 +146,66 @@ def test_weighted_ensemble_weighs_members_and_loads_safely(members, capsys):
     assert "--weights: weights must be positive" in refused("--weights", "1,0")
     assert "not a comma-separated list of numbers" in refused("--weights", "1,x")
     assert "--weights needs 2 positive numbers, one per model" in refused("--weights", "1,2,3")
+
+
+def _weights_bench():
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("face_ensemble_weights",
+                                                  ROOT / "benchmarks" / "face_ensemble_weights.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_weight_grid_counts_each_ratio_once_and_the_rule_keeps_the_floor():
+    bench = _weights_bench()
+    assert sorted(bench.weightings(2, [0, 1, 2])) == [(0, 1), (1, 0), (1, 1), (1, 2), (2, 1)]
+    rows = [{"weights": [1, 0], "ferplus_valid": 0.86, "fer2013_publictest": 0.60},
+            {"weights": [1, 1], "ferplus_valid": 0.851, "fer2013_publictest": 0.62},
+            {"weights": [0, 1], "ferplus_valid": 0.70, "fer2013_publictest": 0.67}]
+    assert bench.choose(rows, 0.85)["weights"] == [1, 1]  # best PublicTest above the floor
+    assert bench.choose(rows, 0.9)["weights"] == [1, 1]  # none above: best mean
+    assert [r["weights"] for r in bench.pareto(rows)] == [[1, 0], [1, 1], [0, 1]]
+
+
+def test_weights_bench_scores_members_as_face_evaluate_does(members, tmp_path, monkeypatch):
+    """On a tiny FER+ / FER2013 pair: a member alone scores what ``face evaluate`` gives it, and the
+    report and its JSON name the chosen weighting."""
+    from PIL import Image
+
+    from emotion_keras.pipelines.face import evaluate_face
+
+    _, _, dirs = members
+    rng = np.random.default_rng(3)
+    data = tmp_path / "data"
+    valid = data / "ferplus" / "FER2013Valid"
+    valid.mkdir(parents=True)
+    rows = []
+    for i in range(12):  # votes: neutral, happiness, surprise, sadness, ...
+        name = f"fer{i:07d}.png"
+        Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(valid / name)
+        votes = [0] * 10
+        votes[1 + i % 3] = 8
+        rows.append(f'{name},"(0, 0, 48, 48)",{",".join(map(str, votes))}\n')
+    (valid / "label.csv").write_text("".join(rows))
+    for label in ("happy", "surprise", "sad"):
+        d = data / "fer2013" / "validation" / label
+        d.mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(d / f"{i}.jpg")
+    bench = _weights_bench()
+    out = tmp_path / "weights"
+    monkeypatch.setattr("sys.argv", ["face_ensemble_weights.py", *map(str, dirs), "--data", str(data),
+                                     "--grid", "0,1,2", "--balance", "0", "--out", str(out)])
+    assert bench.main() == 0
+    rep = json.loads(out.with_suffix(".json").read_text())
+    assert rep["counts"] == {"ferplus_valid": 12, "fer2013_publictest": 12} and len(rep["rows"]) == 5
+    alone = next(r for r in rep["rows"] if r["weights"] == [1.0, 0.0])
+    ev = evaluate_face(dirs[0], f"ferplus:{data / 'ferplus'}", split="validation", tta="flip", balance=0,
+                       out=tmp_path / "ev", progress=False)
+    assert alone["ferplus_valid"] == pytest.approx(ev["accuracy"])
+    md = out.with_suffix(".md").read_text()
+    assert "**chosen**" in md and "Pareto front (5 weightings tried)" in md
