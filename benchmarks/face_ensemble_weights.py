@@ -146,13 +146,14 @@ def main() -> int:
         ws = ", ".join(f"{w:g}" for w in r["weights"])
         return f"| {ws} | {r['ferplus_valid']:.3f} | {r['fer2013_publictest']:.3f} | {note} |"
 
-    lines = [f"# Face ensemble weights: FER+ Valid against PublicTest", "",
+    lines = ["# Face ensemble weights: FER+ Valid against PublicTest", "",
              f"Measured {time.strftime('%Y-%m-%d')} by `benchmarks/face_ensemble_weights.py "
              f"{' '.join(str(m) for m in args.members)} --tta {args.tta} --grid {args.grid}` (protocol and "
              f"the selection rule in its docstring), backend {active_backend()}, "
              f"{time.perf_counter() - start:.0f} s. Accuracy, {args.tta} TTA, prior correction balance "
              f"{balance:g}; FER+ FER2013Valid {counts['ferplus_valid']:,} faces, PublicTest "
-             f"{counts['fer2013_publictest']:,}. Both are validation splits: figures selected on them are optimistic.", "",
+             f"{counts['fer2013_publictest']:,}. Both are validation splits: figures selected on them are "
+             "optimistic.", "",
              "Members, in weight order: " + "; ".join(f"{i}. `{n}` ({(c.get('data') or {}).get('corpus')})"
                                                       for i, (n, c) in enumerate(zip(names, cards), 1)), "",
              "| weights | FER+ Valid | PublicTest | |", "|---|---:|---:|---|",

@@ -23,7 +23,8 @@ class TaskData:
 
     ``x_*`` are dicts of named model inputs; ``y_val`` integer indices into ``classes``; ``y_train``
     indices too, or ``(N, classes)`` target distributions where the corpus has them (FER+ votes), so
-    a search learns from what ``face train`` learns from. ``hypermodel`` holds the data-dependent arguments of the task's hypermodel (input shapes, fusion base config).
+    a search learns from what ``face train`` learns from. ``hypermodel`` holds the data-dependent
+    arguments of the task's hypermodel (input shapes, fusion base config).
     """
 
     task: str
