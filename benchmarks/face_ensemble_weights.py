@@ -8,9 +8,11 @@ probabilities computed once, so the choice is a measured trade-off, not a guess.
 Protocol: each saved member model predicts FER+ FER2013Valid (majority labels) and FER2013 PublicTest
 (original labels) with the TTA given (default flip, the shipped recogniser's views); a weighting's
 probabilities are the weighted mean of the members' (what ``face ensemble --weights`` saves), its
-decision the first card's default prior correction (balance 0.5, ``--balance`` for another) against
-the members' priors weighted alike, at temperature 1 (an ensemble's temperature is fitted after the
-choice, so its figures can differ by a few faces: ``face_eval.py`` gives them). Weights run over
+probabilities calibrated as ``face ensemble`` would save them: a temperature fitted on FER+ Valid,
+then the first card's default prior correction (balance 0.5, ``--balance`` for another) against the
+members' priors weighted alike. So a row is what ``face_eval.py --tta flip`` measures for the
+ensemble ``face ensemble ... --weights`` builds (the prior correction reacts to the temperature: at
+temperature 1 the shipped three-model ensemble would read 0.836 / 0.640 instead of 0.842 / 0.636). Weights run over
 ``--grid`` for every member (0 leaves it out; a weighting and its multiples count once).
 
 Selection rule, fixed before any figure was seen: the weighting with the highest PublicTest accuracy
@@ -43,27 +45,25 @@ SETS = (("ferplus_valid", "ferplus", "FER+ FER2013Valid, majority labels"),
 
 
 def weightings(n: int, grid: list[float]) -> list[tuple[float, ...]]:
-    """Every weighting of ``n`` members over ``grid``, none all-zero, each ratio once (1,1 = 2,2)."""
-    seen, out = set(), []
+    """Every weighting of ``n`` members over ``grid``, none all-zero, each ratio once (1,1 = 2,2),
+    written with a largest weight of 1 where the grid has that spelling."""
+    groups: dict[tuple, list[tuple[float, ...]]] = {}
     for w in itertools.product(grid, repeat=n):
-        if not any(w):
-            continue
-        fr = [Fraction(x).limit_denominator(1000) for x in w]
-        top = max(fr)
-        key = tuple(x / top for x in fr)
-        if key not in seen:
-            seen.add(key)
-            out.append(tuple(float(x) for x in w))
-    return out
+        if any(w):
+            fr = [Fraction(x).limit_denominator(1000) for x in w]
+            groups.setdefault(tuple(x / max(fr) for x in fr), []).append(tuple(float(x) for x in w))
+    return [next((w for w in ws if max(w) == 1.0), ws[0]) for ws in groups.values()]
 
 
-def score(probs: list[np.ndarray], priors: np.ndarray, y: np.ndarray, w, balance: float) -> float:
-    """Accuracy of the weighted mean of members' probabilities under the prior correction."""
-    from emotion_keras.calibration import apply_balance
-
+def mix(probs: list[np.ndarray], w) -> np.ndarray:
+    """The weighted mean of the members' probabilities (what ``WeightedAverage`` computes)."""
     w = np.asarray(w, float) / np.sum(w)
-    mixed = np.tensordot(w, np.stack(probs), axes=1)
-    return float((apply_balance(mixed, w @ priors, balance).argmax(1) == y).mean())
+    return np.tensordot(w, np.stack(probs), axes=1)
+
+
+def score(mixed: np.ndarray, y: np.ndarray, calibrate) -> float:
+    """Accuracy of the calibrated probabilities' decisions."""
+    return float((calibrate(mixed).argmax(1) == y).mean())
 
 
 def choose(rows: list[dict], floor: float) -> dict:
@@ -98,7 +98,9 @@ def main() -> int:
         ap.error("give two or more member models")
 
     from emotion_keras.backend import active_backend
-    from emotion_keras.calibration import prior_of
+    from tqdm import tqdm
+
+    from emotion_keras.calibration import Calibration, fit_temperature, prior_of
     from emotion_keras.data.cache import atomic_write_json, atomic_write_text
     from emotion_keras.models import store
     from emotion_keras.pipelines.face import corpus_faces, face_views, predict_arrays
@@ -131,10 +133,13 @@ def main() -> int:
         print(f"{key}: {counts[key]:,} faces, {len(loaded)} members predicted", flush=True)
     grid = sorted({float(g) for g in args.grid.split(",")})
     rows = []
-    for w in weightings(len(loaded), grid):
-        row = {"weights": list(w)}
+    for w in tqdm(weightings(len(loaded), grid), desc="weightings"):
+        mixed = {key: mix(probs[key], w) for key, _, _ in SETS}
+        share = np.asarray(w, float) / np.sum(w)
+        calibrate = Calibration(fit_temperature(mixed["ferplus_valid"], ys["ferplus_valid"]), share @ priors, balance)
+        row = {"weights": list(w), "temperature": round(calibrate.temperature, 4)}
         for key, _, _ in SETS:
-            row[key] = score(probs[key], priors, ys[key], w, balance)
+            row[key] = score(mixed[key], ys[key], calibrate)
         rows.append(row)
     chosen = choose(rows, args.ferplus_floor)
     equal = next(r for r in rows if len(set(r["weights"])) == 1)

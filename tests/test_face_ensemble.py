@@ -163,6 +163,9 @@ def _weights_bench():
 def test_weight_grid_counts_each_ratio_once_and_the_rule_keeps_the_floor():
     bench = _weights_bench()
     assert sorted(bench.weightings(2, [0, 1, 2])) == [(0, 1), (1, 0), (1, 1), (1, 2), (2, 1)]
+    four = bench.weightings(4, [0, 0.5, 1, 2])
+    assert (0, 0, 0, 1) in four and (1, 1, 1, 1) in four and (0.5, 0.5, 0.5, 0.5) not in four
+    assert len(four) == len({tuple(x / max(w) for x in w) for w in four})
     rows = [{"weights": [1, 0], "ferplus_valid": 0.86, "fer2013_publictest": 0.60},
             {"weights": [1, 1], "ferplus_valid": 0.851, "fer2013_publictest": 0.62},
             {"weights": [0, 1], "ferplus_valid": 0.70, "fer2013_publictest": 0.67}]
@@ -172,8 +175,9 @@ def test_weight_grid_counts_each_ratio_once_and_the_rule_keeps_the_floor():
 
 
 def test_weights_bench_scores_members_as_face_evaluate_does(members, tmp_path, monkeypatch):
-    """On a tiny FER+ / FER2013 pair: a member alone scores what ``face evaluate`` gives it, and the
-    report and its JSON name the chosen weighting."""
+    """On a tiny FER+ / FER2013 pair: a weighting's row is what ``face evaluate`` measures for the
+    ensemble ``face ensemble --weights`` builds (temperature fitted on FER+ Valid, prior correction),
+    and the report names the chosen weighting."""
     from PIL import Image
 
     from emotion_keras.pipelines.face import evaluate_face
@@ -199,13 +203,20 @@ def test_weights_bench_scores_members_as_face_evaluate_does(members, tmp_path, m
     bench = _weights_bench()
     out = tmp_path / "weights"
     monkeypatch.setattr("sys.argv", ["face_ensemble_weights.py", *map(str, dirs), "--data", str(data),
-                                     "--grid", "0,1,2", "--balance", "0", "--out", str(out)])
+                                     "--grid", "0,1,2", "--out", str(out)])
     assert bench.main() == 0
     rep = json.loads(out.with_suffix(".json").read_text())
     assert rep["counts"] == {"ferplus_valid": 12, "fer2013_publictest": 12} and len(rep["rows"]) == 5
-    alone = next(r for r in rep["rows"] if r["weights"] == [1.0, 0.0])
-    ev = evaluate_face(dirs[0], f"ferplus:{data / 'ferplus'}", split="validation", tta="flip", balance=0,
-                       out=tmp_path / "ev", progress=False)
-    assert alone["ferplus_valid"] == pytest.approx(ev["accuracy"])
+    row = next(r for r in rep["rows"] if r["weights"] == [1.0, 2.0])
+    # the ensemble `face ensemble --weights 1,2` saves scores what the row says, on both sets
+    ensemble = tmp_path / "ensemble"
+    assert main(["face", "ensemble", *map(str, dirs), "--out", str(ensemble), "--data",
+                 f"ferplus:{data / 'ferplus'}", "--tta", "flip", "--weights", "1,2"]) == 0
+    assert json.loads((ensemble / "card.json").read_text())["calibration"]["temperature"] == pytest.approx(
+        row["temperature"], abs=1e-3)
+    for key, folder in (("ferplus_valid", "ferplus"), ("fer2013_publictest", "fer2013")):
+        spec = f"{folder}:{data / folder}"
+        ev = evaluate_face(ensemble, spec, split="validation", out=tmp_path / "ev" / key, progress=False)
+        assert ev["tta"] == "flip" and ev["accuracy"] == pytest.approx(row[key])
     md = out.with_suffix(".md").read_text()
     assert "**chosen**" in md and "Pareto front (5 weightings tried)" in md
