@@ -140,8 +140,8 @@ def main() -> int:
                      f"{r['achieved_gflops']:.1f} | {r['matmul_peak_gflops']:.1f} | {r['load_average']:.1f} |")
     lines += ["", f"Fastest width-16 setting here: {best['backend']}, batch {best['batch_size']}, XLA "
               f"{'on' if best['xla'] else 'off'} ({best['images_per_second']:.0f} images/s). `train.fit` compiles "
-              "models without recurrent or depthwise-convolution layers with XLA by default under TensorFlow "
-              "(`TrainConfig.jit_compile='auto'`).", "",
+              "the train step with XLA by default under JAX, and under TensorFlow only on a GPU "
+              "(`TrainConfig.jit_compile='auto'`, `train.resolve_jit`).", "",
               f"Command: `python benchmarks/face_train_bench.py --steps {args.steps} --repeats {args.repeats}"
               + (f" --crop {args.crop}" if args.crop else "") + "`", ""]
     atomic_write_text(doc / "face_train.md", "\n".join(lines))

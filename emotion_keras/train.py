@@ -165,19 +165,25 @@ XLA_MIN_STEPS = 200
 
 
 def resolve_jit(model, config: TrainConfig, total_steps: int | None = None) -> bool:
-    """XLA for the train step: ``auto`` always jit-compiles under JAX; under TensorFlow it compiles
-    models without recurrent or depthwise-convolution layers whose schedule is long enough to repay
-    the compilation. On a 2-core CPU under load, TensorFlow + XLA trained the face CNN 2.3x faster
-    than without (on a quiet one the two tied: docs/benchmarks/face_train.md); recurrent layers
-    compile slowly and gain little; MobileNetV3Small (depthwise convolutions) took about 9 minutes to
-    compile and then trained 30x slower than without XLA (70 s an epoch of CK+48 against 2.3 s), and
-    EfficientNetV2B0's train step did not compile in 20 minutes (docs/benchmarks/face_compare)."""
+    """XLA for the train step: ``auto`` always jit-compiles under JAX. Under TensorFlow it compiles
+    only on a GPU, and there only models without recurrent or depthwise-convolution layers whose
+    schedule is long enough to repay the compilation.
+
+    Why not on CPU: with tensorflow-cpu 2.21 and oneDNN on 2 cores, the face recipe (width-16 VGG +
+    attention, 40 px crops, batch 64) trained at 69-105 ms a step without XLA against 152-173 ms with
+    it, in four interleaved pairs of 2-epoch runs (2026-12-05; ``face_train_bench.py`` agrees:
+    docs/benchmarks/face_train.md). Recurrent layers compile slowly and gain little;
+    MobileNetV3Small (depthwise convolutions) took about 9 minutes to compile and then trained 30x
+    slower than without XLA, and EfficientNetV2B0's train step did not compile in 20 minutes
+    (docs/benchmarks/face_compare)."""
     import keras
 
     if config.jit_compile != "auto":
         return config.jit_compile == "on"
     if keras.backend.backend() == "jax":  # JAX without jit runs op by op: always compile
         return True
+    if not _has_gpu():
+        return False
     if total_steps is not None and total_steps < XLA_MIN_STEPS:
         return False
     slow = (keras.layers.RNN, keras.layers.Bidirectional, keras.layers.DepthwiseConv2D)

@@ -83,9 +83,10 @@ def test_recipe_trains_with_soft_targets_crop_sgd_ema_mixup(tmp_path):
     assert (p10.argmax(1) == yv).mean() > 0.6
 
 
-def test_xla_by_default_only_where_it_pays():
+def test_xla_by_default_only_where_it_pays(monkeypatch):
     import keras
 
+    from emotion_keras import train
     from emotion_keras.train import XLA_MIN_STEPS, resolve_jit
 
     cnn = _tiny_model()
@@ -98,6 +99,9 @@ def test_xla_by_default_only_where_it_pays():
     if keras.backend.backend() == "jax":  # JAX is always compiled: without jit it runs op by op
         assert resolve_jit(cnn, auto, 1) and resolve_jit(rnn, auto, 1) and resolve_jit(dw, auto, 1)
     else:
+        monkeypatch.setattr(train, "_has_gpu", lambda: False)  # on a CPU: TensorFlow is faster without
+        assert not resolve_jit(cnn, auto, 10_000) and not resolve_jit(cnn, auto)
+        monkeypatch.setattr(train, "_has_gpu", lambda: True)  # on a GPU: long schedules of plain CNNs
         assert resolve_jit(cnn, auto, XLA_MIN_STEPS) and not resolve_jit(cnn, auto, XLA_MIN_STEPS - 1)
         assert not resolve_jit(rnn, auto, 10_000) and not resolve_jit(dw, auto, 10_000)
     assert resolve_jit(rnn, TrainConfig(jit_compile="on"), 10)
