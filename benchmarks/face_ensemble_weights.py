@@ -103,6 +103,7 @@ def main() -> int:
     from emotion_keras.calibration import Calibration, fit_temperature, prior_of
     from emotion_keras.data.cache import atomic_write_json, atomic_write_text
     from emotion_keras.models import store
+    from emotion_keras.pipelines.common import members_prior
     from emotion_keras.pipelines.face import corpus_faces, face_views, predict_arrays
 
     loaded = [store.load(d) for d in args.members]
@@ -111,14 +112,13 @@ def main() -> int:
     for d, c in zip(args.members, cards):
         if c["classes"] != classes or c["preprocessing"] != cards[0]["preprocessing"]:
             ap.error(f"{d}: its classes or preprocessing differ from {args.members[0]}'s")
-    priors = []
     for d, c in zip(args.members, cards):
-        prior, _ = prior_of(c)
-        if prior is None:
+        if prior_of(c)[0] is None:
             ap.error(f"{d}: its card has no class prior")
-        priors.append(prior)
-    priors = np.asarray(priors, float)
     balance = prior_of(cards[0])[1] if args.balance is None else args.balance
+
+    def ensemble_prior(w):  # the prior `face ensemble --weights` writes on the card
+        return prior_of({"classes": classes, "class_prior": members_prior(cards, classes, list(w))})[0]
 
     probs, ys, counts = {}, {}, {}
     start = time.perf_counter()
@@ -135,8 +135,8 @@ def main() -> int:
     rows = []
     for w in tqdm(weightings(len(loaded), grid), desc="weightings"):
         mixed = {key: mix(probs[key], w) for key, _, _ in SETS}
-        share = np.asarray(w, float) / np.sum(w)
-        calibrate = Calibration(fit_temperature(mixed["ferplus_valid"], ys["ferplus_valid"]), share @ priors, balance)
+        calibrate = Calibration(fit_temperature(mixed["ferplus_valid"], ys["ferplus_valid"]), ensemble_prior(w),
+                                balance)
         row = {"weights": list(w), "temperature": round(calibrate.temperature, 4)}
         for key, _, _ in SETS:
             row[key] = score(mixed[key], ys[key], calibrate)

@@ -11,11 +11,21 @@ fusion is the members' embeddings side by side (:func:`emotion_keras.models.fusi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import keras
 
 MEMBER_PREFIX = "member_"
+
+
+def check_weights(weights: Sequence[float], n: int) -> list[float]:
+    """``weights`` as floats, one positive finite number per member (a ``ValueError`` says otherwise),
+    equal ones included: (0, 0) is no ensemble."""
+    weights = [float(w) for w in weights]
+    if len(weights) != n or not all(math.isfinite(w) and w > 0 for w in weights):
+        raise ValueError(f"needs {n} positive numbers, one per model; got {weights}")
+    return weights
 
 
 def build_ensemble(members: Sequence[keras.Model], name: str = "ensemble",
@@ -25,9 +35,7 @@ def build_ensemble(members: Sequence[keras.Model], name: str = "ensemble",
     number of classes (a ``ValueError`` says which member differs)."""
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least two members, not {len(members)}")
-    weights = list(weights) if weights is not None else None
-    if weights is not None and len(weights) != len(members):
-        raise ValueError(f"{len(weights)} weights for {len(members)} ensemble members")
+    weights = check_weights(weights, len(members)) if weights is not None else None
 
     def signature(m):
         return [(t.name.split(":")[0], tuple(t.shape[1:])) for t in m.inputs], tuple(m.output.shape[1:])

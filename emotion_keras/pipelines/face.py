@@ -236,7 +236,7 @@ def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str |
     """
     from emotion_keras.evaluate import metrics
     from emotion_keras.models import store
-    from emotion_keras.models.ensemble import build_ensemble
+    from emotion_keras.models.ensemble import build_ensemble, check_weights
 
     if len(model_dirs) < 2:
         raise ConfigError(f"an ensemble needs at least two models, not {len(model_dirs)}")
@@ -251,9 +251,10 @@ def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str |
         raise ConfigError(f"{model_dirs[0]}: a {first.get('task')} model; face ensemble takes face models")
     classes = list(first["classes"])
     if weights is not None:
-        weights = [float(w) for w in weights]
-        if len(weights) != len(members) or any(not w > 0 for w in weights):
-            raise ConfigError(f"--weights needs {len(members)} positive numbers, one per model; got {weights}")
+        try:
+            weights = check_weights(weights, len(members))
+        except ValueError as e:
+            raise ConfigError(f"--weights {e}") from None
     net = build_ensemble(members, name="face_ensemble", weights=weights)
     data = data or (first.get("data") or {}).get("spec")
     if not data:
