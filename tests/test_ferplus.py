@@ -65,6 +65,21 @@ def test_soft_targets_renormalise_over_model_classes(tmp_path):
     assert y[1] == pytest.approx([0, 0, 1])  # 9 neutral + a single sad vote dropped
 
 
+def test_training_targets_are_votes_where_the_corpus_has_them_else_indices(tmp_path):
+    from emotion_keras.data.ferplus import training_targets
+    from emotion_keras.preprocess.faces import FacePrepConfig, prepare_faces
+
+    recs, _ = read_ferplus_split(_corpus(tmp_path), "train", "probability")
+    classes = ["angry", "disgust", "neutral"]
+    kept = [r for r in recs if r.label in classes]
+    faces = prepare_faces(kept, FacePrepConfig(), progress=False)
+    assert training_targets(kept, faces, classes) == pytest.approx(soft_targets(kept, faces.names, classes))
+    for r in kept:
+        r.meta.pop("soft")  # the same faces, hard-labelled (as FER2013 or CK+ are)
+    y = training_targets(kept, faces, classes)
+    assert y.ndim == 1 and y.tolist() == [classes.index(lab) for lab in faces.labels]
+
+
 def test_malformed_row_and_missing_image_name_the_line(tmp_path):
     d = _corpus(tmp_path)
     with open(d / "label.csv", "a") as f:

@@ -157,6 +157,14 @@ def read_ferplus_probability(root: str | Path) -> list[Record]:
     return read_ferplus(root, mode="probability")
 
 
+def training_targets(records: list[Record], faces, classes: list[str]) -> np.ndarray:
+    """The targets to train ``faces`` (a ``FaceArrays`` prepared from ``records``) on: the FER+ vote
+    distributions where the corpus has them (2-D), else class indices (1-D). ``face train`` and
+    ``tune face`` both take their targets here, so the two cannot drift apart."""
+    soft = soft_targets(records, faces.names, classes)
+    return soft if soft is not None else faces.targets(classes)
+
+
 def soft_targets(records: list[Record], names: list[str], classes: list[str]) -> np.ndarray | None:
     """``(N, len(classes))`` target distributions for the faces ``names`` (``FaceArrays.names``), or
     None when no record carries votes. Votes for classes the model lacks are dropped and the rest

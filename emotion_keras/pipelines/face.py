@@ -18,7 +18,7 @@ import numpy as np
 from emotion_keras.backend import active_backend
 from emotion_keras.config import ConfigError, TrainConfig
 from emotion_keras.data.faces import read_faces
-from emotion_keras.data.ferplus import soft_targets
+from emotion_keras.data.ferplus import training_targets
 from emotion_keras.data.records import Record
 from emotion_keras.errors import InputError
 from emotion_keras.models.card import ModelCard, face_views, member_config
@@ -196,8 +196,7 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
     steps = train.epochs * int(np.ceil(len(tr) / train.batch_size))
     bn_momentum = adapt_batchnorm(net, steps)
     x_tr, x_va = select_inputs(net, tr), select_inputs(net, va)
-    soft = soft_targets(split.train, tr.names, classes)  # FER+ votes, where the corpus has them
-    y_tr = soft if soft is not None else tr.targets(classes)
+    y_tr = training_targets(split.train, tr, classes)
     result = trainlib.fit(net, x_tr, y_tr, x_va, va.targets(classes), classes, train, run_dir)
 
     val_metrics = {**result["validation"], "protocol": split.protocol}
@@ -211,7 +210,7 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
         metrics={"validation": val_metrics},
         training={"seconds": result["train_seconds"], "samples_per_second": result["samples_per_second"],
                   "epochs_run": result["epochs_run"], "dtype_policy": policy,
-                  "batchnorm_momentum": bn_momentum, "targets": "vote distributions" if soft is not None
+                  "batchnorm_momentum": bn_momentum, "targets": "vote distributions" if y_tr.ndim == 2
                   else "class labels", **({"budget": result["budget"]} if result.get("budget") else {}),
                   **({"init_from": start} if start else {})},
         class_prior=training_prior(classes, result["class_prior"], train),

@@ -71,7 +71,7 @@ def load_face_data(spec: str, val_split: str | None = None, val_subjects: float 
 
     As in ``face train``: ``add_data`` corpora add training faces only, and FER+ votes
     (``ferplus-probability:``) are the training targets, with any hard labels beside them one-hot."""
-    from emotion_keras.data.ferplus import soft_targets
+    from emotion_keras.data.ferplus import training_targets
     from emotion_keras.pipelines.splits import load_face_split
     from emotion_keras.labels import class_list
     from emotion_keras.preprocess.faces import FacePrepConfig, prepare_faces
@@ -89,9 +89,7 @@ def load_face_data(spec: str, val_split: str | None = None, val_subjects: float 
     real_geometry = bool(geometry and tr.geometry_valid is not None and tr.geometry_valid.any())
     hm = {"image_shape": prep.shape, "geometry": real_geometry,
           "geometry_dim": 0 if tr.geometry is None else int(tr.geometry.shape[1])}
-    soft = soft_targets(split.train, tr.names, classes)
-    y_tr = soft if soft is not None else tr.targets(classes)
-    return TaskData("face", classes, tr.inputs(), y_tr, va.inputs(), va.targets(classes),
+    return TaskData("face", classes, tr.inputs(), training_targets(split.train, tr, classes), va.inputs(), va.targets(classes),
                     split.protocol, {**split.data, "train_faces": len(tr), "validation_faces": len(va)},
                     prep.to_dict(), hm)
 
