@@ -89,8 +89,8 @@ def load_face_data(spec: str, val_split: str | None = None, val_subjects: float 
     real_geometry = bool(geometry and tr.geometry_valid is not None and tr.geometry_valid.any())
     hm = {"image_shape": prep.shape, "geometry": real_geometry,
           "geometry_dim": 0 if tr.geometry is None else int(tr.geometry.shape[1])}
-    return TaskData("face", classes, tr.inputs(), training_targets(split.train, tr, classes), va.inputs(), va.targets(classes),
-                    split.protocol, {**split.data, "train_faces": len(tr), "validation_faces": len(va)},
+    y_tr = training_targets(split.train, tr, classes)
+    return TaskData("face", classes, tr.inputs(), y_tr, va.inputs(), va.targets(classes), split.protocol, {**split.data, "train_faces": len(tr), "validation_faces": len(va)},
                     prep.to_dict(), hm)
 
 
