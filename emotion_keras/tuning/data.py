@@ -90,8 +90,8 @@ def load_face_data(spec: str, val_split: str | None = None, val_subjects: float 
     hm = {"image_shape": prep.shape, "geometry": real_geometry,
           "geometry_dim": 0 if tr.geometry is None else int(tr.geometry.shape[1])}
     y_tr = training_targets(split.train, tr, classes)
-    return TaskData("face", classes, tr.inputs(), y_tr, va.inputs(), va.targets(classes), split.protocol, {**split.data, "train_faces": len(tr), "validation_faces": len(va)},
-                    prep.to_dict(), hm)
+    return TaskData("face", classes, tr.inputs(), y_tr, va.inputs(), va.targets(classes), split.protocol,
+                    {**split.data, "train_faces": len(tr), "validation_faces": len(va)}, prep.to_dict(), hm)
 
 
 class SpeechVariants:
