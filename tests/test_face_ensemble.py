@@ -5,6 +5,7 @@ evaluation), and refused where members do not fit together."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -92,6 +93,14 @@ def test_ensembles_refuse_misfits(members, capsys):
     speech = ROOT / "saved_models" / "speech"
     assert main(["face", "ensemble", str(dirs[0]), str(speech), "--out", str(root / "mixed")]) == 2
     assert "differs" in capsys.readouterr().err and not (root / "mixed").exists()
+    # members that see other crops cannot share one set of views
+    cropped = root / "cropped"
+    shutil.copytree(dirs[1], cropped)
+    card = json.loads((cropped / "card.json").read_text())
+    card["model_config"]["crop"] = 40
+    (cropped / "card.json").write_text(json.dumps(card))
+    assert main(["face", "ensemble", str(dirs[0]), str(cropped), "--out", str(root / "crops")]) == 2
+    assert "must share the crop" in capsys.readouterr().err and not (root / "crops").exists()
     out = root / "ensemble2"
     assert main(["face", "ensemble", *map(str, dirs), "--out", str(out), "--split", "all"]) == 0
     capsys.readouterr()

@@ -246,6 +246,9 @@ def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str |
         for key in ("task", "classes", "preprocessing"):
             if c.get(key) != first.get(key):
                 raise ConfigError(f"{d}: its {key} differs from {model_dirs[0]}'s: members must share it")
+        if face_views(c)[1] != face_views(first)[1]:  # the views are cut once, at the first member's crop
+            raise ConfigError(f"{d}: it sees {face_views(c)[1] or 'whole'} px crops, {model_dirs[0]} "
+                              f"{face_views(first)[1] or 'whole'} px ones: members must share the crop")
     if first.get("task") != "face":
         raise ConfigError(f"{model_dirs[0]}: a {first.get('task')} model; face ensemble takes face models")
     classes = list(first["classes"])
