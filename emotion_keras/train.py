@@ -159,6 +159,9 @@ def ema_swaps():
     return _Swap(), _Swap()
 
 
+# The cosine schedules end at this fraction of the peak learning rate.
+COSINE_ALPHA = 0.01
+
 # Below this many train steps, compiling with XLA costs more than it saves (on 2 cores: about a minute
 # of compilation against about 0.5 s saved per step of the face CNN).
 XLA_MIN_STEPS = 200
@@ -196,14 +199,17 @@ def _all_layers(model):
         yield from _all_layers(la)
 
 
-def compile_model(model, config: TrainConfig, steps_per_epoch: int) -> None:
+def compile_model(model, config: TrainConfig, steps_per_epoch: int, paced: bool = False) -> None:
+    """Compile for training. ``paced``: the learning rate is a plain variable that a
+    :class:`~emotion_keras.budget.BudgetGuard` sets each epoch (a cosine paced by the clock), not a
+    schedule counted in steps."""
     import keras
 
     total = max(1, config.epochs * steps_per_epoch)
     warmup = min(config.warmup_epochs * steps_per_epoch, total - 1)
-    if config.schedule == "cosine":
+    if config.schedule == "cosine" and not paced:
         lr = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else config.learning_rate, decay_steps=total - warmup, alpha=0.01,
+            0.0 if warmup else config.learning_rate, decay_steps=total - warmup, alpha=COSINE_ALPHA,
             warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
     else:
         lr = config.learning_rate
@@ -274,7 +280,8 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
 
         budget = size_epochs(model, x_train, y_train, x_val, config, steps, run_dir)
         config = config.replace(epochs=budget["epochs"])
-    compile_model(model, config, steps)
+    paced = bool(budget) and config.schedule == "cosine"
+    compile_model(model, config, steps, paced=paced)
 
     mode = "min" if config.monitor == "val_loss" else "max"
     best_path = run_dir / "best.weights.h5"
@@ -293,7 +300,9 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
     if budget:
         from emotion_keras.budget import BudgetGuard
 
-        callbacks.append(BudgetGuard(run_dir, config.time_budget))
+        pace = {"base": config.learning_rate, "warmup": min(config.warmup_epochs, config.epochs - 1),
+                "alpha": COSINE_ALPHA} if paced else None
+        callbacks.append(BudgetGuard(run_dir, config.time_budget, config.epochs, pace))
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=config.monitor, mode=mode,
                                                        patience=config.early_stopping))

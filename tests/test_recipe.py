@@ -143,6 +143,34 @@ def test_time_budget_resume_keeps_the_planned_schedule(tmp_path):
     assert json.loads((tmp_path / "budget.json").read_text())["used_seconds"] > 100.0
 
 
+@pytest.mark.parametrize("epoch_seconds, epochs_run", [(100, 8), (200, 4)])
+def test_time_budget_paces_the_cosine_by_the_clock(tmp_path, monkeypatch, epoch_seconds, epochs_run):
+    """Planned: 8 epochs of 100 s in 800 s. On a host twice as slow only 4 fit: the rate must still
+    come down the whole cosine in those 4, not stop near its peak as a step-counted one would."""
+    import keras
+
+    from emotion_keras import budget
+
+    clock = {"t": 0.0}
+    monkeypatch.setattr(budget, "_clock", lambda: clock["t"])
+    seen = []  # the rate the optimizer trained each epoch with
+    tick = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda *a: clock.update(t=clock["t"] + epoch_seconds),
+        on_epoch_end=lambda *a: seen.append(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))))
+    x, y = _images(64)
+    tc = TrainConfig(batch_size=32, time_budget=800, learning_rate=0.01, warmup_epochs=1, verbose=0,
+                     mixed_precision="off", early_stopping=0)
+    (tmp_path / "budget.json").write_text(json.dumps({"budget_seconds": 800, "batch_size": 32, "epochs": 8}))
+    model = _tiny_model()
+    res = fit(model, x, y, x[:32], y[:32], ["a", "b", "c"], tc, tmp_path, extra_callbacks=[tick])
+    rates = json.loads((tmp_path / "budget.json").read_text())["rates"]
+    assert res["epochs_run"] == epochs_run and len(rates) == epochs_run
+    assert rates[0] == pytest.approx(0.005)  # half-way up the one warm-up epoch
+    assert all(a > b for a, b in zip(rates[1:], rates[2:])) and rates[1] > 0.009
+    assert rates[-1] < 0.1 * 0.01  # annealed by the end of the budget, however many epochs it held
+    assert seen == pytest.approx(rates, rel=1e-4)
+
+
 def test_warm_start_copies_a_saved_model_and_refuses_another_architecture(tmp_path):
     import keras
     import pytest
