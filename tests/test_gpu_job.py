@@ -34,12 +34,30 @@ def _corpora(tmp_path, n=70):
             votes[(c + 1) % 7] = 2
             rows.append(f'fer{i:07d}.png,"(0, 0, 48, 48)",{",".join(map(str, votes))}\n')
         (d / "label.csv").write_text("".join(rows))
+    # FER2013 Training as Kaggle's JPEG folders: the first 60 FER+ faces under FER2013's own label
+    # (here the FER+ majority's neighbour class), in another order and name, plus 5 faces FER+ lacks
+    train = ferplus / "FER2013Train"
+    for i in range(60):
+        d = fer2013 / "train" / FERPLUS_ORDER[(i + 1) % 7]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.open(train / f"fer{i:07d}.png").save(d / f"Training_{9000 - i}.jpg", quality=90)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(fer2013 / "train" / "happy" /
+                                                                             f"Training_{i}.jpg")
     for i in range(21):
         lab = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"][i % 7]
         d = fer2013 / "validation" / lab
         d.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(d / f"PublicTest_{i}.jpg")
     return ferplus, fer2013
+
+
+def test_faces_travel_within_two_grey_levels():
+    x = np.random.default_rng(0).integers(0, 256, (50, 48, 48, 1), dtype=np.uint8)
+    x[:, :, :24] = 255  # flat runs, where the differences are 0
+    back = gpu_face.decode_faces(gpu_face.encode_faces(x))
+    assert back.dtype == np.uint8 and back.shape == x.shape
+    assert np.abs(back.astype(int) - x).max() <= 2
 
 
 def test_pack_then_run_writes_models_and_reports(tmp_path):
@@ -54,16 +72,32 @@ def test_pack_then_run_writes_models_and_reports(tmp_path):
     with np.load(arrays) as z:
         assert z["x_train"].dtype == np.uint8 and z["y_train"].dtype == np.float16
         assert z["x_train"].shape == (70, 48, 48, 1) and z["y_test"].shape == (21,)
+        first = np.asarray(Image.open(ferplus / "FER2013Train" / "fer0000000.png"), int)
+        decoded = gpu_face.decode_faces(z["x_train"])[:, :, :, 0].astype(int)
+        assert np.abs(decoded - first).reshape(70, -1).max(1).min() <= 2  # the face travelled intact
         assert np.allclose(z["y_train"].astype(float).sum(1), 1, atol=1e-2)
+        # each FER+ face found among FER2013's JPEGs carries FER2013's label; the other ten, -1
+        own = z["y_train_fer2013"]
+        assert own.dtype == np.int8 and (own >= 0).sum() == 60
+        majority = z["y_train"].astype(float).argmax(1)
+        expected = [gpu_face.CLASSES.index(FERPLUS_ORDER[(FERPLUS_ORDER.index(gpu_face.CLASSES[m]) + 1) % 7])
+                    for m in majority]
+        assert (own[own >= 0] == np.asarray(expected)[own >= 0]).all()
     out = tmp_path / "out"
     report = gpu_face.run(arrays, out, minutes=5, tiny=True, epochs=1)
-    assert [r["name"] for r in report["rows"]] == ["base", "width32"]
+    assert [(r["name"], r["labels"]) for r in report["rows"]] == [("base", "ferplus"), ("fer2013-width32", "fer2013")]
     assert all(0 <= r["fer2013_publictest"]["accuracy"] <= 1 for r in report["rows"])
     model, card = store.load(out / "model_base")
     assert card["classes"] == gpu_face.CLASSES and "fer2013_publictest" in card["metrics"]
     assert model.predict({"image": np.zeros((2, 48, 48, 1), "float32")}, verbose=0).shape == (2, 7)
+    _, own_card = store.load(out / "model_best_fer2013")
+    assert own_card["training"]["targets"] == "FER2013 class labels" and "ferplus_valid" in own_card["metrics"]
+    assert "FER2013's original labels (60 of 70 matched by pixels" in own_card["metrics"]["validation"]["protocol"]
     # what the device returns: at most 8 files, no deeper than two folders below $OUT
     files = [p for p in out.rglob("*") if p.is_file()]
     assert len(files) <= 8 and all(len(p.relative_to(out).parts) <= 3 for p in files)
-    assert json.loads((out / "report.json").read_text())["best"] in ("base", "width32")
-    assert "| base |" in (out / "report.md").read_text()
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["best"] == {"ferplus": "base", "fer2013": "fer2013-width32"}
+    assert saved["ensemble"]["members"] == ["base", "fer2013-width32"]
+    assert "| base |" in (out / "report.md").read_text() and "| mean of base + fer2013-width32 |" in \
+        (out / "report.md").read_text()

@@ -3,14 +3,18 @@ GPU with the JAX backend, in a fixed wall-clock budget (default 11 minutes, comp
 
 Two steps, because the GPU machine sees only what is carried to it (no corpora, 64 MiB):
 
-1. ``pack`` (here, CPU): FER+ training faces as uint8 with their vote distributions (float16), FER+
-   Valid with majority labels and FER2013 PublicTest with the original labels, in one compressed
-   ``.npz`` (about 45 MB for all of FER+).
+1. ``pack`` (here, CPU): FER+ training faces as uint8 with their vote distributions (float16) and
+   FER2013's original label of each (int8, matched by pixels: ``data.ferplus.match_faces``; -1 where
+   unmatched), FER+ Valid with majority labels and FER2013 PublicTest with the original labels, in
+   one compressed ``.npz`` of about 46 MB (:func:`encode_faces`). One copy of the faces carries both
+   label sets: two would not fit in the 64 MiB a device call carries.
 2. ``run`` (there): every configuration trains through ``train.fit`` with a ``time_budget`` share
-   (bf16 on the GPU, XLA), is scored on FER+ Valid (majority labels, the selection set) and FER2013
-   PublicTest (original labels), both with ten-crop TTA; the base configuration and the best one are
-   saved with their cards under ``--out``, with ``report.json``, ``report.md`` and the per-model
-   training logs. At most 8 files come back from the device, so only those are kept.
+   (bf16 on the GPU, XLA), on the FER+ votes (epoch chosen on FER+ Valid) or on FER2013's labels
+   (epoch chosen on PublicTest, as the FER2013 member of the shipped ensemble), and is scored on
+   both with ten-crop TTA. Saved under ``--out`` with their cards: the base configuration, the best
+   FER+ one and the best FER2013 one, with ``report.json`` and ``report.md`` (which also score the
+   mean of the best of each: the shipped ensemble's recipe). At most 8 files come back from the
+   device, so only those are kept.
 
 ::
 
@@ -42,22 +46,47 @@ BASE_MODEL = {"backbone": "vgg", "width": 16, "depth": 4, "attention": True, "cr
               "erase": 0.25}
 BASE_TRAIN = {"learning_rate": 0.002, "label_smoothing": 0.05, "class_weights": False, "early_stopping": 0,
               "monitor": "val_accuracy", "batch_size": 128, "ema": 0.999}
+# (name, model changes, training changes, labels): "ferplus" votes or FER2013's own "fer2013" labels.
+FER2013_TRAIN = {"class_weights": True, "class_weight_power": 0.5}  # the shipped FER2013 member's
 SEARCH = [
-    ("base", {}, {}),
-    ("width32", {"width": 32}, {}),
-    ("width48-mixup", {"width": 48}, {"mixup": 0.2}),
-    ("width32-sgd", {"width": 32}, {"optimizer": "sgd", "learning_rate": 0.05, "mixup": 0.2}),
+    ("base", {}, {}, "ferplus"),
+    ("fer2013-width32", {"width": 32}, FER2013_TRAIN, "fer2013"),
+    ("width32", {"width": 32}, {}, "ferplus"),
+    ("width48-mixup", {"width": 48}, {"mixup": 0.2}, "ferplus"),
+    ("fer2013-width48", {"width": 48}, FER2013_TRAIN, "fer2013"),
 ]
 
 
 # ---------------------------------------------------------------- pack (CPU side)
+
+FACE_BITS = 6
+
+
+def encode_faces(x: np.ndarray) -> np.ndarray:
+    """uint8 faces as 6-bit levels, each pixel stored as its difference from its left neighbour, so
+    that the ``.npz`` deflates to 57% of the faces' size: 46 MB for FER+ and PublicTest, against 77
+    MB as plain 8-bit (lossless coding of these noisy faces got no lower than 75%, and the tree, the
+    wheels and the arrays must fit 64 MiB together). :func:`decode_faces` returns each pixel within 2
+    grey levels of the original, about as far as FER2013's JPEG copies are from FER+'s PNGs (1.3)."""
+    q = (np.asarray(x, np.uint8) >> (8 - FACE_BITS)).astype(np.int16)
+    d = q.copy()
+    d[:, :, 1:] = np.mod(q[:, :, 1:] - q[:, :, :-1], 1 << FACE_BITS)
+    return d.astype(np.uint8)
+
+
+def decode_faces(d: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`encode_faces`: each level back to the middle of its grey-level bin."""
+    q = np.mod(np.cumsum(d.astype(np.int32), axis=2), 1 << FACE_BITS)
+    step = 1 << (8 - FACE_BITS)
+    return (q * step + step // 2).astype(np.uint8)
+
 
 def pack(ferplus: str, fer2013: str, out: Path, limit: int | None = None) -> Path:
     """Write the compact arrays the GPU job reads (uint8 faces, float16 targets)."""
     from emotion_keras.pipelines.splits import load_face_split
     from emotion_keras.data.cache import save_arrays
     from emotion_keras.data.faces import read_faces
-    from emotion_keras.data.ferplus import soft_targets
+    from emotion_keras.data.ferplus import match_faces, soft_targets
     from emotion_keras.labels import to_indices
     from emotion_keras.preprocess.faces import FacePrepConfig, prepare_faces
 
@@ -66,32 +95,51 @@ def pack(ferplus: str, fer2013: str, out: Path, limit: int | None = None) -> Pat
     tr = prepare_faces(split.train, prep)
     va = prepare_faces(split.val, prep)
     y_tr = soft_targets(split.train, tr.names, CLASSES)
-    arrays = {"x_train": tr.images, "y_train": y_tr.astype(np.float16), "x_val": va.images,
+    arrays = {"x_train": encode_faces(tr.images), "y_train": y_tr.astype(np.float16),
+              "x_val": encode_faces(va.images),
               "y_val": to_indices(va.labels, CLASSES).astype(np.int8)}
     pub = [r for r in read_faces(f"fer2013:{fer2013}") if r.split == "validation" and r.label in CLASSES]
     if limit:
         pub = pub[:limit]
     pt = prepare_faces(pub, prep)
-    arrays.update(x_test=pt.images, y_test=to_indices(pt.labels, CLASSES).astype(np.int8))
+    arrays.update(x_test=encode_faces(pt.images), y_test=to_indices(pt.labels, CLASSES).astype(np.int8))
+    own_records = [r for r in read_faces(f"fer2013:{fer2013}") if r.split == "train"]
+    if own_records:
+        own = prepare_faces(own_records, prep)
+        at = match_faces(tr.images, own.images)
+        own_y = np.asarray([CLASSES.index(lab) if lab in CLASSES else -1 for lab in own.labels], np.int8)
+        arrays["y_train_fer2013"] = np.where(at >= 0, own_y[np.maximum(at, 0)], -1).astype(np.int8)
+    else:  # a FER2013 copy with its test split only: the job trains on the FER+ votes alone
+        print(f"{fer2013}: no FER2013 Training faces, so no FER2013-label configurations", file=sys.stderr)
+        arrays["y_train_fer2013"] = np.full(len(tr), -1, np.int8)
+    matched = int((arrays["y_train_fer2013"] >= 0).sum())
     meta = {"classes": CLASSES, "prep": prep.to_dict(), "train_protocol": split.protocol,
-            "data": split.data, "test": f"FER2013 PublicTest ({len(pt):,} faces, original labels)"}
+            "data": split.data, "test": f"FER2013 PublicTest ({len(pt):,} faces, original labels)",
+            "fer2013_protocol": f"the same FER+ training faces with FER2013's original labels ({matched:,} of "
+                                f"{len(tr):,} matched by pixels to FER2013 Training)"}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_arrays(out, arrays)
-    print(f"packed {len(tr):,} training, {len(va):,} validation, {len(pt):,} test faces into {out} "
-          f"({out.stat().st_size / 1e6:.1f} MB)")
+    print(f"packed {len(tr):,} training ({matched:,} with FER2013 labels), {len(va):,} validation, "
+          f"{len(pt):,} test faces into {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return out
 
 
 # ---------------------------------------------------------------- run (GPU side)
 
-def _score(model, x, y, crop: int) -> dict:
+def _probs(model, x, crop: int) -> np.ndarray:
+    """Ten-crop TTA probabilities."""
     from emotion_keras.preprocess.faces import tta_views
-    from emotion_keras.evaluate import metrics
 
     views = tta_views(x, "ten_crop", crop)
-    probs = sum(np.asarray(model.predict({"image": v}, batch_size=512, verbose=0), np.float32) for v in views)
-    m = metrics(y.astype(int), probs / len(views), CLASSES)
+    return sum(np.asarray(model.predict({"image": v}, batch_size=512, verbose=0), np.float32)
+               for v in views) / len(views)
+
+
+def _score(probs: np.ndarray, y) -> dict:
+    from emotion_keras.evaluate import metrics
+
+    m = metrics(np.asarray(y).astype(int), probs, CLASSES)
     return {k: round(float(m[k]), 4) for k in ("accuracy", "uar", "macro_f1")}
 
 
@@ -109,15 +157,21 @@ def run(arrays_path: Path, out: Path, minutes: float, tiny: bool = False, epochs
     deadline = start + minutes * 60
     data = load_arrays(arrays_path)
     meta = json.loads(bytes(data["meta"]).decode())
-    x_tr, y_tr = data["x_train"], data["y_train"].astype(np.float32)
+    x_tr, y_tr = decode_faces(data["x_train"]), data["y_train"].astype(np.float32)
     y_tr /= y_tr.sum(axis=1, keepdims=True)  # float16 rounding
-    x_va, y_va, x_te, y_te = data["x_val"], data["y_val"], data["x_test"], data["y_test"]
+    x_va, y_va, x_te, y_te = decode_faces(data["x_val"]), data["y_val"], decode_faces(data["x_test"]), data["y_test"]
+    own = data["y_train_fer2013"] if "y_train_fer2013" in data else np.full(len(x_tr), -1, np.int8)
+    sets = {  # labels -> (training faces, targets, selection set, its name in the report, protocol)
+        "ferplus": ({"image": x_tr}, y_tr, ({"image": x_va}, y_va), "ferplus_valid", meta["train_protocol"]),
+        "fer2013": ({"image": x_tr[own >= 0]}, own[own >= 0].astype(np.int64), ({"image": x_te}, y_te),
+                    "fer2013_publictest", meta.get("fer2013_protocol", ""))}
     devices = [str(d) for d in keras.distribution.list_devices()] if keras.backend.backend() == "jax" else []
     out.mkdir(parents=True, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="gpu_face_")
-    search = SEARCH[:2] if tiny else SEARCH
-    results, best = [], None
-    for i, (name, model_delta, train_delta) in enumerate(search):
+    search = [r for r in SEARCH if r[3] == "ferplus" or (own >= 0).any()]
+    search = [search[0], next(r for r in search if r[3] == "fer2013")] if tiny else search
+    results, best, probs = [], {}, {}
+    for i, (name, model_delta, train_delta, labels) in enumerate(search):
         left = deadline - time.perf_counter()
         share = left / (len(search) - i) - 20  # the rest: scoring, saving
         if share < 30 and not tiny:
@@ -131,48 +185,64 @@ def run(arrays_path: Path, out: Path, minutes: float, tiny: bool = False, epochs
         policy = trainlib.configure_precision(tc)
         net = build_face_model(model_cfg, CLASSES)
         run_dir = Path(scratch) / name  # checkpoints stay off $OUT: the device returns 8 files at most
+        x, y, (xv, yv), selection, train_protocol = sets[labels]
         t0 = time.perf_counter()
-        fit = trainlib.fit(net, {"image": x_tr}, y_tr, {"image": x_va}, y_va, CLASSES, tc, run_dir)
+        fit = trainlib.fit(net, x, y, xv, yv, CLASSES, tc, run_dir)
         seconds = time.perf_counter() - t0
-        scores = {"ferplus_valid": _score(net, x_va, y_va, model_cfg.crop),
-                  "fer2013_publictest": _score(net, x_te, y_te, model_cfg.crop)}
-        row = {"name": name, "model_config": model_cfg.to_dict(), "train_config": fit["train_config"],
-               "parameters": int(net.count_params()), "epochs_run": fit["epochs_run"],
-               "train_seconds": round(seconds, 1), "images_per_second": fit["samples_per_second"],
-               "dtype_policy": policy, "history": fit["history"], **scores}
+        probs[name] = {"ferplus_valid": _probs(net, x_va, model_cfg.crop),
+                       "fer2013_publictest": _probs(net, x_te, model_cfg.crop)}
+        scores = {"ferplus_valid": _score(probs[name]["ferplus_valid"], y_va),
+                  "fer2013_publictest": _score(probs[name]["fer2013_publictest"], y_te)}
+        row = {"name": name, "labels": labels, "model_config": model_cfg.to_dict(),
+               "train_config": fit["train_config"], "parameters": int(net.count_params()),
+               "epochs_run": fit["epochs_run"], "train_seconds": round(seconds, 1),
+               "images_per_second": fit["samples_per_second"], "dtype_policy": policy,
+               "history": fit["history"], **scores}
         results.append(row)
         print(json.dumps({k: row[k] for k in ("name", "epochs_run", "train_seconds", "ferplus_valid",
                                              "fer2013_publictest")}), file=sys.stderr)
-        if best is None or name == "base" or row["ferplus_valid"]["accuracy"] > best["ferplus_valid"]["accuracy"]:
-            protocol = (f"{meta['train_protocol']}; GPU job tuning/gpu_face.py, {tc.time_budget or 0:.0f} s "
-                        f"budget, ten-crop TTA")
-            card = {"task": "face", "name": f"ferplus-{name}", "classes": CLASSES, "inputs": input_spec(net),
-                    "preprocessing": meta["prep"], "model_config": model_cfg.to_dict(),
+        if name == "base" or labels not in best or row[selection]["accuracy"] > best[labels][selection]["accuracy"]:
+            protocol = f"{train_protocol}; GPU job tuning/gpu_face.py, {tc.time_budget or 0:.0f} s budget, ten-crop TTA"
+            other = "fer2013_publictest" if selection == "ferplus_valid" else "ferplus_valid"
+            card = {"task": "face", "name": f"{'' if labels == 'fer2013' else 'ferplus-'}{name}", "classes": CLASSES,
+                    "inputs": input_spec(net), "preprocessing": meta["prep"], "model_config": model_cfg.to_dict(),
                     "train_config": fit["train_config"], "data": meta["data"],
-                    "metrics": {"validation": {**scores["ferplus_valid"], "protocol": protocol},
-                                "fer2013_publictest": {**scores["fer2013_publictest"],
-                                                       "protocol": meta["test"] + ", ten-crop TTA"}},
+                    "metrics": {"validation": {**scores[selection], "protocol": protocol},
+                                other: {**scores[other], "protocol": "ten-crop TTA"}},
                     "training": {"seconds": row["train_seconds"], "epochs_run": row["epochs_run"],
                                  "samples_per_second": row["images_per_second"], "dtype_policy": policy,
-                                 "devices": devices, "targets": "vote distributions"},
+                                 "devices": devices, "targets": "vote distributions" if labels == "ferplus"
+                                 else "FER2013 class labels"},
                     "history": row["history"]}
-            store.save(net, out / ("model_base" if name == "base" else "model_best"), card)
-            best = row
+            folder = "model_base" if name == "base" else f"model_best_{labels}"
+            store.save(net, out / folder, card)
+            best[labels] = row
+    ensemble = None
+    if {"ferplus", "fer2013"} <= best.keys():  # the shipped ensemble's recipe: one member of each
+        pair = [best["ferplus"]["name"], best["fer2013"]["name"]]
+        ensemble = {"members": pair, **{k: _score((probs[pair[0]][k] + probs[pair[1]][k]) / 2, y)
+                                        for k, y in (("ferplus_valid", y_va), ("fer2013_publictest", y_te))}}
     report = {"minutes_budget": minutes, "wall_seconds": round(time.perf_counter() - start, 1),
               "backend": keras.backend.backend(), "devices": devices, "arrays": str(arrays_path),
-              "train_protocol": meta["train_protocol"], "test": meta["test"], "rows": results,
-              "best": best["name"] if best else None}
+              "train_protocol": meta["train_protocol"], "fer2013_protocol": meta.get("fer2013_protocol"),
+              "test": meta["test"], "rows": results, "best": {k: v["name"] for k, v in best.items()},
+              "ensemble": ensemble}
     atomic_write_json(out / "report.json", report)
     lines = ["# Face GPU job", "", f"Backend {report['backend']} on {', '.join(devices) or 'CPU'}; "
              f"{report['wall_seconds']:.0f} s of a {minutes:g}-minute budget. Training: "
-             f"{meta['train_protocol']}. Scores with ten-crop TTA.", "",
-             "| config | params | epochs | train s | img/s | FER+ Valid acc (UAR) | PublicTest acc (UAR) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             f"{meta['train_protocol']}; the fer2013 rows: {meta.get('fer2013_protocol')}, epoch chosen on "
+             "PublicTest. Scores with ten-crop TTA.", "",
+             "| config | labels | params | epochs | train s | img/s | FER+ Valid acc (UAR) | PublicTest acc (UAR) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         f, p = r["ferplus_valid"], r["fer2013_publictest"]
-        lines.append(f"| {r['name']} | {r['parameters']:,} | {r['epochs_run']} | {r['train_seconds']:.0f} | "
-                     f"{r['images_per_second'] or 0:.0f} | {f['accuracy']:.3f} ({f['uar']:.3f}) | "
-                     f"{p['accuracy']:.3f} ({p['uar']:.3f}) |")
+        lines.append(f"| {r['name']} | {r['labels']} | {r['parameters']:,} | {r['epochs_run']} | "
+                     f"{r['train_seconds']:.0f} | {r['images_per_second'] or 0:.0f} | {f['accuracy']:.3f} "
+                     f"({f['uar']:.3f}) | {p['accuracy']:.3f} ({p['uar']:.3f}) |")
+    if ensemble:
+        f, p = ensemble["ferplus_valid"], ensemble["fer2013_publictest"]
+        lines.append(f"| mean of {' + '.join(ensemble['members'])} | both | | | | | {f['accuracy']:.3f} "
+                     f"({f['uar']:.3f}) | {p['accuracy']:.3f} ({p['uar']:.3f}) |")
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return report
