@@ -135,3 +135,22 @@ def test_added_corpus_trains_beside_ferplus_votes_and_never_validates(tmp_path):
     _corpus(only_val, {"fer0000010.png": [0, 8, 2, 0, 0, 0, 0, 0, 0, 0]}, folder="FER2013Valid")
     with pytest.raises(InputError, match="only_val.*no training records to add"):
         load_face_split(f"ferplus-probability:{ferplus}", add_data=[f"ferplus:{only_val}"])
+
+
+def test_match_faces_finds_each_face_in_its_jpeg_copy_and_no_stranger():
+    import io
+
+    from emotion_keras.data.ferplus import match_faces
+
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (30, 48, 48), dtype=np.uint8)
+    order = rng.permutation(30)[:25]  # 25 of them, shuffled and JPEG-coded, as FER2013's folders hold them
+
+    def jpeg(x):
+        buf = io.BytesIO()
+        Image.fromarray(x).save(buf, format="JPEG", quality=90)
+        return np.asarray(Image.open(buf))
+
+    reference = np.stack([jpeg(faces[i]) for i in order])
+    at = match_faces(faces[..., None], reference)
+    assert [order[j] if j >= 0 else -1 for j in at] == [i if i in order else -1 for i in range(30)]
