@@ -139,6 +139,12 @@ def test_weighted_ensemble_weighs_members_and_loads_safely(members, capsys):
     faces = np.random.default_rng(1).integers(0, 255, (4, 48, 48, 1)).astype("float32")
     each = [store.load(d)[0].predict(faces, verbose=0) for d in dirs]
     np.testing.assert_allclose(net.predict(faces, verbose=0), 0.25 * each[0] + 0.75 * each[1], atol=1e-5)
+    # what export, fusion and the recogniser's embeddings run: the same weighted probabilities
+    from emotion_keras.models.fusion import embedding_and_probabilities
+
+    emb, probs = embedding_and_probabilities(net).predict(faces, verbose=0)
+    np.testing.assert_allclose(probs, 0.25 * each[0] + 0.75 * each[1], atol=1e-5)
+    assert emb.shape == (4, 2 * 16)  # the members' embeddings side by side
     cards = [json.loads((d / "card.json").read_text()) for d in dirs]
     for c in card["classes"]:
         expected = 0.25 * cards[0]["class_prior"]["frequencies"][c] + 0.75 * cards[1]["class_prior"]["frequencies"][c]

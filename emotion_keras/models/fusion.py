@@ -141,7 +141,8 @@ def _embedding_layer(model):
 
 def _embedding_and_probabilities(model):
     """``model``'s ``(embedding, probabilities)`` tensors on its inputs; for an ensemble
-    (:mod:`emotion_keras.models.ensemble`), its members' embeddings side by side."""
+    (:mod:`emotion_keras.models.ensemble`), its members' embeddings side by side, and their
+    probabilities combined by a copy of the ensemble's own layer (a weighted ensemble stays weighted)."""
     from emotion_keras.models.ensemble import members_of
 
     members = members_of(model)
@@ -149,8 +150,9 @@ def _embedding_and_probabilities(model):
         return _embedding_layer(model).output, model.output
     feed = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     pairs = [embedding_and_probabilities(m)(feed) for m in members]
-    return (keras.layers.Concatenate(name="embedding")([e for e, _ in pairs]),
-            keras.layers.Average(name="probabilities", dtype="float32")([p for _, p in pairs]))
+    combine = model.get_layer("probabilities")
+    combine = type(combine).from_config(combine.get_config())
+    return keras.layers.Concatenate(name="embedding")([e for e, _ in pairs]), combine([p for _, p in pairs])
 
 
 def embedding_model(model, name: str | None = None):
