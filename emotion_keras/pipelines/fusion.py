@@ -35,7 +35,8 @@ def _embeddings(task: str, model_dir: Path, records, inputs_of, batch_size: int,
     from emotion_keras.models import store
 
     card = store.read_card(model_dir)
-    key = cache_key(f"fusion-{task}-emb", 2, fingerprint(records), _card_tag(card))
+    # version 3: a weighted ensemble's probabilities are weighted (version 2 cached them unweighted)
+    key = cache_key(f"fusion-{task}-emb", 3, fingerprint(records), _card_tag(card))
 
     def compute():
         from emotion_keras.models.fusion import embedding_and_probabilities
