@@ -92,7 +92,7 @@ def paced_rate(epoch: int, planned: int, used: float, budget: float, base: float
     """The learning rate of ``epoch`` (0-based) on a cosine from ``base`` down to ``alpha * base``
     that ends with the budget. Its length is the ``planned`` epochs, or fewer once the epochs so far
     (``used`` seconds) ran slower than planned: on this 2-core host, epochs swing between about 90
-    and 140 s, and a step-counted schedule stopped by the guard at 47 of 57 epochs ended at 7% of
+    and 140 s, and a step-counted schedule stopped by the guard at 47 of 57 epochs ended at 9% of
     its peak rate instead of the planned 1%. ``warmup`` epochs ramp up linearly first."""
     if epoch < warmup:
         return base * (epoch + 1) / (warmup + 1)
