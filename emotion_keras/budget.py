@@ -124,15 +124,15 @@ class BudgetGuard:
 
             def on_epoch_begin(self, epoch, logs=None):
                 if pace:
-                    rate = paced_rate(epoch, planned_epochs, self.used(), budget_seconds, **pace)
-                    self.model.optimizer.learning_rate = rate
-                    data = read()
-                    rates = (data.get("rates") or [])[:epoch]
-                    atomic_write_json(path, {**data, "rates": rates + [round(rate, 8)]})
+                    self.rate = paced_rate(epoch, planned_epochs, self.used(), budget_seconds, **pace)
+                    self.model.optimizer.learning_rate = self.rate
 
             def on_epoch_end(self, epoch, logs=None):
                 used = self.used()
-                atomic_write_json(path, {**read(), "used_seconds": round(used, 1)})
+                data = {**read(), "used_seconds": round(used, 1)}
+                if pace:  # one write per epoch: an epoch killed midway is rerun, and its rate recomputed
+                    data["rates"] = (data.get("rates") or [])[:epoch] + [round(self.rate, 8)]
+                atomic_write_json(path, data)
                 if epochs_left(used, epoch + 1, budget_seconds) == 0:
                     self.model.stop_training = True
 

@@ -121,6 +121,10 @@ def test_ensemble_card_names_every_corpus_its_members_learnt_from():
     assert mixed["corpus"] == "FER+ + FER2013" and mixed["spec"] == ferplus["spec"]  # validated on the first's
     assert mixed["licence"] == "FER+ labels: MIT; FER2013: research use"
     assert mixed["member_specs"] == [ferplus["spec"], ferplus["spec"], fer["spec"]]
+    # a member trained on both (``--add-data``) names them in one string: each is still named once
+    both = {"corpus": "FER+ + FER2013", "spec": ferplus["spec"], "licence": "FER+ labels: MIT; FER2013: research use"}
+    again = members_data([{"data": ferplus}, {"data": fer}, {"data": both}])
+    assert again["corpus"] == "FER+ + FER2013" and again["licence"] == mixed["licence"]
 
 
 def test_weighted_ensemble_weighs_members_and_loads_safely(members, capsys):

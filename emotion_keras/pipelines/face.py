@@ -292,10 +292,11 @@ def members_data(cards: Sequence[dict]) -> dict[str, Any]:
     were trained on (a FER2013-label member beside FER+ ones is not "trained on FER+")."""
     datas = [c.get("data") or {} for c in cards]
     out = dict(datas[0])
-    for key in ("corpus", "licence"):
-        seen = list(dict.fromkeys(str(d[key]) for d in datas if d.get(key)))
+    for key, sep in (("corpus", " + "), ("licence", "; ")):
+        # a member trained on two corpora names both in one string: split it, so each is named once
+        seen = list(dict.fromkeys(part for d in datas if d.get(key) for part in str(d[key]).split(sep)))
         if len(seen) > 1:
-            out[key] = (" + " if key == "corpus" else "; ").join(seen)
+            out[key] = sep.join(seen)
     if len({d.get("spec") for d in datas}) > 1:
         out["member_specs"] = [d.get("spec") for d in datas]
     return out
