@@ -127,15 +127,6 @@ def pack(ferplus: str, fer2013: str, out: Path, limit: int | None = None) -> Pat
 
 # ---------------------------------------------------------------- run (GPU side)
 
-def _probs(model, x, crop: int) -> np.ndarray:
-    """Ten-crop TTA probabilities."""
-    from emotion_keras.preprocess.faces import tta_views
-
-    views = tta_views(x, "ten_crop", crop)
-    return sum(np.asarray(model.predict({"image": v}, batch_size=512, verbose=0), np.float32)
-               for v in views) / len(views)
-
-
 def _score(probs: np.ndarray, y) -> dict:
     from emotion_keras.evaluate import metrics
 
@@ -151,7 +142,7 @@ def run(arrays_path: Path, out: Path, minutes: float, tiny: bool = False, epochs
     from emotion_keras.data.cache import atomic_write_json, atomic_write_text, load_arrays
     from emotion_keras.models import store
     from emotion_keras.models.face import FaceModelConfig, build_face_model
-    from emotion_keras.models.io import input_spec
+    from emotion_keras.models.io import input_spec, predict_views
 
     start = time.perf_counter()
     deadline = start + minutes * 60
@@ -189,8 +180,8 @@ def run(arrays_path: Path, out: Path, minutes: float, tiny: bool = False, epochs
         t0 = time.perf_counter()
         fit = trainlib.fit(net, x, y, xv, yv, CLASSES, tc, run_dir)
         seconds = time.perf_counter() - t0
-        probs[name] = {"ferplus_valid": _probs(net, x_va, model_cfg.crop),
-                       "fer2013_publictest": _probs(net, x_te, model_cfg.crop)}
+        probs[name] = {"ferplus_valid": predict_views(net, {"image": x_va}, "ten_crop", model_cfg.crop, 512),
+                       "fer2013_publictest": predict_views(net, {"image": x_te}, "ten_crop", model_cfg.crop, 512)}
         scores = {"ferplus_valid": _score(probs[name]["ferplus_valid"], y_va),
                   "fer2013_publictest": _score(probs[name]["fer2013_publictest"], y_te)}
         row = {"name": name, "labels": labels, "model_config": model_cfg.to_dict(),

@@ -38,6 +38,18 @@ def model_feed(model, available: dict[str, Any]):
     return available[names[0]]
 
 
+def predict_views(model, inputs: dict[str, Any], tta: str = "none", crop: int = 0,
+                  batch_size: int = 256) -> np.ndarray:
+    """Class probabilities averaged over the test-time views of ``inputs["image"]``
+    (:func:`~emotion_keras.preprocess.faces.tta_views`); the other inputs go with every view."""
+    from emotion_keras.preprocess.faces import tta_views
+
+    views = tta_views(inputs["image"], tta, crop)
+    total = sum(np.asarray(model.predict(model_feed(model, {**inputs, "image": v}), batch_size=batch_size,
+                                         verbose=0), np.float32) for v in views)
+    return total / len(views)
+
+
 def pad_frames(seqs, max_frames: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
     """Stack variable-length frame-embedding sequences into ``(n, max_frames, dim)`` plus a 0/1 mask.
 

@@ -26,7 +26,7 @@ from emotion_keras.models.io import input_spec
 from emotion_keras.pipelines.common import (ComparisonSpec, compare_models, finish_evaluation, history_dict,
                                            members_prior, save_trained, training_prior)
 from emotion_keras.pipelines.splits import Split, face_dataset_name, face_split_name, stratified_subset
-from emotion_keras.preprocess.faces import FaceArrays, FacePrepConfig, prepare_faces, tta_views
+from emotion_keras.preprocess.faces import FaceArrays, FacePrepConfig, prepare_faces
 
 
 def make_model_config(model: dict[str, Any], prep: FacePrepConfig):
@@ -306,18 +306,13 @@ def members_data(cards: Sequence[dict]) -> dict[str, Any]:
 
 def predict_arrays(model, arrays: FaceArrays, tta: str | bool = "none", batch_size: int = 256,
                    crop: int = 0) -> np.ndarray:
-    """Class probabilities for preprocessed faces, averaged over the :func:`tta_views`
+    """Class probabilities for preprocessed faces, averaged over the :func:`~emotion_keras.preprocess.faces.tta_views`
     (``True`` means ``flip``, as ``--tta-flip`` did)."""
-    from emotion_keras.models.io import model_feed
+    from emotion_keras.models.io import predict_views
 
     mode = "flip" if tta is True else "none" if tta is False else tta
     select_inputs(model, arrays)  # the model's inputs exist in the arrays
-    probs = None
-    for view in tta_views(arrays.images, mode, crop):
-        p = np.asarray(model.predict(model_feed(model, {**arrays.inputs(), "image": view}),
-                                     batch_size=batch_size, verbose=0), np.float32)
-        probs = p if probs is None else probs + p
-    return probs / len(tta_views(arrays.images[:1], mode, crop))
+    return predict_views(model, arrays.inputs(), mode, crop, batch_size)
 
 
 def eval_records(records: list[Record], split: str | None) -> tuple[list[Record], str]:
