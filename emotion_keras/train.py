@@ -249,6 +249,34 @@ def fit_epochs(model, x, y, classes: list[str], config: TrainConfig, validation:
                      verbose=config.verbose if verbose is None else verbose, **kwargs)
 
 
+# settings a killed run may be resumed with changed: they do not shape the optimizer's state
+RESUMABLE_CHANGES = ("epochs", "verbose", "jit_compile", "early_stopping")
+
+
+def check_resume(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse to resume a killed run under other training settings.
+
+    ``BackupAndRestore`` would restore the weights but drop, with only a warning, optimizer state
+    whose shape changed (EMA or mixed precision switched, another optimizer, a schedule turned into
+    a paced rate), and the run would go on as something neither setting describes. The settings are
+    kept in ``run_dir/fit_settings.json``; ``--force`` (which clears the resume state) starts over."""
+    from emotion_keras.config import ConfigError
+    from emotion_keras.data.cache import atomic_write_json
+
+    path = run_dir / "fit_settings.json"
+    settings = json.loads(json.dumps({k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}))
+    resume = run_dir / "resume"
+    if path.exists() and resume.is_dir() and any(resume.iterdir()):
+        saved = json.loads(path.read_text())
+        changed = [k for k in dict.fromkeys([*saved, *settings]) if saved.get(k) != settings.get(k)]
+        if changed:
+            raise ConfigError(
+                f"{run_dir} holds a killed run trained with other settings ("
+                + ", ".join(f"{k} {saved.get(k)!r}, now {settings.get(k)!r}" for k in changed)
+                + "): rerun with its settings to resume, or pass --force (or another --run-dir) to start over")
+    atomic_write_json(path, settings)
+
+
 def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: TrainConfig,
         run_dir: str | Path, extra_callbacks: list | None = None) -> dict[str, Any]:
     """Train ``model`` and return the history and the best epoch's validation metrics.
@@ -266,6 +294,7 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_resume(run_dir, config)
     keras.utils.set_random_seed(config.seed)
     n_classes = len(classes)
     y_train = as_distributions(y_train, n_classes)

@@ -66,6 +66,36 @@ def test_killed_run_resumes_from_last_epoch(tmp_path):
     assert [int(r["epoch"]) for r in read_history(tmp_path)] == [0, 1, 2, 3]
 
 
+def test_killed_run_refuses_to_resume_under_other_settings(tmp_path):
+    """Keras would restore the weights and silently drop the EMA's optimizer state: the rerun is
+    refused, naming the setting; more epochs may be asked for; ``--force`` starts over."""
+    import keras
+
+    from emotion_keras.commands.common import skip_finished_run
+    from emotion_keras.config import ConfigError
+
+    x, y = _data()
+    xv, yv = _data(60, 1)
+    cfg = TrainConfig(epochs=3, batch_size=32, verbose=0, early_stopping=0, mixed_precision="off")
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(), x, y, xv, yv, ["a", "b", "c"], cfg, tmp_path, extra_callbacks=[Kill()])
+    with pytest.raises(ConfigError, match=r"other settings \(ema 0.0, now 0.999\).*--force"):
+        fit(_model(), x, y, xv, yv, ["a", "b", "c"], cfg.replace(ema=0.999), tmp_path)
+    out = fit(_model(), x, y, xv, yv, ["a", "b", "c"], cfg.replace(epochs=4), tmp_path)
+    assert out["epochs_run"] == 3  # resumed after the first epoch, to the four now asked for
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(), x, y, xv, yv, ["a", "b", "c"], cfg, tmp_path / "again", extra_callbacks=[Kill()])
+    assert not skip_finished_run(tmp_path / "again", force=True)
+    out = fit(_model(), x, y, xv, yv, ["a", "b", "c"], cfg.replace(ema=0.999), tmp_path / "again")
+    assert out["epochs_run"] == 3 and len(read_history(tmp_path / "again")) == 3
+
+
 def test_fit_epochs_takes_indices_or_distributions_alike():
     # The one fit step train.fit, the tuner's trials and the retrain of the best trial share: class
     # indices are one-hot targets, so both spellings train the same weights from the same seed.

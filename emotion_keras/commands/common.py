@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -164,15 +165,17 @@ def perturb_arg(args) -> list[str]:
 
 def skip_finished_run(run_dir: Path, force: bool) -> bool:
     """True (after saying so) when ``run_dir`` holds a finished run and ``--force`` was not given;
-    with ``force``, the finished run's files are removed so training starts again."""
+    with ``force``, the run's files and a killed run's resume state are removed so training starts
+    again."""
     if (run_dir / "train_result.json").exists() and not force:
         done = json.loads((run_dir / "train_result.json").read_text())
         print(f"{run_dir} already holds a finished run (model in {done.get('out')}); "
               "pass --force to train again, or choose another --run-dir", file=sys.stderr)
         return True
     if force:
-        for f in ("history.csv", "best.weights.h5", "train_result.json", "budget.json"):
+        for f in ("history.csv", "best.weights.h5", "train_result.json", "budget.json", "fit_settings.json"):
             (run_dir / f).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "resume", ignore_errors=True)  # a killed run's state: start afresh
     return False
 
 

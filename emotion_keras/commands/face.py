@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -238,8 +237,6 @@ def cmd_train(args) -> int:
     run_dir = _default_run_dir(args, split, prep, model, train)
     if skip_finished_run(run_dir, args.force):
         return 0
-    if args.force:
-        shutil.rmtree(run_dir / "resume", ignore_errors=True)  # a killed run's state: start afresh
     print(f"run directory: {run_dir}\nprotocol: {split.protocol}", file=sys.stderr)
     res = train_face(split, prep, model, train, run_dir, out=args.out, name=args.name,
                      classes=classes_arg(args), init_from=args.init_from)
