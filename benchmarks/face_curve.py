@@ -103,14 +103,15 @@ def main() -> int:
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out.with_suffix(".png"))
-    runs = " and ".join(f"`{label}`" for label, _ in series)
+    runs = " and ".join(f"`{d.name}`" for d in [*args.run_dir, *args.compare])
     lines = [f"# Accuracy against training time: {args.label or names}", "",
              f"From {runs} by `benchmarks/face_curve.py` (epoch wall times on the machine "
              "that trained each; see each run's card for its protocol and validation set).", "",
              f"![curve]({args.out.with_suffix('.png').name})", ""]
     for (label, part), run_dir in zip(series, [args.run_dir[-1], *args.compare]):
         if len(series) > 1:
-            lines += [f"## {label}", ""] + ([f"Validation: {p}.", ""] if (p := validation_protocol(run_dir)) else [])
+            lines += [f"## {label}", ""]
+        lines += [f"Validation: {p}.", ""] if (p := validation_protocol(run_dir)) else []
         lines += ["| stage | epoch | minutes | validation accuracy | validation UAR | training accuracy |",
                   "|---:|---:|---:|---:|---:|---:|"]
         lines += [f"| {r['stage']} | {r['epoch']} | {r['minutes']} | {r['val_accuracy']:.4f} | {r['val_uar']:.4f} "
