@@ -4,6 +4,7 @@ evaluation), and refused where members do not fit together."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
@@ -191,6 +192,12 @@ def test_weight_grid_counts_each_ratio_once_and_the_rule_keeps_the_floor():
     assert bench.choose(rows, 0.85)["weights"] == [1, 1]  # best PublicTest above the floor
     assert bench.choose(rows, 0.9)["weights"] == [1, 1]  # none above: best mean
     assert [r["weights"] for r in bench.pareto(rows)] == [[1, 0], [1, 1], [0, 1]]
+    # the ship rule: best mean among weightings at least as good as the shipped one on both sets
+    assert bench.over_baseline(rows, (0.70, 0.60))["weights"] == [1, 1]  # means 0.730, 0.7355, 0.685
+    assert bench.over_baseline(rows, (0.70, 0.65))["weights"] == [0, 1]
+    assert bench.over_baseline(rows, (0.86, 0.62)) is None
+    dominated = [*rows, {"weights": [2, 1], "ferplus_valid": 0.851, "fer2013_publictest": 0.61}]
+    assert [r["weights"] for r in bench.pareto(dominated)] == [[1, 0], [1, 1], [0, 1]]
 
 
 def test_weights_bench_scores_members_as_face_evaluate_does(members, tmp_path, monkeypatch):
@@ -222,11 +229,18 @@ def test_weights_bench_scores_members_as_face_evaluate_does(members, tmp_path, m
     bench = _weights_bench()
     out = tmp_path / "weights"
     monkeypatch.setattr("sys.argv", ["face_ensemble_weights.py", *map(str, dirs), "--data", str(data),
-                                     "--grid", "0,1,2", "--out", str(out)])
+                                     "--grid", "0,1,2", "--out", str(out), "--baseline", "0,0"])
     assert bench.main() == 0
     rep = json.loads(out.with_suffix(".json").read_text())
-    assert rep["counts"] == {"ferplus_valid": 12, "fer2013_publictest": 12} and len(rep["rows"]) == 5
-    row = next(r for r in rep["rows"] if r["weights"] == [1.0, 2.0])
+    assert rep["counts"] == {"ferplus_valid": 12, "fer2013_publictest": 12} and rep["tried"] == 5
+    with open(out.with_suffix(".csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 5 and list(rows[0]) == ["w1", "w2", "temperature", "ferplus_valid", "fer2013_publictest"]
+    row = next(r for r in rows if (r["w1"], r["w2"]) == ("1", "2"))
+    row = {k: float(v) for k, v in row.items()}
+    best = rep["baseline"]["best"]  # every weighting clears 0 / 0: the best mean of all
+    assert max(float(r["ferplus_valid"]) + float(r["fer2013_publictest"]) for r in rows) == pytest.approx(
+        best["ferplus_valid"] + best["fer2013_publictest"], abs=1e-6)
     # the ensemble `face ensemble --weights 1,2` saves scores what the row says, on both sets
     ensemble = tmp_path / "ensemble"
     assert main(["face", "ensemble", *map(str, dirs), "--out", str(ensemble), "--data",
@@ -236,6 +250,7 @@ def test_weights_bench_scores_members_as_face_evaluate_does(members, tmp_path, m
     for key, folder in (("ferplus_valid", "ferplus"), ("fer2013_publictest", "fer2013")):
         spec = f"{folder}:{data / folder}"
         ev = evaluate_face(ensemble, spec, split="validation", out=tmp_path / "ev" / key, progress=False)
-        assert ev["tta"] == "flip" and ev["accuracy"] == pytest.approx(row[key])
+        assert ev["tta"] == "flip" and ev["accuracy"] == pytest.approx(row[key], abs=1e-5)
     md = out.with_suffix(".md").read_text()
     assert "**chosen**" in md and "Pareto front (5 weightings tried)" in md
+    assert "**best over the baseline** 0 / 0" in md and "--baseline 0,0" in md
