@@ -209,12 +209,12 @@ def main() -> int:
                   + ")"),
              line(equal, "equal weights")]
     best = over_baseline(rows, baseline) if baseline else None
-    if baseline:
-        points = None if best is None else 50 * (best["ferplus_valid"] + best["fer2013_publictest"] - sum(baseline))
-        gain = "" if best is None else f"; mean {points:+.1f} points"
+    if baseline and best:
+        points = 50 * (best["ferplus_valid"] + best["fer2013_publictest"] - sum(baseline))
         lines.insert(10, line(best, f"**best over the baseline** {baseline[0]:g} / {baseline[1]:g} (best mean "
-                              f"among weightings at least as good on both{gain})") if best else
-                     f"| none | | | no weighting is at least {baseline[0]:g} / {baseline[1]:g} on both |")
+                              f"among weightings at least as good on both; mean {points:+.1f} points)"))
+    elif baseline:
+        lines.insert(10, f"| none | | | no weighting is at least {baseline[0]:g} / {baseline[1]:g} on both |")
     lines += [line(r, f"member {i} alone") for i, r in enumerate(alone, 1)]
     lines += ["", f"## Pareto front ({len(rows)} weightings tried)", "",
               "| weights | FER+ Valid | PublicTest | |", "|---|---:|---:|---|"]
