@@ -88,6 +88,8 @@ class TrainConfig(Config):
     cutmix: float = 0.0  # Beta(a, a) of CutMix on image inputs (0: off); with mixup, half the batches each
     jit_compile: str = "auto"  # auto (XLA unless the model is recurrent) | on | off
     time_budget: float = 0.0  # seconds for the whole schedule (0: use epochs); sizes epochs to fit
+    distill: float = 0.5  # with a teacher model: its predictions' share of the targets (distill.py)
+    distill_temperature: float = 2.0  # with a teacher model: softens its predictions (1: as they are)
     seed: int = 0
     verbose: int = 1
 
@@ -106,6 +108,9 @@ class TrainConfig(Config):
             raise ConfigError(f"ema must be in [0, 1), not {self.ema}")
         if self.mixup < 0 or self.cutmix < 0 or self.time_budget < 0 or self.class_weight_power < 0:
             raise ConfigError("mixup, cutmix, time_budget and class_weight_power must be >= 0")
+        if not 0 <= self.distill <= 1 or self.distill_temperature <= 0:
+            raise ConfigError(f"distill must be in [0, 1] and distill_temperature > 0, not "
+                              f"{self.distill} and {self.distill_temperature}")
 
 
 def parse_duration(text: str | float) -> float:

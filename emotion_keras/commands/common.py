@@ -110,7 +110,8 @@ def train_config_from_args(args) -> TrainConfig:
         class_weight_power=getattr(args, "class_weight_power", None), label_smoothing=args.label_smoothing,
         optimizer=getattr(args, "optimizer", None), ema=getattr(args, "ema", None),
         mixup=getattr(args, "mixup", None), cutmix=getattr(args, "cutmix", None),
-        jit_compile=getattr(args, "jit_compile", None),
+        jit_compile=getattr(args, "jit_compile", None), distill=getattr(args, "distill", None),
+        distill_temperature=getattr(args, "distill_temperature", None),
         time_budget=parse_duration(budget) if budget else None)
 
 

@@ -149,6 +149,14 @@ def register(subparsers) -> None:
     tp.add_argument("--init-from", metavar="MODEL_DIR",
                     help="start from this saved face model's weights (fine-tuning or a second stage); "
                          "its model config and preprocessing are reused unless given")
+    g = tp.add_argument_group("distillation")
+    g.add_argument("--teacher", metavar="MODEL_DIR",
+                   help="distil this saved face model (e.g. an ensemble) into the one trained: its "
+                        "predictions on the training faces join the targets")
+    g.add_argument("--distill", type=float, metavar="SHARE",
+                   help="the teacher's share of the targets, 0..1 (default 0.5)")
+    g.add_argument("--distill-temperature", type=float, metavar="T",
+                   help="softens the teacher's predictions (default 2; 1: as they are)")
     tp.set_defaults(func=cmd_train)
 
     ep = sub.add_parser("evaluate", help="accuracy, UAR, macro-F1 and confusion matrix of a saved model")
@@ -239,7 +247,7 @@ def cmd_train(args) -> int:
         return 0
     print(f"run directory: {run_dir}\nprotocol: {split.protocol}", file=sys.stderr)
     res = train_face(split, prep, model, train, run_dir, out=args.out, name=args.name,
-                     classes=classes_arg(args), init_from=args.init_from)
+                     classes=classes_arg(args), init_from=args.init_from, teacher=args.teacher)
     print(saved_line(res))
     return 0
 

@@ -125,6 +125,29 @@ def warm_start(net, init_from: str | Path, classes: list[str]) -> dict[str, Any]
             "seconds": prior.get("seconds"), "init_from": prior.get("init_from")}
 
 
+def teacher_predictions(teacher: str | Path, arrays: FaceArrays, classes: list[str],
+                        prep: FacePrepConfig) -> tuple[np.ndarray, dict[str, Any]]:
+    """A saved face model's (an ensemble's) probabilities for the training faces, in the views its
+    recogniser uses, with the columns in ``classes`` order; and what the card records about it.
+    It must know the student's classes and read faces as the student does, else its predictions
+    describe other inputs."""
+    from emotion_keras.models.store import load
+    from emotion_keras.preprocess.preprocessors import FacePreprocessor
+
+    net, card = load(teacher)
+    theirs = list(card.get("classes", []))
+    missing = [c for c in classes if c not in theirs]
+    if missing:
+        raise ConfigError(f"{teacher}: the teacher has no class {missing} (its classes: {theirs})")
+    if FacePreprocessor.from_card(card).config.to_dict() != prep.to_dict():
+        raise ConfigError(f"{teacher}: the teacher's preprocessing differs from this run's; distil from a "
+                          f"model trained on faces prepared as these are")
+    tta, crop = face_views(card)
+    probs = predict_arrays(net, arrays, tta=tta, crop=crop)[:, [theirs.index(c) for c in classes]]
+    probs /= np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
+    return probs, {"name": card.get("name"), "dir": str(teacher), "tta": tta}
+
+
 def adapt_batchnorm(model, total_steps: int) -> float | None:
     """Lower BatchNorm's moving-average momentum for short runs; returns the momentum used.
 
@@ -166,11 +189,13 @@ def _keep_classes(arrays: FaceArrays, classes: list[str], what: str) -> FaceArra
 def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train: TrainConfig,
                run_dir: str | Path, out: str | Path | None = None, name: str | None = None,
                classes: list[str] | None = None, progress: bool = True,
-               init_from: str | Path | None = None) -> dict[str, Any]:
+               init_from: str | Path | None = None, teacher: str | Path | None = None) -> dict[str, Any]:
     """Preprocess, build, fit, evaluate on the validation set and save model + card.
 
     ``init_from`` starts from a saved face model's weights (fine-tuning, or a second, lower-rate
-    cosine stage after a budget ran out); its architecture and classes must match.
+    cosine stage after a budget ran out); its architecture and classes must match. ``teacher``, a
+    saved face model (an ensemble, say), is distilled: its predictions join the targets with the
+    share ``train.distill`` (:mod:`emotion_keras.distill`).
     Returns ``{"card", "metrics", "out", "fit"}``. Rerunning with the same ``run_dir`` after a kill
     resumes from the last finished epoch (``train.fit``).
     """
@@ -197,6 +222,13 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
     bn_momentum = adapt_batchnorm(net, steps)
     x_tr, x_va = select_inputs(net, tr), select_inputs(net, va)
     y_tr = training_targets(split.train, tr, classes)
+    distilled = None
+    if teacher:
+        from emotion_keras.distill import distill_targets
+
+        probs, distilled = teacher_predictions(teacher, tr, classes, prep)
+        y_tr = distill_targets(y_tr, probs, train.distill, train.distill_temperature)
+        distilled.update(share=train.distill, temperature=train.distill_temperature)
     result = trainlib.fit(net, x_tr, y_tr, x_va, va.targets(classes), classes, train, run_dir)
 
     val_metrics = {**result["validation"], "protocol": split.protocol}
@@ -210,13 +242,18 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
         metrics={"validation": val_metrics},
         training={"seconds": result["train_seconds"], "samples_per_second": result["samples_per_second"],
                   "epochs_run": result["epochs_run"], "dtype_policy": policy,
-                  "batchnorm_momentum": bn_momentum, "targets": "vote distributions" if y_tr.ndim == 2
-                  else "class labels", **({"budget": result["budget"]} if result.get("budget") else {}),
-                  **({"init_from": start} if start else {})},
+                  "batchnorm_momentum": bn_momentum, "targets": _targets_kind(split.train, distilled),
+                  **({"budget": result["budget"]} if result.get("budget") else {}),
+                  **({"init_from": start} if start else {}), **({"teacher": distilled} if distilled else {})},
         class_prior=training_prior(classes, result["class_prior"], train),
         history=history_dict(run_dir, result["history"]))
     return save_trained(net, card, val_metrics, out, run_dir, result,
                         calibrate_on=(predict_arrays(net, va), to_indices(va.labels, classes)))
+
+
+def _targets_kind(records: list[Record], distilled: dict | None) -> str:
+    labels = "vote distributions" if any(r.meta.get("soft") for r in records) else "class labels"
+    return f"{labels} mixed with a teacher's predictions" if distilled else labels
 
 
 def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str | None = None,

@@ -1,0 +1,96 @@
+"""Distillation: a teacher's softened predictions mixed into the training targets
+(:mod:`emotion_keras.distill`), and ``face train --teacher`` distilling a saved ensemble into one model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import corpus
+from emotion_keras.cli import main
+from emotion_keras.config import ConfigError, TrainConfig
+from emotion_keras.distill import distill_targets, soften
+
+TINY = json.dumps({"width": 8, "depth": 3, "augment": False, "embedding_dim": 16})
+FAST = json.dumps({"warmup_epochs": 0, "label_smoothing": 0.0, "early_stopping": 0})
+
+
+def test_soften_flattens_a_sure_teacher_and_keeps_its_ranking():
+    p = np.array([[0.97, 0.02, 0.01], [0.2, 0.5, 0.3]], np.float32)
+    assert np.allclose(soften(p, 1.0), p, atol=1e-6)
+    flat = soften(p, 2.0)
+    assert np.allclose(flat.sum(axis=1), 1.0) and (flat.argsort(axis=1) == p.argsort(axis=1)).all()
+    # T = 2 is the square root of the odds: 0.97 : 0.02 becomes sqrt(48.5) : 1
+    assert flat[0, 0] / flat[0, 1] == pytest.approx(np.sqrt(0.97 / 0.02), rel=1e-5)
+    assert flat[0, 0] < p[0, 0]
+
+
+def test_distill_targets_mix_labels_or_votes_with_the_teacher():
+    teacher = np.array([[0.6, 0.3, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    assert np.allclose(distill_targets(np.array([1, 2]), teacher, 0.0, 2.0), np.eye(3)[[1, 2]])
+    assert np.allclose(distill_targets(np.array([1, 2]), teacher, 1.0, 1.0), teacher)
+    half = distill_targets(np.array([1, 2]), teacher, 0.5, 1.0)
+    assert np.allclose(half[0], [0.3, 0.65, 0.05]) and np.allclose(half.sum(axis=1), 1.0)
+    votes = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]], np.float32)  # FER+ distributions
+    assert np.allclose(distill_targets(votes, teacher, 0.5, 1.0)[0], [0.55, 0.4, 0.05])
+    with pytest.raises(ValueError, match="do not match"):
+        distill_targets(np.array([0, 1, 2]), teacher, 0.5, 2.0)
+    with pytest.raises(ConfigError, match="distill"):
+        TrainConfig(distill=1.5)
+    with pytest.raises(ConfigError, match="distill"):
+        TrainConfig(distill_temperature=0)
+
+
+def test_face_train_distils_a_saved_ensemble(shared_data, tmp_path, monkeypatch, capsys):
+    """The student's targets are exactly the share of the ensemble's predictions (in its own views)
+    asked for; its card names the teacher; a teacher of other classes or other faces is refused."""
+    from emotion_keras import train as trainlib
+    from emotion_keras.models import store
+
+    ck = corpus(shared_data, "ckplus48")
+    data = ["--data", f"ckplus:{ck}", "--val-subjects", "0.2", "--limit", "200", "--classes", "happy,surprise,sad",
+            "--batch-size", "32", "--model-config", TINY, "--train-config", FAST, "--verbose", "0"]
+    members = []
+    for seed in (0, 1):
+        members.append(tmp_path / f"m{seed}")
+        assert main(["face", "train", *data, "--epochs", "1", "--seed", str(seed), "--run-dir", str(members[-1])]) == 0
+    teacher = tmp_path / "teacher"
+    assert main(["face", "ensemble", *map(str, members), "--out", str(teacher), "--split", "all", "--tta", "flip"]) == 0
+
+    seen = {}
+    real_fit = trainlib.fit
+
+    def fit(model, x_train, y_train, *args, **kwargs):
+        seen["x"], seen["y"] = x_train, y_train
+        return real_fit(model, x_train, y_train, *args, **kwargs)
+
+    monkeypatch.setattr(trainlib, "fit", fit)
+    student = tmp_path / "student"
+    assert main(["face", "train", *data, "--epochs", "1", "--seed", "2", "--run-dir", str(student),
+                 "--teacher", str(teacher), "--distill", "0.75", "--distill-temperature", "1.5"]) == 0
+    card = json.loads((student / "card.json").read_text())
+    assert card["training"]["teacher"] == {"name": "teacher", "dir": str(teacher), "tta": "flip",
+                                           "share": 0.75, "temperature": 1.5}
+    assert card["training"]["targets"] == "class labels mixed with a teacher's predictions"
+    assert card["train_config"]["distill"] == 0.75 and "architecture" not in card["model_config"]  # one model
+
+    # the targets, recomputed: the ensemble's flip-averaged predictions of the same training faces,
+    # softened, take 0.75; what is left is a quarter of each face's one-hot label
+    from emotion_keras.models.io import predict_views
+
+    net, _ = store.load(teacher)
+    probs = predict_views(net, seen["x"] if isinstance(seen["x"], dict) else {"image": seen["x"]}, "flip", 0, 256)
+    hard = (seen["y"] - 0.75 * soften(probs, 1.5)) / 0.25
+    assert np.allclose(np.sort(hard, axis=1), [0, 0, 1], atol=1e-4)
+    capsys.readouterr()
+
+    # a teacher that lacks a class, or reads faces otherwise, is refused before any training
+    other = [a if a != "happy,surprise,sad" else "happy,surprise,sad,anger" for a in data]
+    assert main(["face", "train", *other, "--epochs", "1", "--run-dir", str(tmp_path / "s2"),
+                 "--teacher", str(teacher)]) == 2
+    assert "teacher has no class" in capsys.readouterr().err and not (tmp_path / "s2" / "card.json").exists()
+    assert main(["face", "train", *data, "--size", "56", "--epochs", "1", "--run-dir", str(tmp_path / "s3"),
+                 "--teacher", str(teacher)]) == 2
+    assert "preprocessing differs" in capsys.readouterr().err
