@@ -23,11 +23,15 @@ as good as the baseline on both, with its gain in points. Both sets are validati
 3,589 faces) and the chosen figures are selected on them, so they are optimistic; the held-out
 figures of the model built from the choice are ``benchmarks/face_eval.py``'s CK+48 and wild_faces rows.
 
+Each weighting's size is the sum of its members' bare saved sizes (``store.saved_size``; the shipped
+six-model file is within 0.05% of that sum); ``--max-mb`` leaves weightings over a size limit out of
+both rules and the front, as the issue's 20 MB limit does to a shipped ensemble.
+
 Writes OUT.md (the choices and the Pareto front), OUT.json (the same, machine-readable) and OUT.csv
 (every weighting tried, one line each: the grid grows as 4 ** members).
 
     python benchmarks/face_ensemble_weights.py RUN_DIR RUN_DIR ... [--tta flip] [--grid 0,0.5,1,2]
-        [--baseline 0.848,0.647]
+        [--baseline 0.848,0.647] [--max-mb 20]
 """
 
 from __future__ import annotations
@@ -89,12 +93,14 @@ def over_baseline(rows: list[dict], baseline: tuple[float, float]) -> dict | Non
 
 
 def write_rows(path: Path, rows: list[dict], n: int) -> None:
-    """Every weighting tried, as CSV: the members' weights, then temperature and the two accuracies."""
+    """Every weighting tried, as CSV: the members' weights, then temperature, the two accuracies and
+    the size in MB."""
     from emotion_keras.data.cache import atomic_write_text
 
-    head = [f"w{i}" for i in range(1, n + 1)] + ["temperature", "ferplus_valid", "fer2013_publictest"]
+    head = [f"w{i}" for i in range(1, n + 1)] + ["temperature", "ferplus_valid", "fer2013_publictest", "megabytes"]
     lines = [",".join(head)] + [",".join([*(f"{w:g}" for w in r["weights"]), f"{r['temperature']:g}",
-                                          f"{r['ferplus_valid']:.6f}", f"{r['fer2013_publictest']:.6f}"])
+                                          f"{r['ferplus_valid']:.6f}", f"{r['fer2013_publictest']:.6f}",
+                                          f"{r['megabytes']:.3f}"])
                                 for r in rows]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
@@ -124,6 +130,8 @@ def main() -> int:
     ap.add_argument("--baseline", metavar="FERPLUS,PUBLICTEST",
                     help="a shipped ensemble's two accuracies: also report the best mean among weightings "
                          "at least as good on both")
+    ap.add_argument("--max-mb", type=float, metavar="MB",
+                    help="leave weightings whose ensemble would exceed MB megabytes out of the choices")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "face_ensemble_weights")
     args = ap.parse_args()
     if len(args.members) < 2:
@@ -149,6 +157,7 @@ def main() -> int:
 
     loaded = [store.load(d) for d in args.members]
     cards = [c for _, c in loaded]
+    member_mb = [store.saved_size(m) / 1e6 for m, _ in loaded]
     classes = cards[0]["classes"]
     for d, c in zip(args.members, cards):
         if c["classes"] != classes or c["preprocessing"] != cards[0]["preprocessing"]:
@@ -181,8 +190,12 @@ def main() -> int:
         row = {"weights": list(w), "temperature": round(calibrate.temperature, 4)}
         for key, _, _ in SETS:
             row[key] = score(mixed[key], ys[key], calibrate)
+        row["megabytes"] = round(sum(mb for mb, x in zip(member_mb, w) if x), 3)
         rows.append(row)
-    chosen = choose(rows, args.ferplus_floor)
+    fits = [r for r in rows if args.max_mb is None or r["megabytes"] <= args.max_mb]
+    if not fits:
+        ap.error(f"no weighting fits in {args.max_mb:g} MB (the smallest member is {min(member_mb):.1f} MB)")
+    chosen = choose(fits, args.ferplus_floor)
     equal = next(r for r in rows if len(set(r["weights"])) == 1)
     alone = [next(r for r in rows if r["weights"] == [1.0 if j == i else 0.0 for j in range(len(loaded))])
              for i in range(len(loaded))] if 0.0 in grid and 1.0 in grid else []
@@ -190,43 +203,48 @@ def main() -> int:
 
     def line(r, note=""):
         ws = ", ".join(f"{w:g}" for w in r["weights"])
-        return f"| {ws} | {r['ferplus_valid']:.3f} | {r['fer2013_publictest']:.3f} | {note} |"
+        return f"| {ws} | {r['ferplus_valid']:.3f} | {r['fer2013_publictest']:.3f} | {r['megabytes']:.1f} | {note} |"
 
     lines = ["# Face ensemble weights: FER+ Valid against PublicTest", "",
              f"Measured {time.strftime('%Y-%m-%d')} by `benchmarks/face_ensemble_weights.py "
              f"{' '.join(str(m) for m in args.members)} --tta {args.tta} --grid {args.grid}"
-             f"{f' --baseline {args.baseline}' if baseline else ''}` (protocol and "
+             f"{f' --baseline {args.baseline}' if baseline else ''}"
+             f"{f' --max-mb {args.max_mb:g}' if args.max_mb else ''}` (protocol and "
              f"the selection rule in its docstring), backend {active_backend()}, "
              f"{time.perf_counter() - start:.0f} s. Accuracy, {args.tta} TTA, prior correction balance "
              f"{balance:g}; FER+ FER2013Valid {counts['ferplus_valid']:,} faces, PublicTest "
              f"{counts['fer2013_publictest']:,}. Both are validation splits: figures selected on them are "
-             "optimistic.", "",
-             "Members, in weight order: " + "; ".join(f"{i}. `{n}` ({(c.get('data') or {}).get('corpus')})"
-                                                      for i, (n, c) in enumerate(zip(names, cards), 1)), "",
-             "| weights | FER+ Valid | PublicTest | |", "|---|---:|---:|---|",
+             "optimistic." + (f" Weightings over {args.max_mb:g} MB ({len(rows) - len(fits)} of {len(rows)}) "
+                              "are left out of the choices and the front." if args.max_mb else ""), "",
+             "Members, in weight order: " + "; ".join(f"{i}. `{n}` ({(c.get('data') or {}).get('corpus')}, "
+                                                      f"{mb:.1f} MB)" for i, (n, c, mb)
+                                                      in enumerate(zip(names, cards, member_mb), 1)), "",
+             "| weights | FER+ Valid | PublicTest | MB | |", "|---|---:|---:|---:|---|",
              line(chosen, f"**chosen** (PublicTest highest with FER+ Valid >= {args.ferplus_floor:g}"
                   + ("" if chosen["ferplus_valid"] >= args.ferplus_floor else "; none reached it: best mean")
                   + ")"),
              line(equal, "equal weights")]
-    best = over_baseline(rows, baseline) if baseline else None
+    best = over_baseline(fits, baseline) if baseline else None
     if baseline and best:
         points = 50 * (best["ferplus_valid"] + best["fer2013_publictest"] - sum(baseline))
         lines.insert(10, line(best, f"**best over the baseline** {baseline[0]:g} / {baseline[1]:g} (best mean "
                               f"among weightings at least as good on both; mean {points:+.1f} points)"))
     elif baseline:
-        lines.insert(10, f"| none | | | no weighting is at least {baseline[0]:g} / {baseline[1]:g} on both |")
+        lines.insert(10, f"| none | | | | no weighting is at least {baseline[0]:g} / {baseline[1]:g} on both |")
     lines += [line(r, f"member {i} alone") for i, r in enumerate(alone, 1)]
-    lines += ["", f"## Pareto front ({len(rows)} weightings tried)", "",
-              "| weights | FER+ Valid | PublicTest | |", "|---|---:|---:|---|"]
-    lines += [line(r) for r in pareto(rows)]
+    lines += ["", f"## Pareto front ({len(rows)} weightings tried"
+              + (f", {len(fits)} within {args.max_mb:g} MB" if args.max_mb else "") + ")", "",
+              "| weights | FER+ Valid | PublicTest | MB | |", "|---|---:|---:|---:|---|"]
+    lines += [line(r) for r in pareto(fits)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     atomic_write_json(args.out.with_suffix(".json"), {
         "members": [str(m) for m in args.members], "names": names, "tta": args.tta, "balance": balance,
-        "ferplus_floor": args.ferplus_floor, "counts": counts, "chosen": chosen, "equal": equal,
+        "ferplus_floor": args.ferplus_floor, "counts": counts, "member_megabytes": member_mb,
+        "max_mb": args.max_mb, "chosen": chosen, "equal": equal,
         "baseline": baseline and {"ferplus_valid": baseline[0], "fer2013_publictest": baseline[1],
                                   "best": best},
-        "alone": alone, "front": pareto(rows), "tried": len(rows), "rows_csv": args.out.with_suffix(".csv").name})
+        "alone": alone, "front": pareto(fits), "tried": len(rows), "rows_csv": args.out.with_suffix(".csv").name})
     write_rows(args.out.with_suffix(".csv"), rows, len(loaded))
     print("\n".join(lines[8:12 if baseline else 11]))
     print(json.dumps({"chosen": chosen, "best_over_baseline": best}))

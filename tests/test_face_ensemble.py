@@ -235,7 +235,8 @@ def test_weights_bench_scores_members_as_face_evaluate_does(members, tmp_path, m
     assert rep["counts"] == {"ferplus_valid": 12, "fer2013_publictest": 12} and rep["tried"] == 5
     with open(out.with_suffix(".csv"), newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 5 and list(rows[0]) == ["w1", "w2", "temperature", "ferplus_valid", "fer2013_publictest"]
+    assert len(rows) == 5 and list(rows[0]) == ["w1", "w2", "temperature", "ferplus_valid", "fer2013_publictest",
+                                                "megabytes"]
     row = next(r for r in rows if (r["w1"], r["w2"]) == ("1", "2"))
     row = {k: float(v) for k, v in row.items()}
     best = rep["baseline"]["best"]  # every weighting clears 0 / 0: the best mean of all
@@ -247,6 +248,8 @@ def test_weights_bench_scores_members_as_face_evaluate_does(members, tmp_path, m
                  f"ferplus:{data / 'ferplus'}", "--tta", "flip", "--weights", "1,2"]) == 0
     assert json.loads((ensemble / "card.json").read_text())["calibration"]["temperature"] == pytest.approx(
         row["temperature"], abs=1e-3)
+    # the row's size (the members' bare sizes summed) is the file's, to the ensemble's own few kB
+    assert (ensemble / "model.keras").stat().st_size / 1e6 == pytest.approx(row["megabytes"], abs=0.01)
     for key, folder in (("ferplus_valid", "ferplus"), ("fer2013_publictest", "fer2013")):
         spec = f"{folder}:{data / folder}"
         ev = evaluate_face(ensemble, spec, split="validation", out=tmp_path / "ev" / key, progress=False)
@@ -254,3 +257,13 @@ def test_weights_bench_scores_members_as_face_evaluate_does(members, tmp_path, m
     md = out.with_suffix(".md").read_text()
     assert "**chosen**" in md and "Pareto front (5 weightings tried)" in md
     assert "**best over the baseline** 0 / 0" in md and "--baseline 0,0" in md
+    # a size limit that fits one member only: both rules and the front keep to single members
+    one = max(rep["member_megabytes"]) * 1.01
+    monkeypatch.setattr("sys.argv", ["face_ensemble_weights.py", *map(str, dirs), "--data", str(data),
+                                     "--grid", "0,1,2", "--out", str(out), "--baseline", "0,0", "--max-mb", f"{one}"])
+    assert bench.main() == 0
+    rep = json.loads(out.with_suffix(".json").read_text())
+    assert rep["tried"] == 5 and rep["max_mb"] == pytest.approx(one)
+    for r in [rep["chosen"], rep["baseline"]["best"], *rep["front"]]:
+        assert r["weights"].count(0.0) == 1 and r["megabytes"] <= one
+    assert "(3 of 5) are left out" in out.with_suffix(".md").read_text()

@@ -114,6 +114,16 @@ def save(model, directory: str | Path, card: dict[str, Any]) -> Path:
     return directory
 
 
+def saved_size(model) -> int:
+    """Bytes ``model`` takes saved bare (config and weights, no optimizer state; as :func:`load`
+    returns it): what it adds to an ensemble's file. A trained member's own ``model.keras`` is larger,
+    as it keeps the optimizer's state for fine-tuning."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / MODEL_FILE
+        model.save(path)
+        return path.stat().st_size
+
+
 def update_card(directory: str | Path, **fields: Any) -> dict[str, Any]:
     """Set top-level ``fields`` on a saved model's card (atomically) and return the new card; the
     model file is untouched (calibration, robustness and export records are added this way)."""
