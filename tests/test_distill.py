@@ -94,3 +94,9 @@ def test_face_train_distils_a_saved_ensemble(shared_data, tmp_path, monkeypatch,
     assert main(["face", "train", *data, "--size", "56", "--epochs", "1", "--run-dir", str(tmp_path / "s3"),
                  "--teacher", str(teacher)]) == 2
     assert "preprocessing differs" in capsys.readouterr().err
+    # the teacher's settings mean nothing without one; a missing teacher is named
+    assert main(["face", "train", *data, "--epochs", "1", "--run-dir", str(tmp_path / "s4"), "--distill", "0.3"]) == 2
+    assert "need --teacher" in capsys.readouterr().err
+    assert main(["face", "train", *data, "--epochs", "1", "--run-dir", str(tmp_path / "s5"),
+                 "--teacher", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err

@@ -241,6 +241,8 @@ def cmd_train(args) -> int:
         given = any(getattr(args, k, None) not in (None, False) for k in
                     ("prep_config", "size", "rgb", "geometry", "detect", "margin"))
         model, prep = configs_of(args.init_from, model, prep if given else None)
+    if not args.teacher and (args.distill is not None or args.distill_temperature is not None):
+        raise ConfigError("--distill and --distill-temperature need --teacher MODEL_DIR")
     split = _split_from_args(args)
     run_dir = _default_run_dir(args, split, prep, model, train)
     if skip_finished_run(run_dir, args.force):
