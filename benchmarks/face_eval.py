@@ -41,7 +41,8 @@ def main() -> int:
     ap.add_argument("--model", type=Path, default=ROOT / "saved_models" / "face")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--tta", default="ten_crop", choices=("none", "flip", "ten_crop"))
-    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "face_eval")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "face_eval",
+                    help="writes OUT.md and one report folder per set under OUT/ (default docs/benchmarks/face_eval)")
     ap.add_argument("--no-card", action="store_true", help="do not record the figures on the model's card")
     ap.add_argument("--balance", type=float, help="prior correction (default: the card's)")
     ap.add_argument("--sweep", default="0,0.25,0.5,0.75,1", help="balances of the second table ('' for none)")
@@ -54,7 +55,9 @@ def main() -> int:
 
     card = read_card(args.model)
     sweep = [float(b) for b in args.sweep.split(",") if b.strip()]
-    flags = f"--tta {args.tta}" + (f" --balance {args.balance:g}" if args.balance is not None else "")
+    shipped = args.model.resolve() == (ROOT / "saved_models" / "face").resolve()
+    flags = (("" if shipped else f"--model {args.model} ") + f"--tta {args.tta}"
+             + (f" --balance {args.balance:g}" if args.balance is not None else ""))
     lines = [f"# {card.get('name', args.model.name)} on every labelled face set here", "",
              f"Measured {time.strftime('%Y-%m-%d')} by `benchmarks/face_eval.py {flags}` "
              f"(protocol in its docstring), backend {active_backend()}. Model: {card.get('name')} "
@@ -85,7 +88,7 @@ def main() -> int:
                   "|---|" + "---:|" * len(sweep)]
         for label, rows in swept:
             lines.append(f"| {label} | " + " | ".join(f"{r['accuracy']:.3f} ({r['uar']:.3f})" for r in rows) + " |")
-    atomic_write_text(args.out.parent / "face_eval.md", "\n".join(lines) + "\n")
+    atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     if figures and not args.no_card:  # the card carries the cross-corpus figures next to its validation
         card.setdefault("metrics", {}).update(figures)  # evaluate_face with ``out`` left the card as read
         atomic_write_json(args.model / CARD_FILE, card)
