@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import corpus
+from conftest import ROOT, corpus
 from emotion_keras.cli import main
 from emotion_keras.config import ConfigError, TrainConfig
 from emotion_keras.distill import distill_targets, soften
@@ -94,6 +94,10 @@ def test_face_train_distils_a_saved_ensemble(shared_data, tmp_path, monkeypatch,
     assert main(["face", "train", *data, "--size", "56", "--epochs", "1", "--run-dir", str(tmp_path / "s3"),
                  "--teacher", str(teacher)]) == 2
     assert "preprocessing differs" in capsys.readouterr().err
+    speech = ROOT / "saved_models" / "speech"
+    assert main(["face", "train", *data, "--epochs", "1", "--run-dir", str(tmp_path / "s6"),
+                 "--teacher", str(speech)]) == 2
+    assert "a speech model cannot teach a face model" in capsys.readouterr().err
     # the teacher's settings mean nothing without one; a missing teacher is named
     assert main(["face", "train", *data, "--epochs", "1", "--run-dir", str(tmp_path / "s4"), "--distill", "0.3"]) == 2
     assert "need --teacher" in capsys.readouterr().err

@@ -135,6 +135,8 @@ def teacher_predictions(teacher: str | Path, arrays: FaceArrays, classes: list[s
     from emotion_keras.preprocess.preprocessors import FacePreprocessor
 
     net, card = load(teacher)
+    if card.get("task") != "face":
+        raise ConfigError(f"{teacher}: a {card.get('task')} model cannot teach a face model")
     theirs = list(card.get("classes", []))
     missing = [c for c in classes if c not in theirs]
     if missing:
