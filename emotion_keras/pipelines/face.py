@@ -224,6 +224,7 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
     bn_momentum = adapt_batchnorm(net, steps)
     x_tr, x_va = select_inputs(net, tr), select_inputs(net, va)
     y_tr = training_targets(split.train, tr, classes)
+    targets = "vote distributions" if y_tr.ndim == 2 else "class labels"
     distilled = None
     if teacher:
         from emotion_keras.distill import distill_targets
@@ -231,6 +232,7 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
         probs, distilled = teacher_predictions(teacher, tr, classes, prep)
         y_tr = distill_targets(y_tr, probs, train.distill, train.distill_temperature)
         distilled.update(share=train.distill, temperature=train.distill_temperature)
+        targets += " mixed with a teacher's predictions"
     result = trainlib.fit(net, x_tr, y_tr, x_va, va.targets(classes), classes, train, run_dir)
 
     val_metrics = {**result["validation"], "protocol": split.protocol}
@@ -244,18 +246,13 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
         metrics={"validation": val_metrics},
         training={"seconds": result["train_seconds"], "samples_per_second": result["samples_per_second"],
                   "epochs_run": result["epochs_run"], "dtype_policy": policy,
-                  "batchnorm_momentum": bn_momentum, "targets": _targets_kind(split.train, distilled),
+                  "batchnorm_momentum": bn_momentum, "targets": targets,
                   **({"budget": result["budget"]} if result.get("budget") else {}),
                   **({"init_from": start} if start else {}), **({"teacher": distilled} if distilled else {})},
         class_prior=training_prior(classes, result["class_prior"], train),
         history=history_dict(run_dir, result["history"]))
     return save_trained(net, card, val_metrics, out, run_dir, result,
                         calibrate_on=(predict_arrays(net, va), to_indices(va.labels, classes)))
-
-
-def _targets_kind(records: list[Record], distilled: dict | None) -> str:
-    labels = "vote distributions" if any(r.meta.get("soft") for r in records) else "class labels"
-    return f"{labels} mixed with a teacher's predictions" if distilled else labels
 
 
 def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str | None = None,
