@@ -235,7 +235,8 @@ def main() -> int:
     lines += ["", f"## Pareto front ({len(rows)} weightings tried"
               + (f", {len(fits)} within {args.max_mb:g} MB" if args.max_mb else "") + ")", "",
               "| weights | FER+ Valid | PublicTest | MB | |", "|---|---:|---:|---:|---|"]
-    lines += [line(r) for r in pareto(fits)]
+    front = pareto(fits)
+    lines += [line(r) for r in front]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     atomic_write_json(args.out.with_suffix(".json"), {
@@ -244,7 +245,7 @@ def main() -> int:
         "max_mb": args.max_mb, "chosen": chosen, "equal": equal,
         "baseline": baseline and {"ferplus_valid": baseline[0], "fer2013_publictest": baseline[1],
                                   "best": best},
-        "alone": alone, "front": pareto(fits), "tried": len(rows), "rows_csv": args.out.with_suffix(".csv").name})
+        "alone": alone, "front": front, "tried": len(rows), "rows_csv": args.out.with_suffix(".csv").name})
     write_rows(args.out.with_suffix(".csv"), rows, len(loaded))
     print("\n".join(lines[8:12 if baseline else 11]))
     print(json.dumps({"chosen": chosen, "best_over_baseline": best}))
