@@ -17,7 +17,6 @@ only ``card.json`` + ``model.onnx`` gives the same calibrated probabilities (``-
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import os
 import re
 import shutil
@@ -30,14 +29,6 @@ from emotion_keras.config import ConfigError
 
 FORMATS = {"onnx": "model.onnx", "tflite": "model.tflite", "saved_model": "saved_model"}
 KERAS_FORMAT = {"onnx": "onnx", "tflite": "litert", "saved_model": "tf_saved_model"}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def export_net(model, card: dict[str, Any]):
@@ -246,7 +237,7 @@ def export_model(model_dir: str | Path, fmt: str, out: str | Path | None = None,
     got = run_exported(out, fmt, x, roles)
     diff = max(float(np.max(np.abs(got[r] - expected[r]))) for r in roles)
     record = {"format": fmt, "file": out.name, "outputs": roles, "inputs": card.get("inputs"), "batch": batch,
-              "source_model": str(model_dir), "source_sha256": _sha256(model_dir / store.MODEL_FILE),
+              "source_model": str(model_dir), "source_sha256": store.digest(model_dir),
               "parity_max_abs_diff": diff, "parity_inputs": f"{len(next(iter(x.values())))} seeded samples",
               "backend": backend, "versions": store.versions(),
               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}

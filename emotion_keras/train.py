@@ -253,22 +253,25 @@ def fit_epochs(model, x, y, classes: list[str], config: TrainConfig, validation:
 RESUMABLE_CHANGES = ("epochs", "verbose", "jit_compile", "early_stopping")
 
 
-def check_resume(run_dir: Path, config: TrainConfig) -> None:
-    """Refuse to resume a killed run under other training settings.
+def check_resume(run_dir: Path, config: TrainConfig, provenance: dict[str, Any] | None = None) -> None:
+    """Refuse to resume a killed run under other training settings or targets.
 
     ``BackupAndRestore`` would restore the weights but drop, with only a warning, optimizer state
     whose shape changed (EMA or mixed precision switched, another optimizer, a schedule turned into
-    a paced rate), and the run would go on as something neither setting describes. The settings are
-    kept in ``run_dir/fit_settings.json``; ``--force`` (which clears the resume state) starts over."""
+    a paced rate), and the run would go on as something neither setting describes. ``provenance``
+    names what else made the targets (a distillation teacher's digest). All of it is kept in
+    ``run_dir/fit_settings.json`` (a setting a file from an earlier version lacks is not compared);
+    ``--force`` (which clears the resume state) starts over."""
     from emotion_keras.config import ConfigError
     from emotion_keras.data.cache import atomic_write_json
 
     path = run_dir / "fit_settings.json"
-    settings = json.loads(json.dumps({k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}))
+    settings = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}
+    settings = json.loads(json.dumps({**settings, **(provenance or {})}))
     resume = run_dir / "resume"
     if path.exists() and resume.is_dir() and any(resume.iterdir()):
         saved = json.loads(path.read_text())
-        changed = [k for k in dict.fromkeys([*saved, *settings]) if saved.get(k) != settings.get(k)]
+        changed = [k for k in saved if saved[k] != settings.get(k)]
         if changed:
             raise ConfigError(
                 f"{run_dir} holds a killed run trained with other settings ("
@@ -278,7 +281,8 @@ def check_resume(run_dir: Path, config: TrainConfig) -> None:
 
 
 def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: TrainConfig,
-        run_dir: str | Path, extra_callbacks: list | None = None) -> dict[str, Any]:
+        run_dir: str | Path, extra_callbacks: list | None = None,
+        provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``model`` and return the history and the best epoch's validation metrics.
 
     ``x_*`` are arrays or dicts of arrays (named model inputs); ``y_*`` class indices ``(N,)`` or
@@ -287,6 +291,8 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
     The best weights by ``config.monitor`` are restored at the end. ``run_dir`` receives
     ``history.csv`` (the training curves), ``best.weights.h5``, ``budget.json`` and the resume state.
     The result's ``class_prior`` is the prior the loss saw (:func:`emotion_keras.calibration.class_prior`).
+    ``provenance`` (JSON) names what else made ``y_train``; a killed run resumes only with the same
+    (:func:`check_resume`).
     """
     import keras
 
@@ -294,7 +300,7 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    check_resume(run_dir, config)
+    check_resume(run_dir, config, provenance)
     keras.utils.set_random_seed(config.seed)
     n_classes = len(classes)
     y_train = as_distributions(y_train, n_classes)

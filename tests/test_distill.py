@@ -71,8 +71,8 @@ def test_face_train_distils_a_saved_ensemble(shared_data, tmp_path, monkeypatch,
     assert main(["face", "train", *data, "--epochs", "1", "--seed", "2", "--run-dir", str(student),
                  "--teacher", str(teacher), "--distill", "0.75", "--distill-temperature", "1.5"]) == 0
     card = json.loads((student / "card.json").read_text())
-    assert card["training"]["teacher"] == {"name": "teacher", "dir": str(teacher), "tta": "flip",
-                                           "share": 0.75, "temperature": 1.5}
+    assert card["training"]["teacher"] == {"name": "teacher", "dir": str(teacher), "sha256": store.digest(teacher),
+                                           "tta": "flip", "share": 0.75, "temperature": 1.5}
     assert card["training"]["targets"] == "class labels mixed with a teacher's predictions"
     assert card["train_config"]["distill"] == 0.75 and "architecture" not in card["model_config"]  # one model
 
@@ -104,3 +104,49 @@ def test_face_train_distils_a_saved_ensemble(shared_data, tmp_path, monkeypatch,
     assert main(["face", "train", *data, "--epochs", "1", "--run-dir", str(tmp_path / "s5"),
                  "--teacher", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_tune_face_searches_on_a_teachers_targets(shared_data, tmp_path, capsys):
+    """Every trial of ``tune face --teacher`` learns from the distilled targets ``face train`` would
+    use; the export's card names the teacher; a resumed project refuses another teacher."""
+    from emotion_keras.models import store
+    from emotion_keras.models.io import predict_views
+    from emotion_keras.pipelines.face import face_views
+    from emotion_keras.tuning.data import load_face_data
+
+    ck = corpus(shared_data, "ckplus48")
+    classes = "happy,surprise,sad"
+    teachers = []
+    for seed in (0, 1):
+        teachers.append(tmp_path / f"t{seed}")
+        assert main(["face", "train", "--data", f"ckplus:{ck}", "--val-subjects", "0.2", "--limit", "200",
+                     "--classes", classes, "--batch-size", "32", "--model-config", TINY, "--train-config", FAST,
+                     "--verbose", "0", "--epochs", "1", "--seed", str(seed), "--run-dir", str(teachers[-1])]) == 0
+
+    data = load_face_data(f"ckplus:{ck}", val_subjects=0.2, limit=200, classes=classes.split(","), progress=False,
+                          teacher=teachers[0], distill=(0.75, 1.5))
+    net, card = store.load(teachers[0])
+    probs = predict_views(net, data.x_train, *face_views(card), 256)
+    hard = (data.y_train - 0.75 * soften(probs, 1.5)) / 0.25
+    assert np.allclose(np.sort(hard, axis=1), [0, 0, 1], atol=1e-4)
+    assert data.teacher["sha256"] == store.digest(teachers[0]) and data.teacher["share"] == 0.75
+
+    tune = ["tune", "face", "--data", f"ckplus:{ck}", "--val-subjects", "0.2", "--limit", "200", "--classes", classes,
+            "--tuner", "random", "--space", "small", "--max-trials", "1", "--epochs", "1", "--patience", "0",
+            "--project-dir", str(tmp_path / "p"), "--verbose", "0"]
+    out = tmp_path / "export"
+    assert main([*tune, "--teacher", str(teachers[0]), "--distill", "0.75", "--distill-temperature", "1.5",
+                 "--export", str(out)]) == 0, capsys.readouterr().err
+    _, tuned = store.load(out)
+    assert tuned["training"]["teacher"] == data.teacher
+    assert tuned["train_config"]["distill"] == 0.75 and tuned["train_config"]["distill_temperature"] == 1.5
+    capsys.readouterr()
+
+    # the project's one trial learnt from the first teacher: neither another teacher nor none may join it
+    assert main([*tune, "--max-trials", "2", "--teacher", str(teachers[1]), "--distill", "0.75",
+                 "--distill-temperature", "1.5"]) == 2
+    assert "trials learnt from teacher" in capsys.readouterr().err
+    assert main([*tune, "--max-trials", "2"]) == 2
+    assert "this search from labels alone" in capsys.readouterr().err
+    assert main(["tune", "speech", "--synthetic", "32", "--teacher", str(teachers[0])]) == 2
+    assert "tune speech has no teacher" in capsys.readouterr().err

@@ -96,6 +96,29 @@ def test_killed_run_refuses_to_resume_under_other_settings(tmp_path):
     assert out["epochs_run"] == 3 and len(read_history(tmp_path / "again")) == 3
 
 
+def test_resume_refuses_targets_from_another_teacher(tmp_path):
+    """A distillation's teacher shapes every target: a killed run resumes only with the same one;
+    a settings file from before teachers were recorded is not held against it."""
+    import json
+
+    from emotion_keras.config import ConfigError
+    from emotion_keras.train import check_resume
+
+    cfg = TrainConfig(epochs=3)
+    check_resume(tmp_path, cfg, {"teacher": "a" * 64})
+    (tmp_path / "resume").mkdir()
+    (tmp_path / "resume" / "state").write_text("killed here")
+    check_resume(tmp_path, cfg.replace(epochs=5), {"teacher": "a" * 64})
+    for other in ("b" * 64, None):
+        with pytest.raises(ConfigError, match=r"other settings \(teacher 'a+', now .*--force"):
+            check_resume(tmp_path, cfg, {"teacher": other})
+    settings = json.loads((tmp_path / "fit_settings.json").read_text())
+    del settings["teacher"]
+    (tmp_path / "fit_settings.json").write_text(json.dumps(settings))
+    check_resume(tmp_path, cfg, {"teacher": "b" * 64})
+    assert json.loads((tmp_path / "fit_settings.json").read_text())["teacher"] == "b" * 64
+
+
 def test_fit_epochs_takes_indices_or_distributions_alike():
     # The one fit step train.fit, the tuner's trials and the retrain of the best trial share: class
     # indices are one-hot targets, so both spellings train the same weights from the same seed.

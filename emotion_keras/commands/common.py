@@ -97,6 +97,29 @@ def add_run_args(p, task: str, out_note: str = "") -> None:
     p.add_argument("--force", action="store_true", help="retrain even if the run directory holds a finished run")
 
 
+def add_distill_args(p) -> None:
+    """``--teacher`` and its share and temperature (``face train``, ``tune face``)."""
+    g = p.add_argument_group("distillation")
+    g.add_argument("--teacher", metavar="MODEL_DIR",
+                   help="distil this saved face model (e.g. an ensemble) into the one trained: its "
+                        "predictions on the training faces join the targets")
+    g.add_argument("--distill", type=float, metavar="SHARE",
+                   help="the teacher's share of the targets, 0..1 (default 0.5)")
+    g.add_argument("--distill-temperature", type=float, metavar="T",
+                   help="softens the teacher's predictions (default 2; 1: as they are)")
+
+
+def distill_args(args) -> tuple[float, float] | None:
+    """``--distill`` and ``--distill-temperature`` (TrainConfig's defaults and bounds) when a
+    ``--teacher`` is given; None without one, where either number is an error."""
+    if not args.teacher:
+        if args.distill is not None or args.distill_temperature is not None:
+            raise ConfigError("--distill and --distill-temperature need --teacher MODEL_DIR")
+        return None
+    cfg = TrainConfig.from_dict({}, distill=args.distill, distill_temperature=args.distill_temperature)
+    return cfg.distill, cfg.distill_temperature
+
+
 def train_config_from_args(args) -> TrainConfig:
     """``--train-config`` with the single flags of :func:`add_train_args` laid over it."""
     from emotion_keras.config import parse_duration

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from emotion_keras.commands.common import (add_balance_arg, add_perturb_arg, add_run_args, add_train_args,
-                                           classes_arg, json_arg, perturb_arg, print_evaluation, saved_line,
-                                           skip_finished_run, train_config_from_args)
+from emotion_keras.commands.common import (add_balance_arg, add_distill_args, add_perturb_arg, add_run_args,
+                                           add_train_args, classes_arg, distill_args, json_arg, perturb_arg,
+                                           print_evaluation, saved_line, skip_finished_run, train_config_from_args)
 from emotion_keras.config import ConfigError, TrainConfig
 from emotion_keras.data.cache import cache_key
 from emotion_keras.models.face import BACKBONES
@@ -149,14 +149,7 @@ def register(subparsers) -> None:
     tp.add_argument("--init-from", metavar="MODEL_DIR",
                     help="start from this saved face model's weights (fine-tuning or a second stage); "
                          "its model config and preprocessing are reused unless given")
-    g = tp.add_argument_group("distillation")
-    g.add_argument("--teacher", metavar="MODEL_DIR",
-                   help="distil this saved face model (e.g. an ensemble) into the one trained: its "
-                        "predictions on the training faces join the targets")
-    g.add_argument("--distill", type=float, metavar="SHARE",
-                   help="the teacher's share of the targets, 0..1 (default 0.5)")
-    g.add_argument("--distill-temperature", type=float, metavar="T",
-                   help="softens the teacher's predictions (default 2; 1: as they are)")
+    add_distill_args(tp)
     tp.set_defaults(func=cmd_train)
 
     ep = sub.add_parser("evaluate", help="accuracy, UAR, macro-F1 and confusion matrix of a saved model")
@@ -241,8 +234,7 @@ def cmd_train(args) -> int:
         given = any(getattr(args, k, None) not in (None, False) for k in
                     ("prep_config", "size", "rgb", "geometry", "detect", "margin"))
         model, prep = configs_of(args.init_from, model, prep if given else None)
-    if not args.teacher and (args.distill is not None or args.distill_temperature is not None):
-        raise ConfigError("--distill and --distill-temperature need --teacher MODEL_DIR")
+    distill_args(args)  # refuses a share or temperature without a teacher
     split = _split_from_args(args)
     run_dir = _default_run_dir(args, split, prep, model, train)
     if skip_finished_run(run_dir, args.force):

@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from emotion_keras.commands.common import add_distill_args, distill_args
+
 TASKS = ("face", "speech", "fusion")
 
 
@@ -63,6 +65,7 @@ def register(subparsers) -> None:
     g.add_argument("--size", type=int, default=48, help="face side in pixels (48..112)")
     g.add_argument("--rgb", action="store_true")
     g.add_argument("--geometry", action="store_true", help="compute landmark geometry (photos)")
+    add_distill_args(p)
     g = p.add_argument_group("data (speech, fusion)")
     g.add_argument("--fold", type=int, default=5, metavar="K",
                    help="validation fold, 1-based, of --folds speaker/subject folds (default 5: "
@@ -81,6 +84,9 @@ def load_data(args):
     from emotion_keras.config import ConfigError
     from emotion_keras.tuning import data as search
 
+    distill = distill_args(args)
+    if distill and args.task != "face":
+        raise ConfigError(f"--teacher distils a face model; tune {args.task} has no teacher")
     if args.synthetic:
         return search.synthetic_data(args.task, n=args.synthetic, seed=args.seed)
     if not args.data:
@@ -90,7 +96,8 @@ def load_data(args):
         return search.load_face_data(args.data, val_split=args.val_split, val_subjects=args.val_subjects,
                                      limit=args.limit, val_limit=args.val_limit, seed=args.seed,
                                      size=args.size, rgb=args.rgb, geometry=args.geometry,
-                                     classes=_classes(args), progress=progress, add_data=args.add_data)
+                                     classes=_classes(args), progress=progress, add_data=args.add_data,
+                                     teacher=args.teacher, distill=distill)
     if args.task == "speech":
         features = json.loads(args.features) if args.features else None
         return search.load_speech_data(args.data, fold=args.fold - 1, folds=args.folds, limit=args.limit,

@@ -8,6 +8,7 @@ Keras safe mode, so a ``.keras`` file can never run arbitrary Python.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -122,6 +123,16 @@ def saved_size(model) -> int:
         path = Path(tmp) / MODEL_FILE
         model.save(path)
         return path.stat().st_size
+
+
+def digest(directory: str | Path) -> str:
+    """SHA-256 of a saved model's ``model.keras``: which weights a record means, wherever the folder
+    is now (an export's source, a distillation's teacher)."""
+    h = hashlib.sha256()
+    with open(Path(directory) / MODEL_FILE, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def update_card(directory: str | Path, **fields: Any) -> dict[str, Any]:

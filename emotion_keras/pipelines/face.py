@@ -131,10 +131,10 @@ def teacher_predictions(teacher: str | Path, arrays: FaceArrays, classes: list[s
     recogniser uses, with the columns in ``classes`` order; and what the card records about it.
     It must know the student's classes and read faces as the student does, else its predictions
     describe other inputs."""
-    from emotion_keras.models.store import load
+    from emotion_keras.models import store
     from emotion_keras.preprocess.preprocessors import FacePreprocessor
 
-    net, card = load(teacher)
+    net, card = store.load(teacher)
     if card.get("task") != "face":
         raise ConfigError(f"{teacher}: a {card.get('task')} model cannot teach a face model")
     theirs = list(card.get("classes", []))
@@ -147,7 +147,18 @@ def teacher_predictions(teacher: str | Path, arrays: FaceArrays, classes: list[s
     tta, crop = face_views(card)
     probs = predict_arrays(net, arrays, tta=tta, crop=crop)[:, [theirs.index(c) for c in classes]]
     probs /= np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
-    return probs, {"name": card.get("name"), "dir": str(teacher), "tta": tta}
+    return probs, {"name": card.get("name"), "dir": str(teacher), "sha256": store.digest(teacher), "tta": tta}
+
+
+def distilled_targets(y: np.ndarray, teacher: str | Path, arrays: FaceArrays, classes: list[str],
+                      prep: FacePrepConfig, share: float, temperature: float) -> tuple[np.ndarray, dict[str, Any]]:
+    """The targets ``y`` (indices or distributions) of ``arrays`` with ``teacher``'s predictions mixed
+    in (:func:`emotion_keras.distill.distill_targets`), and the card's record of the teacher: what
+    ``face train --teacher`` and ``tune face --teacher`` train on."""
+    from emotion_keras.distill import distill_targets
+
+    probs, record = teacher_predictions(teacher, arrays, classes, prep)
+    return distill_targets(y, probs, share, temperature), {**record, "share": share, "temperature": temperature}
 
 
 def adapt_batchnorm(model, total_steps: int) -> float | None:
@@ -227,13 +238,10 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
     targets = "vote distributions" if y_tr.ndim == 2 else "class labels"
     distilled = None
     if teacher:
-        from emotion_keras.distill import distill_targets
-
-        probs, distilled = teacher_predictions(teacher, tr, classes, prep)
-        y_tr = distill_targets(y_tr, probs, train.distill, train.distill_temperature)
-        distilled.update(share=train.distill, temperature=train.distill_temperature)
+        y_tr, distilled = distilled_targets(y_tr, teacher, tr, classes, prep, train.distill, train.distill_temperature)
         targets += " mixed with a teacher's predictions"
-    result = trainlib.fit(net, x_tr, y_tr, x_va, va.targets(classes), classes, train, run_dir)
+    result = trainlib.fit(net, x_tr, y_tr, x_va, va.targets(classes), classes, train, run_dir,
+                          provenance={"teacher": distilled and distilled["sha256"]})
 
     val_metrics = {**result["validation"], "protocol": split.protocol}
     name = name or run_dir.name

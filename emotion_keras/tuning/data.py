@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from emotion_keras.config import ConfigError
+from emotion_keras.config import ConfigError, TrainConfig
 from emotion_keras.errors import InputError
 
 
@@ -40,6 +40,7 @@ class TaskData:
     x_test: dict[str, np.ndarray] | None = None
     y_test: np.ndarray | None = None
     test_protocol: str | None = None
+    teacher: dict[str, Any] | None = None  # the record of a model distilled into ``y_train``
 
     @property
     def n_train(self) -> int:
@@ -65,13 +66,17 @@ def load_face_data(spec: str, val_split: str | None = None, val_subjects: float 
                    val_data: str | None = None, limit: int | None = None, val_limit: int | None = None,
                    seed: int = 0, size: int = 48, rgb: bool = False, geometry: bool = False,
                    classes: list[str] | None = None, progress: bool = True,
-                   add_data: tuple[str, ...] | list[str] = ()) -> TaskData:
+                   add_data: tuple[str, ...] | list[str] = (), teacher: str | Path | None = None,
+                   distill: tuple[float, float] | None = None) -> TaskData:
     """Faces through the face pipeline: ``pipelines.splits.load_face_split`` then ``prepare_faces`` (cached
     uint8 arrays). Geometry becomes a tunable input only when the photos carried landmarks.
 
-    As in ``face train``: ``add_data`` corpora add training faces only, and FER+ votes
-    (``ferplus-probability:``) are the training targets, with any hard labels beside them one-hot."""
+    As in ``face train``: ``add_data`` corpora add training faces only, FER+ votes
+    (``ferplus-probability:``) are the training targets, with any hard labels beside them one-hot,
+    and a ``teacher`` model's predictions make up ``distill`` = (share, temperature) of them
+    (default 0.5, 2), so every trial learns from the same distilled targets."""
     from emotion_keras.data.ferplus import training_targets
+    from emotion_keras.pipelines.face import distilled_targets
     from emotion_keras.pipelines.splits import load_face_split
     from emotion_keras.labels import class_list
     from emotion_keras.preprocess.faces import FacePrepConfig, prepare_faces
@@ -90,8 +95,13 @@ def load_face_data(spec: str, val_split: str | None = None, val_subjects: float 
     hm = {"image_shape": prep.shape, "geometry": real_geometry,
           "geometry_dim": 0 if tr.geometry is None else int(tr.geometry.shape[1])}
     y_tr = training_targets(split.train, tr, classes)
+    record = None
+    if teacher:
+        share, temperature = distill or (TrainConfig.distill, TrainConfig.distill_temperature)
+        y_tr, record = distilled_targets(y_tr, teacher, tr, classes, prep, share, temperature)
     return TaskData("face", classes, tr.inputs(), y_tr, va.inputs(), va.targets(classes), split.protocol,
-                    {**split.data, "train_faces": len(tr), "validation_faces": len(va)}, prep.to_dict(), hm)
+                    {**split.data, "train_faces": len(tr), "validation_faces": len(va)}, prep.to_dict(), hm,
+                    teacher=record)
 
 
 class SpeechVariants:

@@ -118,7 +118,8 @@ def export_best(tuner, data: TaskData, out: str | Path, retrain_on_all: bool = F
         train_config=train_used.to_dict(), data={**data.data, "trained_on": trained_on}, metrics=metrics_out,
         history=history,
         training={"seconds": round(seconds, 2), "trained_on": trained_on,
-                  "epochs": 0 if solved else train_used.epochs, "device": dev["device"], "device_name": dev["name"]},
+                  "epochs": 0 if solved else train_used.epochs, "device": dev["device"], "device_name": dev["name"],
+                  **({"teacher": data.teacher} if data.teacher else {})},
         extra={"augmentation": described.get("augmentation"), "tuning": {
             "tuner": search.get("tuner") or type(tuner).__name__, "objective": search.get("objective"),
             "space": search.get("space") or hm.space, "trials": finished_trials(tuner),

@@ -226,8 +226,10 @@ def run_search(data: TaskData, tuner_kind: str = "random", objective: str = "val
     """
     from emotion_keras import train as trainlib
 
+    distilled = {"distill": data.teacher["share"], "distill_temperature": data.teacher["temperature"]} \
+        if data.teacher else {}  # already in the targets: recorded so the trials' configs say so
     train = TrainConfig(epochs=epochs, early_stopping=patience, monitor=objective, seed=seed,
-                        verbose=verbose, mixed_precision=mixed_precision)
+                        verbose=verbose, mixed_precision=mixed_precision, **distilled)
     policy = trainlib.configure_precision(train)
     hypermodel = make_hypermodel(data, space, epochs, train)
     project_dir = Path(project_dir)
@@ -270,7 +272,7 @@ def _search_record(record: dict[str, Any], data: TaskData, tuner_kind: str, obje
     return {**record,
             "task": data.task, "tuner": tuner_kind, "objective": objective, "direction": "max",
             "space": space, "max_trials": max_trials, "epochs": epochs, "seed": seed,
-            "classes": data.classes, "protocol": data.protocol, "data": data.data,
+            "classes": data.classes, "protocol": data.protocol, "data": data.data, "teacher": data.teacher,
             "preprocessing": data.preprocessing, "dtype_policy": policy}
 
 
@@ -289,6 +291,20 @@ def _check_same_search(previous, data, tuner_kind, objective, space, project_dir
     if previous.get("classes") not in (None, data.classes):
         raise ConfigError(f"{project_dir}: the project's classes {previous['classes']} differ from the "
                           f"data's {data.classes}; use another --project-dir or --overwrite")
+    if "teacher" in previous and _targets_from(previous["teacher"]) != _targets_from(data.teacher):
+        raise ConfigError(f"{project_dir}: the project's trials learnt from {_teacher_text(previous['teacher'])}, "
+                          f"this search from {_teacher_text(data.teacher)}; use another --project-dir or --overwrite")
+
+
+def _targets_from(teacher: dict[str, Any] | None):
+    return teacher and (teacher.get("sha256"), teacher.get("share"), teacher.get("temperature"))
+
+
+def _teacher_text(teacher: dict[str, Any] | None) -> str:
+    if not teacher:
+        return "labels alone (no teacher)"
+    return (f"teacher {teacher.get('dir')} (sha256 {str(teacher.get('sha256'))[:12]}, share {teacher.get('share')}, "
+            f"temperature {teacher.get('temperature')})")
 
 
 def finished_trials(tuner) -> int:
