@@ -140,7 +140,8 @@ def teacher_predictions(teacher: str | Path, arrays: FaceArrays, classes: list[s
     theirs = list(card.get("classes", []))
     missing = [c for c in classes if c not in theirs]
     if missing:
-        raise ConfigError(f"{teacher}: the teacher has no class {missing} (its classes: {theirs})")
+        raise ConfigError(f"{teacher}: the teacher has no class {missing} (its classes: {theirs}); "
+                          f"name the student's classes with --classes")
     if FacePreprocessor.from_card(card).config.to_dict() != prep.to_dict():
         raise ConfigError(f"{teacher}: the teacher's preprocessing differs from this run's; distil from a "
                           f"model trained on faces prepared as these are")
