@@ -86,7 +86,14 @@ def test_face_train_distils_a_saved_ensemble(shared_data, tmp_path, monkeypatch,
     assert np.allclose(np.sort(hard, axis=1), [0, 0, 1], atol=1e-4)
     capsys.readouterr()
 
-    # a teacher that lacks a class, or reads faces otherwise, is refused before any training
+    # a teacher that lacks a class, or reads faces otherwise, is refused off its card, before any face
+    # is prepared
+    from emotion_keras.pipelines import face as face_pipeline
+
+    def no_faces(*args, **kwargs):
+        raise AssertionError("faces were prepared before the teacher was checked")
+
+    monkeypatch.setattr(face_pipeline, "prepare_faces", no_faces)
     other = [a if a != "happy,surprise,sad" else "happy,surprise,sad,anger" for a in data]
     assert main(["face", "train", *other, "--epochs", "1", "--run-dir", str(tmp_path / "s2"),
                  "--teacher", str(teacher)]) == 2
@@ -104,6 +111,12 @@ def test_face_train_distils_a_saved_ensemble(shared_data, tmp_path, monkeypatch,
     assert main(["face", "train", *data, "--epochs", "1", "--run-dir", str(tmp_path / "s5"),
                  "--teacher", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
+    # (tune face checks the teacher as early)
+    from emotion_keras.pipelines import splits
+    from emotion_keras.tuning import data as tuning_data
+    monkeypatch.setattr(splits, "load_face_split", no_faces)
+    with pytest.raises(ConfigError, match="preprocessing differs"):
+        tuning_data.load_face_data(f"ckplus:{ck}", size=56, teacher=teacher)
 
 
 def test_tune_face_searches_on_a_teachers_targets(shared_data, tmp_path, capsys):

@@ -125,6 +125,27 @@ def warm_start(net, init_from: str | Path, classes: list[str]) -> dict[str, Any]
             "seconds": prior.get("seconds"), "init_from": prior.get("init_from")}
 
 
+def check_teacher(teacher: str | Path, prep: FacePrepConfig, classes: list[str] | None = None) -> dict[str, Any]:
+    """``teacher``'s card, once it is known to be a face model that reads faces as ``prep`` does and
+    knows ``classes`` (where given): read off the card alone, so a wrong teacher is refused before
+    any face is prepared."""
+    from emotion_keras.models import store
+    from emotion_keras.preprocess.preprocessors import FacePreprocessor
+
+    card = store.read_card(teacher)
+    if card.get("task") != "face":
+        raise ConfigError(f"{teacher}: a {card.get('task')} model cannot teach a face model")
+    theirs = list(card.get("classes", []))
+    missing = [c for c in classes or () if c not in theirs]
+    if missing:
+        raise ConfigError(f"{teacher}: the teacher has no class {missing} (its classes: {theirs}); "
+                          f"name the student's classes with --classes")
+    if FacePreprocessor.from_card(card).config.to_dict() != prep.to_dict():
+        raise ConfigError(f"{teacher}: the teacher's preprocessing differs from this run's; distil from a "
+                          f"model trained on faces prepared as these are")
+    return card
+
+
 def teacher_predictions(teacher: str | Path, arrays: FaceArrays, classes: list[str],
                         prep: FacePrepConfig) -> tuple[np.ndarray, dict[str, Any]]:
     """A saved face model's (an ensemble's) probabilities for the training faces, in the views its
@@ -132,19 +153,10 @@ def teacher_predictions(teacher: str | Path, arrays: FaceArrays, classes: list[s
     It must know the student's classes and read faces as the student does, else its predictions
     describe other inputs."""
     from emotion_keras.models import store
-    from emotion_keras.preprocess.preprocessors import FacePreprocessor
 
-    net, card = store.load(teacher)
-    if card.get("task") != "face":
-        raise ConfigError(f"{teacher}: a {card.get('task')} model cannot teach a face model")
-    theirs = list(card.get("classes", []))
-    missing = [c for c in classes if c not in theirs]
-    if missing:
-        raise ConfigError(f"{teacher}: the teacher has no class {missing} (its classes: {theirs}); "
-                          f"name the student's classes with --classes")
-    if FacePreprocessor.from_card(card).config.to_dict() != prep.to_dict():
-        raise ConfigError(f"{teacher}: the teacher's preprocessing differs from this run's; distil from a "
-                          f"model trained on faces prepared as these are")
+    card = check_teacher(teacher, prep, classes)
+    net, _ = store.load(teacher)
+    theirs = list(card["classes"])
     tta, crop = face_views(card)
     probs = predict_arrays(net, arrays, tta=tta, crop=crop)[:, [theirs.index(c) for c in classes]]
     probs /= np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
@@ -220,6 +232,8 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir
     prep = _prep_for_model(prep, model)
+    if teacher:
+        check_teacher(teacher, prep, classes)
     tr = prepare_faces(split.train, prep, progress=progress)
     va = prepare_faces(split.val, prep, progress=progress)
     if len(tr) == 0 or len(va) == 0:

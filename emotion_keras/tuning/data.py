@@ -76,14 +76,16 @@ def load_face_data(spec: str, val_split: str | None = None, val_subjects: float 
     and a ``teacher`` model's predictions make up ``distill`` = (share, temperature) of them
     (default 0.5, 2), so every trial learns from the same distilled targets."""
     from emotion_keras.data.ferplus import training_targets
-    from emotion_keras.pipelines.face import distilled_targets
+    from emotion_keras.pipelines.face import check_teacher, distilled_targets
     from emotion_keras.pipelines.splits import load_face_split
     from emotion_keras.labels import class_list
     from emotion_keras.preprocess.faces import FacePrepConfig, prepare_faces
 
+    prep = FacePrepConfig(size=size, grayscale=not rgb, geometry=geometry)
+    if teacher:
+        check_teacher(teacher, prep, classes)
     split = load_face_split(spec, val_split=val_split, val_subjects=val_subjects, val_data=val_data,
                             limit=limit, val_limit=val_limit, seed=seed, add_data=add_data)
-    prep = FacePrepConfig(size=size, grayscale=not rgb, geometry=geometry)
     tr = prepare_faces(split.train, prep, progress=progress)
     va = prepare_faces(split.val, prep, progress=progress)
     if len(tr) == 0 or len(va) == 0:
