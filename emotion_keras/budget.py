@@ -6,7 +6,8 @@ train steps of the model on its own data, subtracts the compilation it saw, and 
 that fit; the choice is written to ``run_dir/budget.json`` so a killed run resumes with the same
 schedule instead of measuring again. :class:`BudgetGuard` stops training (after a whole epoch) if
 the budget runs out anyway, e.g. on a machine that became busier, and paces the cosine learning
-rate by the clock (:func:`paced_rate`) so that a run stopped early still ends annealed.
+rate by the clock (:func:`paced_rate`) so that a run stopped early still ends annealed, and one whose
+epochs run faster than timed goes on (up to :data:`GROWTH` times the plan) until the budget is used.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from emotion_keras.data.cache import atomic_write_json
 # Per-epoch cost outside the train steps: the validation callbacks, best checkpoint, resume backup.
 EPOCH_OVERHEAD_S = 1.0
 _clock = time.perf_counter  # the guard's clock (tests replace it)
+# How far the schedule may outgrow its plan. Eight timed steps taken while the host was busy (a test
+# suite running beside the training, here) planned 35 epochs of 158 s that then ran in about 85 s:
+# without growth the run would have stopped at 35 epochs, half-way through its budget.
+GROWTH = 3
 
 
 def _batch(x, idx):
@@ -73,6 +78,7 @@ def size_epochs(model, x_train, y_train, x_val, config, steps_per_epoch: int, ru
     available = config.time_budget - spent - first - epoch * 0.1
     epochs = int(max(1, available // epoch))
     out = {"budget_seconds": config.time_budget, "batch_size": config.batch_size, "epochs": epochs,
+           "max_epochs": epochs * GROWTH,
            "step_seconds": round(step, 5), "epoch_seconds": round(epoch, 2),
            "compile_seconds": round(first, 2), "measure_seconds": round(spent, 2),
            "images_per_second": round(bs / step, 1) if step > 0 else None}
@@ -87,16 +93,24 @@ def epochs_left(used: float, epochs_done: int, budget: float) -> int:
     return max(0, int((budget - used) / per_epoch + 0.5)) if per_epoch > 0 else 1
 
 
+def max_epochs(plan: dict) -> int:
+    """The most epochs a plan's schedule may grow to (a plan written before growth: its own epochs,
+    so a run killed under the old rule resumes on the same schedule)."""
+    return int(plan.get("max_epochs", plan["epochs"]))
+
+
 def paced_rate(epoch: int, planned: int, used: float, budget: float, base: float, warmup: int = 0,
-               alpha: float = 0.01) -> float:
+               alpha: float = 0.01, most: int | None = None) -> float:
     """The learning rate of ``epoch`` (0-based) on a cosine from ``base`` down to ``alpha * base``
-    that ends with the budget. Its length is the ``planned`` epochs, or fewer once the epochs so far
-    (``used`` seconds) ran slower than planned: on this 2-core host, epochs swing between about 90
-    and 140 s, and a step-counted schedule stopped by the guard at 47 of 57 epochs ended at 9% of
-    its peak rate instead of the planned 1%. ``warmup`` epochs ramp up linearly first."""
+    that ends with the budget. Its length is the ``planned`` epochs until one has run; then the
+    epochs that the pace so far (``used`` seconds) fits in the budget, at most ``most`` (default
+    ``planned``): on this 2-core host, epochs swing between about 90 and 140 s, and a step-counted
+    schedule stopped by the guard at 47 of 57 epochs ended at 9% of its peak rate instead of the
+    planned 1%. ``warmup`` epochs ramp up linearly first."""
     if epoch < warmup:
         return base * (epoch + 1) / (warmup + 1)
-    length = planned if epoch == 0 else min(planned, epoch + max(1, epochs_left(used, epoch, budget)))
+    length = planned if epoch == 0 else \
+        min(most or planned, epoch + max(1, epochs_left(used, epoch, budget)))
     progress = min(1.0, (epoch - warmup + 0.5) / max(1, length - warmup))
     return base * (alpha + (1 - alpha) * 0.5 * (1 + math.cos(math.pi * progress)))
 
@@ -104,9 +118,11 @@ def paced_rate(epoch: int, planned: int, used: float, budget: float, base: float
 class BudgetGuard:
     """Keras callback: stop after the epoch in which the budget (summed over resumed runs) ran out;
     with ``pace`` (``{"base", "warmup", "alpha"}``; ``compile_model(..., paced=True)``) also set each
-    epoch's learning rate by :func:`paced_rate`. The rates are recorded in ``budget.json``."""
+    epoch's learning rate by :func:`paced_rate` (a schedule of at most ``most`` epochs). The rates are
+    recorded in ``budget.json``."""
 
-    def __new__(cls, run_dir: Path, budget_seconds: float, planned_epochs: int = 0, pace: dict | None = None):
+    def __new__(cls, run_dir: Path, budget_seconds: float, planned_epochs: int = 0, pace: dict | None = None,
+                most: int | None = None):
         import keras
 
         path = Path(run_dir) / "budget.json"
@@ -124,7 +140,7 @@ class BudgetGuard:
 
             def on_epoch_begin(self, epoch, logs=None):
                 if pace:
-                    self.rate = paced_rate(epoch, planned_epochs, self.used(), budget_seconds, **pace)
+                    self.rate = paced_rate(epoch, planned_epochs, self.used(), budget_seconds, most=most, **pace)
                     self.model.optimizer.learning_rate = self.rate
 
             def on_epoch_end(self, epoch, logs=None):

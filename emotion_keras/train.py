@@ -309,12 +309,13 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
     n = _len(x_train)
     steps = max(1, n // config.batch_size) if mixing and n >= config.batch_size \
         else int(np.ceil(n / config.batch_size))
-    budget = None
+    budget, run_epochs = None, config.epochs
     if config.time_budget:
-        from emotion_keras.budget import size_epochs
+        from emotion_keras.budget import max_epochs, size_epochs
 
         budget = size_epochs(model, x_train, y_train, x_val, config, steps, run_dir)
         config = config.replace(epochs=budget["epochs"])
+        run_epochs = max_epochs(budget)  # the guard ends the run when the budget is used
     paced = bool(budget) and config.schedule == "cosine"
     compile_model(model, config, steps, paced=paced)
 
@@ -337,7 +338,7 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
 
         pace = {"base": config.learning_rate, "warmup": min(config.warmup_epochs, config.epochs - 1),
                 "alpha": COSINE_ALPHA} if paced else None
-        callbacks.append(BudgetGuard(run_dir, config.time_budget, config.epochs, pace))
+        callbacks.append(BudgetGuard(run_dir, config.time_budget, config.epochs, pace, most=run_epochs))
     if config.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=config.monitor, mode=mode,
                                                        patience=config.early_stopping))
@@ -348,16 +349,18 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
     if mixing:
         data = MixedBatches(x_train, y_train, config.batch_size, mixup=config.mixup,
                             cutmix=config.cutmix, seed=config.seed)
-        history = model.fit(data, epochs=config.epochs, class_weight=weights, callbacks=callbacks,
+        history = model.fit(data, epochs=run_epochs, class_weight=weights, callbacks=callbacks,
                             verbose=config.verbose)
     else:
-        history = fit_epochs(model, x_train, y_train, classes, config, callbacks=callbacks)
+        history = fit_epochs(model, x_train, y_train, classes, config, callbacks=callbacks, epochs=run_epochs)
     seconds = time.perf_counter() - start
     if best_path.exists():
         model.load_weights(str(best_path))
     probs = model.predict(x_val, batch_size=config.batch_size, verbose=0)
     val = metrics(y_val_idx, probs, classes)
     epochs_run = len(history.history.get("loss", []))
+    if budget and epochs_run > config.epochs:  # the schedule grew: record the length it ran
+        config = config.replace(epochs=epochs_run)
     return {
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
         "epochs_run": epochs_run,

@@ -128,6 +128,7 @@ def test_time_budget_sizes_epochs_from_measured_steps(tmp_path):
     plan = size_epochs(model, x, as_distributions(y, 3), x[:32], tc, 4, tmp_path)
     assert plan["epochs"] > 1 and plan["step_seconds"] > 0
     assert plan["epochs"] * plan["epoch_seconds"] <= 120 * 1.02  # epoch_seconds is rounded
+    assert plan["max_epochs"] == 3 * plan["epochs"]  # room to grow if the timed steps were slow
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # timing left no trace
     assert json.loads((tmp_path / "budget.json").read_text())["epochs"] == plan["epochs"]
 
@@ -143,10 +144,12 @@ def test_time_budget_resume_keeps_the_planned_schedule(tmp_path):
     assert json.loads((tmp_path / "budget.json").read_text())["used_seconds"] > 100.0
 
 
-@pytest.mark.parametrize("epoch_seconds, epochs_run", [(100, 8), (200, 4)])
+@pytest.mark.parametrize("epoch_seconds, epochs_run", [(100, 8), (200, 4), (50, 16), (25, 24)])
 def test_time_budget_paces_the_cosine_by_the_clock(tmp_path, monkeypatch, epoch_seconds, epochs_run):
     """Planned: 8 epochs of 100 s in 800 s. On a host twice as slow only 4 fit: the rate must still
-    come down the whole cosine in those 4, not stop near its peak as a step-counted one would."""
+    come down the whole cosine in those 4, not stop near its peak as a step-counted one would. On
+    one twice as fast (the plan was timed while the host was busy) the schedule grows to the 16 that
+    fit, up to three times the plan (24 epochs of 25 s leave 200 s unused)."""
     import keras
 
     from emotion_keras import budget
@@ -160,11 +163,13 @@ def test_time_budget_paces_the_cosine_by_the_clock(tmp_path, monkeypatch, epoch_
     x, y = _images(64)
     tc = TrainConfig(batch_size=32, time_budget=800, learning_rate=0.01, warmup_epochs=1, verbose=0,
                      mixed_precision="off", early_stopping=0)
-    (tmp_path / "budget.json").write_text(json.dumps({"budget_seconds": 800, "batch_size": 32, "epochs": 8}))
+    (tmp_path / "budget.json").write_text(json.dumps({"budget_seconds": 800, "batch_size": 32, "epochs": 8,
+                                                      "max_epochs": 24}))
     model = _tiny_model()
     res = fit(model, x, y, x[:32], y[:32], ["a", "b", "c"], tc, tmp_path, extra_callbacks=[tick])
     rates = json.loads((tmp_path / "budget.json").read_text())["rates"]
     assert res["epochs_run"] == epochs_run and len(rates) == epochs_run
+    assert res["train_config"]["epochs"] == max(8, epochs_run)  # the card records the schedule that ran
     assert rates[0] == pytest.approx(0.005)  # half-way up the one warm-up epoch
     assert all(a > b for a, b in zip(rates[1:], rates[2:])) and rates[1] > 0.009
     assert rates[-1] < 0.1 * 0.01  # annealed by the end of the budget, however many epochs it held
