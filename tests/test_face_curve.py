@@ -35,3 +35,29 @@ def test_stages_share_one_clock_and_the_report_names_its_runs(tmp_path):
     assert "| 1 | 2 | 3.0 | 0.6000 | 0.5800 | 0.6500 |" in md
     assert "| 2 | 1 | 4.5 | 0.6100 | 0.5900 | 0.7000 |" in md  # 90 s after the first stage's 3 minutes
     assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_held_out_table_estimates_the_minutes_a_target_needs(tmp_path, monkeypatch):
+    """Each stage's model on face_eval.py's sets, and the minutes a target needs at the stages' slope
+    (accuracy linear in ln minutes): 0.70 at 100 min and 0.75 at 200 min reach 0.80 at 400 min."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import face_curve
+    import face_eval
+
+    scores = {"s1": {"ferplus_valid": 0.86, "fer2013_publictest": 0.66, "ckplus48": 0.70, "wild_faces": 0.50},
+              "s2": {"ferplus_valid": 0.87, "fer2013_publictest": 0.66, "ckplus48": 0.75, "wild_faces": 0.49}}
+
+    def fake_sets(model, data, tta, out, balance=None, sweep=()):
+        for key, _, _, label in face_eval.SETS:
+            yield key, label, {"accuracy": scores[model.name][key]}, data / key
+
+    monkeypatch.setattr(face_eval, "evaluate_sets", fake_sets)
+    assert face_curve.minutes_to_reach([(100, 0.70), (200, 0.75)], 0.80) == pytest.approx(400)
+    assert face_curve.minutes_to_reach([(100, 0.70), (200, 0.70)], 0.80) is None  # flat: no estimate
+    assert face_curve.minutes_to_reach([(100, 0.70)], 0.80) is None  # one point: no slope
+    md = "\n".join(face_curve.held_out_table([(tmp_path / "s1", 100.0), (tmp_path / "s2", 200.0)], "flip", tmp_path))
+    assert "| 2 | `s2` | 200 | 0.870 | 0.660 | 0.750 | 0.490 |" in md
+    assert "| CK+48 (cross-corpus) | 0.80 | 0.750 | +5.0 points | 400 |" in md
+    assert "| FER+ FER2013Valid, majority labels | 0.85 | 0.870 | +1.0 points | reached (100) |" in md
+    assert "| FER2013 PublicTest, original labels | 0.70 | 0.660 | +0.0 points | no estimate: not rising |" in md
+    assert "no estimate: not rising" in md.split("wild_faces web photos")[-1]  # falling
