@@ -8,6 +8,7 @@ from the last finished epoch (``keras.callbacks.BackupAndRestore``) instead of s
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -316,6 +317,10 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
         budget = size_epochs(model, x_train, y_train, x_val, config, steps, run_dir)
         config = config.replace(epochs=budget["epochs"])
         run_epochs = max_epochs(budget)  # the guard ends the run when the budget is used
+        if config.verbose:  # Keras counts epochs to the most the schedule may grow to: say what is planned
+            pace = f" of about {budget['epoch_seconds']:.0f} s" if budget.get("epoch_seconds") else ""
+            print(f"time budget {config.time_budget / 60:.0f} min: {budget['epochs']} epochs{pace} planned, "
+                  f"up to {run_epochs} if they run faster; training stops when the budget is used", file=sys.stderr)
     paced = bool(budget) and config.schedule == "cosine"
     compile_model(model, config, steps, paced=paced)
 

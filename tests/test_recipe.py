@@ -133,14 +133,15 @@ def test_time_budget_sizes_epochs_from_measured_steps(tmp_path):
     assert json.loads((tmp_path / "budget.json").read_text())["epochs"] == plan["epochs"]
 
 
-def test_time_budget_resume_keeps_the_planned_schedule(tmp_path):
+def test_time_budget_resume_keeps_the_planned_schedule(tmp_path, capsys):
     x, y = _images(128)
-    tc = TrainConfig(batch_size=32, time_budget=600, verbose=0, mixed_precision="off", early_stopping=0)
+    tc = TrainConfig(batch_size=32, time_budget=600, verbose=2, mixed_precision="off", early_stopping=0)
     # a killed run left its plan: the rerun follows it instead of measuring again
     (tmp_path / "budget.json").write_text(json.dumps({"budget_seconds": 600, "batch_size": 32, "epochs": 2,
                                                       "used_seconds": 100.0}))
     res = fit(_tiny_model(), x, y, x[:32], y[:32], ["a", "b", "c"], tc, tmp_path)
     assert res["epochs_run"] == 2 and res["train_config"]["epochs"] == 2
+    assert "time budget 10 min: 2 epochs planned, up to 2" in capsys.readouterr().err  # Keras counts to the most
     assert json.loads((tmp_path / "budget.json").read_text())["used_seconds"] > 100.0
 
 
