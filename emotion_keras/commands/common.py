@@ -60,7 +60,8 @@ def add_train_args(p, classes: bool = False) -> None:
     g.add_argument("--cutmix", type=float, metavar="ALPHA", help="CutMix with Beta(alpha, alpha) (0: off)")
     g.add_argument("--time-budget", metavar="DURATION",
                    help="fit the whole schedule into this wall time (e.g. 90m, 1.5h): measures the step "
-                        "time and sets the epochs; resumable")
+                        "time and plans the epochs; the cosine follows the clock, shorter or longer than "
+                        "planned; resumable")
     g.add_argument("--jit-compile", choices=("auto", "on", "off"), help="XLA for the train step (default auto)")
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--verbose", type=int, default=None, help="Keras progress: 0 silent, 1 bar, 2 lines")
