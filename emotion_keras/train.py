@@ -364,8 +364,8 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
     probs = model.predict(x_val, batch_size=config.batch_size, verbose=0)
     val = metrics(y_val_idx, probs, classes)
     epochs_run = len(history.history.get("loss", []))
-    if budget and epochs_run > config.epochs:  # the schedule grew: record the length it ran
-        config = config.replace(epochs=epochs_run)
+    if budget:  # the schedule grew: record the length it ran, epochs before a resume included
+        config = config.replace(epochs=max(config.epochs, epochs_run, len(read_history(run_dir))))
     return {
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
         "epochs_run": epochs_run,

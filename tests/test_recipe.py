@@ -177,6 +177,33 @@ def test_time_budget_paces_the_cosine_by_the_clock(tmp_path, monkeypatch, epoch_
     assert seen == pytest.approx(rates, rel=1e-4)
 
 
+def test_grown_schedule_resumed_after_a_kill_records_every_epoch(tmp_path, monkeypatch):
+    """A plan of 2 epochs whose epochs run in a quarter of the timed pace grows; killed after its
+    second epoch and resumed, the card's schedule length counts the epochs before the kill too."""
+    import keras
+
+    from emotion_keras import budget
+
+    clock = {"t": 0.0}
+    monkeypatch.setattr(budget, "_clock", lambda: clock["t"])
+    tick = keras.callbacks.LambdaCallback(on_epoch_begin=lambda *a: clock.update(t=clock["t"] + 100))
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt("killed")
+
+    x, y = _images(64)
+    tc = TrainConfig(batch_size=32, time_budget=800, verbose=0, mixed_precision="off", early_stopping=0)
+    (tmp_path / "budget.json").write_text(json.dumps({"budget_seconds": 800, "batch_size": 32, "epochs": 2,
+                                                      "max_epochs": 6}))
+    with pytest.raises(KeyboardInterrupt):
+        fit(_tiny_model(), x, y, x[:32], y[:32], ["a", "b", "c"], tc, tmp_path, extra_callbacks=[tick, Kill()])
+    res = fit(_tiny_model(), x, y, x[:32], y[:32], ["a", "b", "c"], tc, tmp_path, extra_callbacks=[tick])
+    assert res["epochs_run"] == 4  # this process's: epochs 3 to 6, up to the cap
+    assert res["train_config"]["epochs"] == 6 and len(json.loads((tmp_path / "budget.json").read_text())["rates"]) == 6
+
+
 def test_warm_start_copies_a_saved_model_and_refuses_another_architecture(tmp_path):
     import keras
     import pytest
