@@ -25,9 +25,9 @@ from emotion_keras.data.cache import atomic_write_json
 # Per-epoch cost outside the train steps: the validation callbacks, best checkpoint, resume backup.
 EPOCH_OVERHEAD_S = 1.0
 _clock = time.perf_counter  # the guard's clock (tests replace it)
-# How far the schedule may outgrow its plan. Eight timed steps taken while the host was busy (a test
-# suite running beside the training, here) planned 35 epochs of 158 s that then ran in about 85 s:
-# without growth the run would have stopped at 35 epochs, half-way through its budget.
+# How far the schedule may outgrow its plan. Eight steps timed while a test ran beside the training
+# planned 35 epochs of 158 s that then ran in 90-145 s: without growth the run would have stopped
+# after 35 epochs, some 60 of its 95 minutes; it ran 47.
 GROWTH = 3
 
 
