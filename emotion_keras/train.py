@@ -320,7 +320,9 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
         if config.verbose:  # Keras counts epochs to the most the schedule may grow to: say what is planned
             pace = f" of about {budget['epoch_seconds']:.0f} s" if budget.get("epoch_seconds") else ""
             print(f"time budget {config.time_budget / 60:.0f} min: {budget['epochs']} epochs{pace} planned, "
-                  f"up to {run_epochs} if they run faster; training stops when the budget is used", file=sys.stderr)
+                  f"up to {run_epochs} if they run faster; training stops when the budget is used"
+                  + (f" or after {config.early_stopping} epochs without progress" if config.early_stopping else ""),
+                  file=sys.stderr)
     paced = bool(budget) and config.schedule == "cosine"
     compile_model(model, config, steps, paced=paced)
 
