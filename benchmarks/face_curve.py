@@ -9,14 +9,15 @@ for runs made before that column existed, the epoch times Keras printed with ``-
 (``441/441 - 758s - ...``) from ``--log``. The curve is what a CPU budget buys: it shows where the
 accuracy stands after each epoch and how much time a target would need at that slope.
 
-``--held-out TTA`` also measures each stage's model as ``benchmarks/face_eval.py`` does, on its four
-sets (the cross-corpus CK+48 and wild_faces among them), against the minutes that made it, and
+``--held-out`` also measures each stage's model as ``benchmarks/face_eval.py`` does (``--tta``,
+default flip), on its four sets (the cross-corpus CK+48 and wild_faces among them), against the
+minutes that made it, and
 estimates the minutes each of the issue's targets would need if accuracy kept rising as it did from
 stage to stage: a least-squares line of accuracy on the logarithm of the minutes. The stages differ
 in more than time (rate, teacher, start), so the estimate is an order of magnitude, not a promise.
 
     python benchmarks/face_curve.py --run-dir runs/face/NAME [runs/face/STAGE2 ...] \
-        [--log train.log [-]] [--label "..."] [--compare runs/face/OTHER ...] [--held-out flip]
+        [--log train.log [-]] [--label "..."] [--compare runs/face/OTHER ...] [--held-out [--tta flip]]
 """
 
 from __future__ import annotations
@@ -137,8 +138,9 @@ def main() -> int:
     ap.add_argument("--compare", type=Path, nargs="*", default=[],
                     help="other run directories, each drawn as its own curve (one stage each)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "face_curve")
-    ap.add_argument("--held-out", choices=("none", "flip", "ten_crop"),
-                    help="also measure each stage's model on face_eval.py's sets with this TTA")
+    ap.add_argument("--held-out", action="store_true", help="also measure each stage's model on face_eval.py's sets")
+    ap.add_argument("--tta", default="flip", choices=("none", "flip", "ten_crop"),
+                    help="test-time views of --held-out (default flip, what `predict` uses)")
     ap.add_argument("--data", type=Path, default=None, help="where face_eval.py's sets are (its default)")
     args = ap.parse_args()
     logs = [None if x in ("", "-") else Path(x) for x in args.log] + [None] * len(args.run_dir)
@@ -197,7 +199,7 @@ def main() -> int:
     if args.held_out:
         from face_eval import DEFAULT_DATA
 
-        lines[6:6] = held_out_table(stage_ends, args.held_out, args.data or DEFAULT_DATA)
+        lines[6:6] = held_out_table(stage_ends, args.tta, args.data or DEFAULT_DATA)
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines).rstrip() + "\n")
     print("\n".join(lines))
     return 0

@@ -43,19 +43,33 @@ def test_distill_targets_mix_labels_or_votes_with_the_teacher():
         TrainConfig(distill_temperature=0)
 
 
-def test_face_train_distils_a_saved_ensemble(shared_data, tmp_path, monkeypatch, capsys):
+CLASSES = "happy,surprise,sad"
+
+
+def _data(ck):
+    return ["--data", f"ckplus:{ck}", "--val-subjects", "0.2", "--limit", "200", "--classes", CLASSES,
+            "--batch-size", "32", "--model-config", TINY, "--train-config", FAST, "--verbose", "0"]
+
+
+@pytest.fixture(scope="module")
+def members(shared_data, tmp_path_factory):
+    """Two tiny CK+48 models (seeds 0 and 1), the teachers of both tests (read, never changed)."""
+    ck = corpus(shared_data, "ckplus48")
+    root = tmp_path_factory.mktemp("members")
+    for seed in (0, 1):
+        assert main(["face", "train", *_data(ck), "--epochs", "1", "--seed", str(seed),
+                     "--run-dir", str(root / f"m{seed}")]) == 0
+    return [root / "m0", root / "m1"]
+
+
+def test_face_train_distils_a_saved_ensemble(shared_data, members, tmp_path, monkeypatch, capsys):
     """The student's targets are exactly the share of the ensemble's predictions (in its own views)
     asked for; its card names the teacher; a teacher of other classes or other faces is refused."""
     from emotion_keras import train as trainlib
     from emotion_keras.models import store
 
     ck = corpus(shared_data, "ckplus48")
-    data = ["--data", f"ckplus:{ck}", "--val-subjects", "0.2", "--limit", "200", "--classes", "happy,surprise,sad",
-            "--batch-size", "32", "--model-config", TINY, "--train-config", FAST, "--verbose", "0"]
-    members = []
-    for seed in (0, 1):
-        members.append(tmp_path / f"m{seed}")
-        assert main(["face", "train", *data, "--epochs", "1", "--seed", str(seed), "--run-dir", str(members[-1])]) == 0
+    data = _data(ck)
     teacher = tmp_path / "teacher"
     assert main(["face", "ensemble", *map(str, members), "--out", str(teacher), "--split", "all", "--tta", "flip"]) == 0
 
@@ -94,7 +108,7 @@ def test_face_train_distils_a_saved_ensemble(shared_data, tmp_path, monkeypatch,
         raise AssertionError("faces were prepared before the teacher was checked")
 
     monkeypatch.setattr(face_pipeline, "prepare_faces", no_faces)
-    other = [a if a != "happy,surprise,sad" else "happy,surprise,sad,anger" for a in data]
+    other = [a if a != CLASSES else CLASSES + ",anger" for a in data]
     assert main(["face", "train", *other, "--epochs", "1", "--run-dir", str(tmp_path / "s2"),
                  "--teacher", str(teacher)]) == 2
     assert "teacher has no class" in capsys.readouterr().err and not (tmp_path / "s2" / "card.json").exists()
@@ -119,7 +133,7 @@ def test_face_train_distils_a_saved_ensemble(shared_data, tmp_path, monkeypatch,
         tuning_data.load_face_data(f"ckplus:{ck}", size=56, teacher=teacher)
 
 
-def test_tune_face_searches_on_a_teachers_targets(shared_data, tmp_path, capsys):
+def test_tune_face_searches_on_a_teachers_targets(shared_data, members, tmp_path, capsys):
     """Every trial of ``tune face --teacher`` learns from the distilled targets ``face train`` would
     use; the export's card names the teacher; a resumed project refuses another teacher."""
     from emotion_keras.models import store
@@ -128,13 +142,8 @@ def test_tune_face_searches_on_a_teachers_targets(shared_data, tmp_path, capsys)
     from emotion_keras.tuning.data import load_face_data
 
     ck = corpus(shared_data, "ckplus48")
-    classes = "happy,surprise,sad"
-    teachers = []
-    for seed in (0, 1):
-        teachers.append(tmp_path / f"t{seed}")
-        assert main(["face", "train", "--data", f"ckplus:{ck}", "--val-subjects", "0.2", "--limit", "200",
-                     "--classes", classes, "--batch-size", "32", "--model-config", TINY, "--train-config", FAST,
-                     "--verbose", "0", "--epochs", "1", "--seed", str(seed), "--run-dir", str(teachers[-1])]) == 0
+    classes = CLASSES
+    teachers = members
 
     data = load_face_data(f"ckplus:{ck}", val_subjects=0.2, limit=200, classes=classes.split(","), progress=False,
                           teacher=teachers[0], distill=(0.75, 1.5))

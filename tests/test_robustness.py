@@ -14,6 +14,10 @@ from conftest import ROOT, corpus
 from emotion_keras.cli import main
 
 MODELS = ROOT / "saved_models"
+# The perturbations, the temperature fit and the recognisers' use of it are numpy and Python around
+# the model's predictions; predicting under each backend is covered by test_recognizer_* and
+# test_parity. The shipped six-model ensemble costs about a minute a pass, so once.
+pytestmark = pytest.mark.once
 
 
 def _copy(task, tmp_path):
