@@ -293,7 +293,8 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
     ``history.csv`` (the training curves), ``best.weights.h5``, ``budget.json`` and the resume state.
     The result's ``class_prior`` is the prior the loss saw (:func:`emotion_keras.calibration.class_prior`).
     ``provenance`` (JSON) names what else made ``y_train``; a killed run resumes only with the same
-    (:func:`check_resume`).
+    (:func:`check_resume`). ``epochs_run`` and ``train_seconds`` are this process's (its throughput);
+    ``resumed_after`` and ``earlier_seconds`` what a killed one ran before it (:func:`training_record`).
     """
     import keras
 
@@ -366,12 +367,16 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
     probs = model.predict(x_val, batch_size=config.batch_size, verbose=0)
     val = metrics(y_val_idx, probs, classes)
     epochs_run = len(history.history.get("loss", []))
+    logged = read_history(run_dir)
+    earlier = logged[:max(len(logged) - epochs_run, 0)]  # epochs a killed process ran before this one
     if budget:  # the schedule grew: record the length it ran, epochs before a resume included
-        config = config.replace(epochs=max(config.epochs, epochs_run, len(read_history(run_dir))))
+        config = config.replace(epochs=max(config.epochs, epochs_run, len(logged)))
     return {
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
         "epochs_run": epochs_run,
         "train_seconds": round(seconds, 2),
+        "resumed_after": len(earlier),
+        "earlier_seconds": round(sum(r.get("epoch_seconds", 0.0) for r in earlier), 2),
         "samples_per_second": round((steps * config.batch_size if mixing else n) * epochs_run / seconds, 1)
         if seconds > 0 and epochs_run else None,
         "validation": val,
@@ -379,6 +384,17 @@ def fit(model, x_train, y_train, x_val, y_val, classes: list[str], config: Train
         "budget": budget,
         "class_prior": [float(v) for v in class_prior(y_train, n_classes, weights)],
     }
+
+
+def training_record(result: dict[str, Any]) -> dict[str, Any]:
+    """What a card says of a :func:`fit`: the run's epochs and training seconds, those of a killed
+    process it resumed included (``resumed`` says how many came before and what this process did)."""
+    record = {"seconds": round(result["train_seconds"] + result.get("earlier_seconds", 0.0), 2),
+              "epochs_run": result["epochs_run"] + result.get("resumed_after", 0)}
+    if result.get("resumed_after"):
+        record["resumed"] = {"after_epochs": result["resumed_after"], "epochs": result["epochs_run"],
+                             "seconds": result["train_seconds"]}
+    return record
 
 
 def fit_solved(model, solve, x_val, y_val, classes: list[str], config: TrainConfig,

@@ -8,7 +8,7 @@ import pytest
 
 from emotion_keras.batches import MixedBatches, mix_batch
 from emotion_keras.config import ConfigError, TrainConfig, parse_duration
-from emotion_keras.train import as_distributions, fit, hard_labels
+from emotion_keras.train import as_distributions, fit, hard_labels, read_history, training_record
 
 
 def _images(n=96, seed=0):
@@ -141,6 +141,7 @@ def test_time_budget_resume_keeps_the_planned_schedule(tmp_path, capsys):
                                                       "used_seconds": 100.0}))
     res = fit(_tiny_model(), x, y, x[:32], y[:32], ["a", "b", "c"], tc, tmp_path)
     assert res["epochs_run"] == 2 and res["train_config"]["epochs"] == 2
+    assert training_record(res) == {"seconds": res["train_seconds"], "epochs_run": 2}  # not a resumed run
     assert "time budget 10 min: 2 epochs planned, up to 2" in capsys.readouterr().err  # Keras counts to the most
     assert json.loads((tmp_path / "budget.json").read_text())["used_seconds"] > 100.0
 
@@ -202,6 +203,12 @@ def test_grown_schedule_resumed_after_a_kill_records_every_epoch(tmp_path, monke
     res = fit(_tiny_model(), x, y, x[:32], y[:32], ["a", "b", "c"], tc, tmp_path, extra_callbacks=[tick])
     assert res["epochs_run"] == 4  # this process's: epochs 3 to 6, up to the cap
     assert res["train_config"]["epochs"] == 6 and len(json.loads((tmp_path / "budget.json").read_text())["rates"]) == 6
+    # the card counts the whole run: the two epochs before the kill, their seconds, and says so
+    record = training_record(res)
+    earlier = sum(r["epoch_seconds"] for r in read_history(tmp_path)[:2])
+    assert record["epochs_run"] == 6 and record["resumed"] == {"after_epochs": 2, "epochs": 4,
+                                                                "seconds": res["train_seconds"]}
+    assert earlier > 0 and record["seconds"] == pytest.approx(res["train_seconds"] + earlier, abs=0.02)
 
 
 def test_warm_start_copies_a_saved_model_and_refuses_another_architecture(tmp_path):

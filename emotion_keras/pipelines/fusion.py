@@ -373,6 +373,7 @@ def train_fusion(s: FusionTrainSettings) -> dict[str, Any]:
     from emotion_keras.models import store
     from emotion_keras.models.card import ModelCard
     from emotion_keras.models.fusion import FusionConfig
+    from emotion_keras.train import training_record
 
     if s.pairs == "pseudo" and not (s.face_data and s.speech_data):
         raise ConfigError("--pairs pseudo needs --face-data and --speech-data")
@@ -404,7 +405,7 @@ def train_fusion(s: FusionTrainSettings) -> dict[str, Any]:
         preprocessing={"window": s.window, "hop": s.hop, "fps": s.fps},
         model_config=config.to_dict(), train_config=tc.to_dict(), data=d.data, metrics=card_metrics,
         history=result["history"],
-        training={"seconds": result["train_seconds"], "epochs_run": result["epochs_run"]},
+        training=training_record(result),
         extra={
             "face_model": {"dir": str(face_dir), "name": face_card.get("name"), "date": face_card.get("date")},
             "speech_model": {"dir": str(speech_dir), "name": speech_card.get("name"),

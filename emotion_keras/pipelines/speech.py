@@ -265,8 +265,8 @@ def train_speech(split: Split, features: SpeechFeatureConfig, model: dict[str, A
               "unreadable": [f for f, _ in tr.failed + va.failed]},
         metrics=all_metrics,
         extra={"augmentation": augment.to_dict() if augment is not None else None, "speaker_norm_prior": prior},
-        training={"seconds": result["train_seconds"], "windows_per_second": result["samples_per_second"],
-                  "epochs_run": result["epochs_run"], "dtype_policy": policy,
+        training={**trainlib.training_record(result), "windows_per_second": result["samples_per_second"],
+                  "dtype_policy": policy,
                   "window_level_validation": {k: result["validation"][k] for k in ("accuracy", "uar", "macro_f1")}},
         class_prior=training_prior(classes, result["class_prior"], train),
         history=history_dict(run_dir, result["history"]))
