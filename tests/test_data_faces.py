@@ -190,3 +190,41 @@ def test_missing_paths(tmp_path):
         read_ckplus(tmp_path / "nope")
     with pytest.raises(InputError, match="no images"):
         read_folder(tmp_path)
+
+
+def test_val_fraction_holds_out_part_of_training_and_leaves_the_validation_split(tmp_path, capsys):
+    """``--val-fraction``: epochs are chosen on a stratified part of FER2013 Training, so PublicTest
+    (the corpus's validation split) is neither trained on nor used to choose anything."""
+    from emotion_keras.cli import main
+    from emotion_keras.config import ConfigError
+    from emotion_keras.pipelines.splits import load_face_split
+
+    fer = tmp_path / "fer2013"
+    for split, label, n in (("train", "happy", 20), ("train", "sad", 10), ("validation", "happy", 5)):
+        for i in range(n):
+            _png(fer / split / label / f"{i}.jpg", value=10 + i)
+    split = load_face_split(f"fer2013:{fer}", val_fraction=0.2, seed=3)
+    assert Counter(r.label for r in split.val) == {"happy": 4, "sad": 2}  # a fifth of each class
+    assert {r.split for r in split.train + split.val} == {"train"} and len(split.train) == 24
+    assert not {r.path for r in split.train} & {r.path for r in split.val}
+    assert split.data["validation"] == "fraction"
+    assert "FER2013 Training, stratified random 20% hold-out (6 images, seed 3)" in split.protocol
+    assert "trained on the rest of FER2013 Training (24 images)" in split.protocol
+    assert [r.path for r in load_face_split(f"fer2013:{fer}", val_fraction=0.2, seed=3).val] == \
+        [r.path for r in split.val]  # the seed fixes it: a resumed run validates on the same faces
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        load_face_split(f"fer2013:{fer}", val_fraction=1.5)
+    # face train and tune face pass it on
+    from emotion_keras.cli import build_parser
+    from emotion_keras.commands import face as face_cmd, tune as tune_cmd
+
+    args = build_parser("face").parse_args(["face", "train", "--data", f"fer2013:{fer}", "--val-fraction", "0.2",
+                                            "--seed", "3"])
+    assert [r.path for r in face_cmd._split_from_args(args).val] == [r.path for r in split.val]
+    args = build_parser("tune").parse_args(["tune", "face", "--data", f"fer2013:{fer}", "--val-fraction", "0.2",
+                                            "--seed", "3", "--verbose", "0"])
+    assert "stratified random 20% hold-out" in tune_cmd.load_data(args).protocol
+    # one way to choose the validation set at a time
+    with pytest.raises(SystemExit):
+        main(["face", "train", "--data", f"fer2013:{fer}", "--val-fraction", "0.1", "--val-split", "validation"])
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -100,6 +100,9 @@ def _add_data_args(p, split: bool = True):
                        help="validate on this corpus-declared split (default: validation, else test)")
         g.add_argument("--val-subjects", type=float, metavar="FRACTION",
                        help="validate on this fraction of subjects, held out (e.g. 0.2)")
+        g.add_argument("--val-fraction", type=float, metavar="FRACTION",
+                       help="validate on a stratified random fraction of the training split (e.g. 0.1), so the "
+                            "corpus's validation split (FER2013 PublicTest) chooses nothing and stays for evaluation")
         g.add_argument("--val-data", metavar="SPEC", help="validate on another corpus")
         p.add_argument("--add-data", action="append", default=[], metavar="SPEC",
                        help="train on this corpus's training faces too (repeatable), e.g. FER2013's own labels "
@@ -196,8 +199,9 @@ def register(subparsers) -> None:
 
 def _split_from_args(args) -> Split:
     return load_face_split(args.data, val_split=args.val_split, val_subjects=args.val_subjects,
-                           val_data=args.val_data, limit=args.limit, val_limit=args.val_limit,
-                           seed=args.seed or 0, classes=classes_arg(args), add_data=args.add_data)
+                           val_fraction=args.val_fraction, val_data=args.val_data, limit=args.limit,
+                           val_limit=args.val_limit, seed=args.seed or 0, classes=classes_arg(args),
+                           add_data=args.add_data)
 
 
 def cmd_preprocess(args) -> int:

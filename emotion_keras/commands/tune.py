@@ -57,6 +57,9 @@ def register(subparsers) -> None:
     g.add_argument("--val-split", help="corpus split to validate on (default: validation, else test)")
     g.add_argument("--val-subjects", type=float, metavar="FRACTION",
                    help="hold out this fraction of subjects instead")
+    g.add_argument("--val-fraction", type=float, metavar="FRACTION",
+                   help="validate on a stratified random fraction of the training split instead (the corpus's "
+                        "validation split stays for evaluation)")
     g.add_argument("--add-data", action="append", default=[], metavar="SPEC",
                    help="train on this corpus's training faces too (repeatable), e.g. FER2013's own "
                         "labels beside FER+ votes; its validation and test splits are left out")
@@ -94,6 +97,7 @@ def load_data(args):
     progress = args.verbose > 0
     if args.task == "face":
         return search.load_face_data(args.data, val_split=args.val_split, val_subjects=args.val_subjects,
+                                     val_fraction=args.val_fraction,
                                      limit=args.limit, val_limit=args.val_limit, seed=args.seed,
                                      size=args.size, rgb=args.rgb, geometry=args.geometry,
                                      classes=_classes(args), progress=progress, add_data=args.add_data,

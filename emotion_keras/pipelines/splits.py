@@ -109,10 +109,13 @@ def _only(records: list[Record], classes: list[str] | None) -> list[Record]:
 
 def load_face_split(data: str, val_split: str | None = None, val_subjects: float | None = None,
                val_data: str | None = None, limit: int | None = None, val_limit: int | None = None,
-               seed: int = 0, classes: list[str] | None = None, add_data: Sequence[str] = ()) -> Split:
+               seed: int = 0, classes: list[str] | None = None, add_data: Sequence[str] = (),
+               val_fraction: float | None = None) -> Split:
     """Read ``data`` and choose the validation records, in this order of preference:
 
-    ``val_data`` (another corpus), ``val_subjects`` (a subject-held-out fraction), ``val_split`` (a
+    ``val_data`` (another corpus), ``val_subjects`` (a subject-held-out fraction), ``val_fraction``
+    (a stratified random fraction of the training split: the corpus's validation split, FER2013's
+    PublicTest say, then chooses nothing and stays an independent evaluation), ``val_split`` (a
     corpus-declared split). With none given: the corpus's ``validation`` split, else its ``test``
     split, else 20% of subjects held out, else (no subjects) a stratified random 20%.
     A corpus-declared ``test`` split is never used for training. ``classes`` keeps only records with
@@ -146,6 +149,17 @@ def load_face_split(data: str, val_split: str | None = None, val_subjects: float
         how = (f"{ds} subject-held-out: {len(subjects_of(val))} of {n_sub} subjects "
                f"({len(val):,} images, seed {seed})")
         train_how = f"the other {len(subjects_of(train))} subjects"
+    elif val_fraction:
+        if not 0 < val_fraction < 1:
+            raise ConfigError(f"--val-fraction must be a fraction between 0 and 1, not {val_fraction}")
+        pool = [r for r in records if r.split == "train"] or [r for r in records if r.split is None]
+        if not pool:
+            raise InputError(data, f"no training split to hold a fraction out of; the corpus declares "
+                                   f"{sorted(s for s in splits if s)}")
+        train, val = stratified_holdout(pool, val_fraction, seed)
+        part = f"{ds} {face_split_name(records, 'train')}" if pool[0].split else ds
+        how = f"{part}, stratified random {val_fraction:.0%} hold-out ({len(val):,} images, seed {seed})"
+        train_how = f"the rest of {part}"
     else:
         if val_split is None:
             val_split = "validation" if "validation" in splits else "test" if "test" in splits else None
@@ -192,8 +206,8 @@ def load_face_split(data: str, val_split: str | None = None, val_subjects: float
             **({"add_data": [str(a) for a in add_data]} if add_data else {}),
             "licence": face_corpus_licence(records + (val if val_data else [])),
             "train_images": len(train), "validation_images": len(val),
-            "validation": val_split if not (val_data or val_subjects) else
-            ("subjects" if val_subjects else str(val_data))}
+            "validation": (str(val_data) if val_data else "subjects" if val_subjects
+                           else "fraction" if val_fraction else val_split)}
     return Split(train, val, protocol, info)
 
 

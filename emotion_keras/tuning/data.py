@@ -67,7 +67,7 @@ def load_face_data(spec: str, val_split: str | None = None, val_subjects: float 
                    seed: int = 0, size: int = 48, rgb: bool = False, geometry: bool = False,
                    classes: list[str] | None = None, progress: bool = True,
                    add_data: tuple[str, ...] | list[str] = (), teacher: str | Path | None = None,
-                   distill: tuple[float, float] | None = None) -> TaskData:
+                   distill: tuple[float, float] | None = None, val_fraction: float | None = None) -> TaskData:
     """Faces through the face pipeline: ``pipelines.splits.load_face_split`` then ``prepare_faces`` (cached
     uint8 arrays). Geometry becomes a tunable input only when the photos carried landmarks.
 
@@ -85,7 +85,8 @@ def load_face_data(spec: str, val_split: str | None = None, val_subjects: float 
     if teacher:
         check_teacher(teacher, prep, classes)
     split = load_face_split(spec, val_split=val_split, val_subjects=val_subjects, val_data=val_data,
-                            limit=limit, val_limit=val_limit, seed=seed, add_data=add_data)
+                            limit=limit, val_limit=val_limit, seed=seed, add_data=add_data,
+                            val_fraction=val_fraction)
     tr = prepare_faces(split.train, prep, progress=progress)
     va = prepare_faces(split.val, prep, progress=progress)
     if len(tr) == 0 or len(va) == 0:
