@@ -93,6 +93,11 @@ def test_pack_then_run_writes_models_and_reports(tmp_path):
     _, own_card = store.load(out / "model_best_fer2013")
     assert own_card["training"]["targets"] == "FER2013 class labels" and "ferplus_valid" in own_card["metrics"]
     assert "FER2013's original labels (60 of 70 matched by pixels" in own_card["metrics"]["validation"]["protocol"]
+    # epochs and configurations were chosen on held-out training faces: FER+ Valid and PublicTest chose nothing
+    assert "stratified 10% of these training faces held out of training (7, seed 0)" in \
+        own_card["metrics"]["validation"]["protocol"]
+    assert own_card["metrics"]["fer2013_publictest"]["protocol"] == "ten-crop TTA; chose nothing"
+    assert all(0 <= r["held_out"]["accuracy"] <= 1 for r in report["rows"])
     # what the device returns: at most 8 files, no deeper than two folders below $OUT
     files = [p for p in out.rglob("*") if p.is_file()]
     assert len(files) <= 8 and all(len(p.relative_to(out).parts) <= 3 for p in files)

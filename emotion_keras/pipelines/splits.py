@@ -85,16 +85,23 @@ def stratified_subset(records: list[Record], n: int, seed: int) -> list[Record]:
     return [records[i] for i in sorted(keep)]
 
 
-def stratified_holdout(records: list[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
-    """``(rest, held)``: ``fraction`` of each class held out at random (at least one per class), for
-    corpora that name no subjects."""
+def stratified_mask(labels, fraction: float, seed: int) -> np.ndarray:
+    """A boolean mask holding out ``fraction`` of each class of ``labels`` at random (at least one per
+    class)."""
     rng = np.random.default_rng(seed)
-    labels = np.asarray([r.label for r in records])
-    held = np.zeros(len(records), bool)
+    labels = np.asarray(labels)
+    held = np.zeros(len(labels), bool)
     for lab in sorted(set(labels.tolist())):
         idx = np.flatnonzero(labels == lab)
         rng.shuffle(idx)
         held[idx[:max(1, int(round(len(idx) * fraction)))]] = True
+    return held
+
+
+def stratified_holdout(records: list[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
+    """``(rest, held)``: ``fraction`` of each class held out at random (at least one per class), for
+    corpora that name no subjects."""
+    held = stratified_mask([r.label for r in records], fraction, seed)
     return [r for r, h in zip(records, held) if not h], [r for r, h in zip(records, held) if h]
 
 
