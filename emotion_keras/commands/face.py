@@ -102,7 +102,8 @@ def _add_data_args(p, split: bool = True):
                        help="validate on this fraction of subjects, held out (e.g. 0.2)")
         g.add_argument("--val-fraction", type=float, metavar="FRACTION",
                        help="validate on a stratified random fraction of the training split (e.g. 0.1), so the "
-                            "corpus's validation split (FER2013 PublicTest) chooses nothing and stays for evaluation")
+                            "corpus's validation split (FER2013 PublicTest) chooses nothing and stays for evaluation; "
+                            "for corpora that name subjects (CK+), --val-subjects keeps a person on one side")
         g.add_argument("--val-data", metavar="SPEC", help="validate on another corpus")
         p.add_argument("--add-data", action="append", default=[], metavar="SPEC",
                        help="train on this corpus's training faces too (repeatable), e.g. FER2013's own labels "
