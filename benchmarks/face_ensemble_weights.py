@@ -13,7 +13,9 @@ then the first card's default prior correction (balance 0.5, ``--balance`` for a
 members' priors weighted alike. So a row is what ``face_eval.py --tta flip`` measures for the
 ensemble ``face ensemble ... --weights`` builds (the prior correction reacts to the temperature: at
 temperature 1 the shipped three-model ensemble would read 0.836 / 0.640 instead of 0.842 / 0.636). Weights run over
-``--grid`` for every member (0 leaves it out; a weighting and its multiples count once).
+``--grid`` for every member (0 leaves it out; a weighting and its multiples count once). A saved
+ensemble among the models stands for its members, as in ``face ensemble``, so a new model is weighed
+against a shipped ensemble's members without their run directories.
 
 Selection rule, fixed before any figure was seen: the weighting with the highest PublicTest accuracy
 among those at or above ``--ferplus-floor`` (default 0.85, the issue's FER+ target) on FER+ Valid;
@@ -30,7 +32,7 @@ both rules and the front, as the issue's 20 MB limit does to a shipped ensemble.
 Writes OUT.md (the choices and the Pareto front), OUT.json (the same, machine-readable) and OUT.csv
 (every weighting tried, one line each: the grid grows as 4 ** members).
 
-    python benchmarks/face_ensemble_weights.py RUN_DIR RUN_DIR ... [--tta flip] [--grid 0,0.5,1,2]
+    python benchmarks/face_ensemble_weights.py MODEL_DIR MODEL_DIR ... [--tta flip] [--grid 0,0.5,1,2]
         [--baseline 0.848,0.647] [--max-mb 20]
 """
 
@@ -121,7 +123,8 @@ def pareto(rows: list[dict]) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("members", nargs="+", type=Path, metavar="RUN_DIR", help="saved face models")
+    ap.add_argument("members", nargs="+", type=Path, metavar="MODEL_DIR",
+                    help="saved face models; a saved ensemble stands for its members")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--tta", default="flip", choices=("none", "flip", "ten_crop"))
     ap.add_argument("--grid", default="0,0.5,1,2", help="weights tried for every member")
@@ -134,8 +137,6 @@ def main() -> int:
                     help="leave weightings whose ensemble would exceed MB megabytes out of the choices")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "face_ensemble_weights")
     args = ap.parse_args()
-    if len(args.members) < 2:
-        ap.error("give two or more member models")
     baseline = None
     if args.baseline:
         try:
@@ -154,17 +155,21 @@ def main() -> int:
     from emotion_keras.models import store
     from emotion_keras.pipelines.common import members_prior
     from emotion_keras.pipelines.face import corpus_faces, face_views, predict_arrays
+    from emotion_keras.pipelines.face_ensemble import face_members
 
-    loaded = [store.load(d) for d in args.members]
-    cards = [c for _, c in loaded]
-    member_mb = [store.saved_size(m) / 1e6 for m, _ in loaded]
+    members = face_members(args.members)
+    if len(members) < 2:
+        ap.error("give two or more member models (a saved ensemble counts its members)")
+    loaded = [(m.model, m.card) for m in members]
+    cards = [m.card for m in members]
+    member_mb = [store.saved_size(m.model) / 1e6 for m in members]
     classes = cards[0]["classes"]
-    for d, c in zip(args.members, cards):
-        if c["classes"] != classes or c["preprocessing"] != cards[0]["preprocessing"]:
-            ap.error(f"{d}: its classes or preprocessing differ from {args.members[0]}'s")
-    for d, c in zip(args.members, cards):
-        if prior_of(c)[0] is None:
-            ap.error(f"{d}: its card has no class prior")
+    for m in members:
+        if m.card["classes"] != classes or m.card["preprocessing"] != cards[0]["preprocessing"]:
+            ap.error(f"{m.source}: its classes or preprocessing differ from {members[0].source}'s")
+    for m in members:
+        if prior_of(m.card)[0] is None:
+            ap.error(f"{m.source}: its card has no class prior")
     balance = prior_of(cards[0])[1] if args.balance is None else args.balance
 
     def ensemble_prior(w):  # the prior `face ensemble --weights` writes on the card
@@ -199,7 +204,7 @@ def main() -> int:
     equal = next(r for r in rows if len(set(r["weights"])) == 1)
     alone = [next(r for r in rows if r["weights"] == [1.0 if j == i else 0.0 for j in range(len(loaded))])
              for i in range(len(loaded))] if 0.0 in grid and 1.0 in grid else []
-    names = [c.get("name", d.name) for d, c in zip(args.members, cards)]
+    names = [m.card.get("name") or m.source for m in members]
 
     def line(r, note=""):
         ws = ", ".join(f"{w:g}" for w in r["weights"])
@@ -216,9 +221,9 @@ def main() -> int:
              f"{counts['fer2013_publictest']:,}. Both are validation splits: figures selected on them are "
              "optimistic." + (f" Weightings over {args.max_mb:g} MB ({len(rows) - len(fits)} of {len(rows)}) "
                               "are left out of the choices and the front." if args.max_mb else ""), "",
-             "Members, in weight order: " + "; ".join(f"{i}. `{n}` ({(c.get('data') or {}).get('corpus')}, "
-                                                      f"{mb:.1f} MB)" for i, (n, c, mb)
-                                                      in enumerate(zip(names, cards, member_mb), 1)), "",
+             "Members, in weight order: " + "; ".join(f"{i}. `{m.card.get('name')}` from `{m.source}` "
+                                                      f"({(m.card.get('data') or {}).get('corpus')}, {mb:.1f} MB)"
+                                                      for i, (m, mb) in enumerate(zip(members, member_mb), 1)), "",
              "| weights | FER+ Valid | PublicTest | MB | |", "|---|---:|---:|---:|---|",
              line(chosen, f"**chosen** (PublicTest highest with FER+ Valid >= {args.ferplus_floor:g}"
                   + ("" if chosen["ferplus_valid"] >= args.ferplus_floor else "; none reached it: best mean")
@@ -240,7 +245,8 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     atomic_write_json(args.out.with_suffix(".json"), {
-        "members": [str(m) for m in args.members], "names": names, "tta": args.tta, "balance": balance,
+        "models": [str(d) for d in args.members], "members": [m.source for m in members], "names": names,
+        "tta": args.tta, "balance": balance,
         "ferplus_floor": args.ferplus_floor, "counts": counts, "member_megabytes": member_mb,
         "max_mb": args.max_mb, "chosen": chosen, "equal": equal,
         "baseline": baseline and {"ferplus_valid": baseline[0], "fer2013_publictest": baseline[1],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,7 +113,7 @@ def test_ensembles_refuse_misfits(members, capsys):
 
 
 def test_ensemble_card_names_every_corpus_its_members_learnt_from():
-    from emotion_keras.pipelines.face import members_data
+    from emotion_keras.pipelines.face_ensemble import members_data
 
     ferplus = {"corpus": "FER+", "spec": "ferplus-probability:/d/ferplus", "licence": "FER+ labels: MIT"}
     fer = {"corpus": "FER2013", "spec": "fer2013:/d/fer2013", "licence": "FER2013: research use"}
@@ -163,9 +164,85 @@ def test_weighted_ensemble_weighs_members_and_loads_safely(members, capsys):
         assert rc == 2 and not (root / "bad").exists()
         return capsys.readouterr().err
 
-    assert "--weights: weights must be positive" in refused("--weights", "1,0")
+    assert "--weights: weights must be numbers, 0 or more" in refused("--weights", "1,-1")
     assert "not a comma-separated list of numbers" in refused("--weights", "1,x")
-    assert "--weights needs 2 positive numbers, one per model" in refused("--weights", "1,2,3")
+    assert "--weights needs 2 numbers, one per model" in refused("--weights", "1,2,3")
+    assert "an ensemble needs at least two models, not 1" in refused("--weights", "1,0")
+
+
+def test_a_saved_ensemble_joins_as_its_members(members, capsys):
+    """A saved ensemble among the models stands for its members, with their weights: it can be rebuilt
+    with a model added or a member dropped (weight 0), and its card keeps what each member needs to be
+    unpacked again (data, class prior)."""
+    from emotion_keras.models import store
+    from emotion_keras.pipelines.face_ensemble import face_members
+
+    ck, root, dirs = members
+    first = root / "first"
+    assert main(["face", "ensemble", *map(str, dirs), "--out", str(first), "--split", "all",
+                 "--weights", "1,3"]) == 0
+    faces = np.random.default_rng(2).integers(0, 255, (4, 48, 48, 1)).astype("float32")
+    m0, m1 = (store.load(d)[0].predict(faces, verbose=0) for d in dirs)
+    cards = [json.loads((d / "card.json").read_text()) for d in dirs]
+
+    unpacked = face_members([first, dirs[0]])
+    assert [m.source for m in unpacked] == [f"{first}[member_1]", f"{first}[member_2]", str(dirs[0])]
+    assert [m.weight for m in unpacked] == [1.0, 3.0, 1.0]
+    for m, card in zip(unpacked, [*cards, cards[0]]):  # each member's own card, as it was saved alone
+        assert m.card["class_prior"] == card["class_prior"] and m.card["data"] == card["data"]
+        assert m.card["model_config"] == card["model_config"] and m.card["classes"] == card["classes"]
+
+    # added to: members keep their weights, a model saved alone weighs 1
+    grown = root / "grown"
+    assert main(["face", "ensemble", str(first), str(dirs[0]), "--out", str(grown), "--split", "all"]) == 0
+    net, card = store.load(grown)
+    assert card["model_config"]["members"] == 3 and card["model_config"]["weights"] == [1.0, 3.0, 1.0]
+    np.testing.assert_allclose(net.predict(faces, verbose=0), (2 * m0 + 3 * m1) / 5, atol=1e-5)
+    assert [e["dir"] for e in card["ensemble"]["members"]] == [m.source for m in unpacked]
+    # a member dropped by weight 0, another reweighted
+    pruned = root / "pruned"
+    assert main(["face", "ensemble", str(first), str(dirs[0]), "--out", str(pruned), "--split", "all",
+                 "--weights", "0,3,1"]) == 0
+    net, card = store.load(pruned)
+    assert card["model_config"]["members"] == 2 and card["model_config"]["weights"] == [3.0, 1.0]
+    np.testing.assert_allclose(net.predict(faces, verbose=0), 0.75 * m1 + 0.25 * m0, atol=1e-5)
+    for c in card["classes"]:
+        expected = 0.75 * cards[1]["class_prior"]["frequencies"][c] + 0.25 * cards[0]["class_prior"]["frequencies"][c]
+        assert card["class_prior"]["frequencies"][c] == pytest.approx(expected, abs=1e-4)
+    capsys.readouterr()
+    # weights count the members, and leave at least two
+    for weights, message in (("1,3", "--weights needs 3 numbers, one per model (a saved ensemble counts its members)"),
+                             ("0,0,1", "an ensemble needs at least two models, not 1")):
+        assert main(["face", "ensemble", str(first), str(dirs[0]), "--out", str(root / "bad"), "--split", "all",
+                     "--weights", weights]) == 2
+        assert message in capsys.readouterr().err and not (root / "bad").exists()
+
+
+@pytest.mark.once  # reads the shipped ensemble's card and the real corpora: no backend work to repeat
+def test_the_shipped_ensemble_unpacks_with_priors_rebuilt_from_its_corpora(shared_data, monkeypatch):
+    """The shipped six-model ensemble was saved before member entries kept their class priors: they
+    are rebuilt from each member's training corpus, and weighted as it weighs its members they give
+    back the prior on its card."""
+    from emotion_keras.pipelines.common import members_prior
+    from emotion_keras.pipelines.face_ensemble import face_members
+
+    for name in ("ferplus", "fer2013"):
+        corpus(shared_data, name)
+    shipped = ROOT / "saved_models" / "face"
+    card = json.loads((shipped / "card.json").read_text())
+    entries = card["ensemble"]["members"]
+    if any("class_prior" in e for e in entries):
+        pytest.skip("the shipped ensemble's card keeps its members' priors: nothing to rebuild")
+    monkeypatch.chdir(ROOT)  # the card's specs are as its members were trained: relative to the repository
+    missing = [s for s in card["data"]["member_specs"] if not Path(s.split(":", 1)[1]).exists()]
+    if missing:
+        pytest.skip(f"the corpora the shipped members were trained on are not where their card says: {missing}")
+    unpacked = face_members([shipped])
+    assert [m.card["name"] for m in unpacked] == [e["name"] for e in entries]
+    assert [m.weight for m in unpacked] == card["model_config"]["weights"]
+    assert {m.card["data"]["corpus"].split(" (")[0] for m in unpacked} == {"FER+", "FER2013"}
+    prior = members_prior([m.card for m in unpacked], card["classes"], [m.weight for m in unpacked])
+    assert prior["frequencies"] == pytest.approx(card["class_prior"]["frequencies"], abs=2e-6)
 
 
 def _weights_bench():
@@ -256,6 +333,13 @@ def test_weights_bench_scores_members_as_face_evaluate_does(members, tmp_path, m
         assert ev["tta"] == "flip" and round(ev["accuracy"], 6) == pytest.approx(row[key])  # the CSV keeps 6 decimals
     md = out.with_suffix(".md").read_text()
     assert "**chosen**" in md and "Pareto front (5 weightings tried)" in md
+    # the saved ensemble stands for its two members: the same rows as the members' own folders
+    again = tmp_path / "again"
+    monkeypatch.setattr("sys.argv", ["face_ensemble_weights.py", str(ensemble), "--data", str(data),
+                                     "--grid", "0,1,2", "--out", str(again), "--baseline", "0,0"])
+    assert bench.main() == 0
+    assert again.with_suffix(".csv").read_text() == out.with_suffix(".csv").read_text()
+    assert json.loads(again.with_suffix(".json").read_text())["members"] == [f"{ensemble}[member_{i}]" for i in (1, 2)]
     assert "**best over the baseline** 0 / 0" in md and "--baseline 0,0" in md
     # a size limit that fits one member only: both rules and the front keep to single members
     one = max(rep["member_megabytes"]) * 1.01

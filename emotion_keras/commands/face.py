@@ -2,8 +2,9 @@
 saved, evaluated model, and the multi-model comparison.
 
 Only argument parsing and printing live here; the work is done by :mod:`emotion_keras.pipelines.face`
-(``train_face``, ``evaluate_face``, ``compare_faces``) and :mod:`emotion_keras.pipelines.splits`
-(``load_face_split``). Keras is imported inside functions, after ``--backend`` has been applied.
+(``train_face``, ``evaluate_face``, ``compare_faces``), :mod:`emotion_keras.pipelines.face_ensemble`
+(``ensemble_face``) and :mod:`emotion_keras.pipelines.splits` (``load_face_split``). Keras is imported
+inside functions, after ``--backend`` has been applied.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from emotion_keras.commands.common import (add_balance_arg, add_distill_args, ad
 from emotion_keras.config import ConfigError, TrainConfig
 from emotion_keras.data.cache import cache_key
 from emotion_keras.models.face import BACKBONES
-from emotion_keras.pipelines.face import (compare_faces, configs_of, ensemble_face, evaluate_face, preprocess_faces,
+from emotion_keras.pipelines.face import (compare_faces, configs_of, evaluate_face, preprocess_faces,
                                           train_face)
+from emotion_keras.pipelines.face_ensemble import ensemble_face
 from emotion_keras.pipelines.splits import Split, load_face_split
 from emotion_keras.preprocess.faces import TTA_MODES, FacePrepConfig
 
@@ -80,13 +82,13 @@ def compare_entries(configs: list[str] | None, backbones: str | None,
 # ---------------------------------------------------------------- argument parsing
 
 def _weights(text: str) -> list[float]:
-    """``--weights 1,1,2``: positive numbers (argparse names the option when one is not)."""
+    """``--weights 1,0,2``: numbers, 0 or more (argparse names the option when one is not)."""
     try:
         weights = [float(w) for w in text.split(",") if w.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
-    if not weights or any(not w > 0 for w in weights):
-        raise argparse.ArgumentTypeError(f"weights must be positive numbers: {text!r}")
+    if not weights or any(not w >= 0 for w in weights):
+        raise argparse.ArgumentTypeError(f"weights must be numbers, 0 or more: {text!r}")
     return weights
 
 
@@ -173,8 +175,9 @@ def register(subparsers) -> None:
 
     en = sub.add_parser("ensemble", help="save saved face models as one model averaging their probabilities, "
                                          "scored and calibrated on the validation split")
-    en.add_argument("models", nargs="+", metavar="MODEL_DIR", help="two or more saved face models "
-                                                                   "(same preprocessing and classes)")
+    en.add_argument("models", nargs="+", metavar="MODEL_DIR", help="two or more saved face models (same "
+                                                                   "preprocessing and classes); a saved ensemble "
+                                                                   "joins as its members, with their weights")
     en.add_argument("--out", required=True, help="where to save the ensemble, e.g. saved_models/face")
     en.add_argument("--name", help="model name (default: the output folder's name)")
     en.add_argument("--data", metavar="SPEC", help="corpus to validate on (default: the first model's card's)")
@@ -183,8 +186,9 @@ def register(subparsers) -> None:
                     help="test-time views its recogniser and `face evaluate` average by default (recorded on "
                          "the card; the validation figure and temperature are measured with them)")
     en.add_argument("--weights", type=_weights, metavar="W1,W2,...",
-                    help="one positive weight per model for a weighted mean of their probabilities "
-                         "(default: equal)")
+                    help="one weight per model (a saved ensemble counts its members) for a weighted mean "
+                         "of their probabilities; 0 leaves a model out (default: equal, or the weights members "
+                         "had in a saved ensemble)")
     en.set_defaults(func=cmd_ensemble)
 
     cp = sub.add_parser("compare", help="train several model configs on the same split and tabulate them")

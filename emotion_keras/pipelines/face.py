@@ -21,10 +21,10 @@ from emotion_keras.data.faces import read_faces
 from emotion_keras.data.ferplus import training_targets
 from emotion_keras.data.records import Record
 from emotion_keras.errors import InputError
-from emotion_keras.models.card import ModelCard, face_views, member_config
+from emotion_keras.models.card import ModelCard, face_views
 from emotion_keras.models.io import input_spec
 from emotion_keras.pipelines.common import (ComparisonSpec, compare_models, finish_evaluation, history_dict,
-                                           members_prior, save_trained, training_prior)
+                                           save_trained, training_prior)
 from emotion_keras.pipelines.splits import Split, face_dataset_name, face_split_name, stratified_subset
 from emotion_keras.preprocess.faces import FaceArrays, FacePrepConfig, prepare_faces
 
@@ -277,91 +277,6 @@ def train_face(split: Split, prep: FacePrepConfig, model: dict[str, Any], train:
     return save_trained(net, card, val_metrics, out, run_dir, result,
                         calibrate_on=(predict_arrays(net, va), to_indices(va.labels, classes)))
 
-
-def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str | None = None,
-                  data: str | None = None, split: str = "validation", tta: str = "none",
-                  weights: Sequence[float] | None = None, progress: bool = True) -> dict[str, Any]:
-    """Saved face models of one preprocessing and class list as one model averaging their
-    probabilities (:func:`emotion_keras.models.ensemble.build_ensemble`).
-
-    Independently trained models disagree on hard faces, and their mean is the cheapest accuracy on
-    faces none of them saw. The ensemble is scored on ``split`` of ``data`` (default: the first
-    member's training corpus, whose validation split chose the members' epochs, as a trained model's
-    is) and gets a temperature fitted there, as ``face train`` does. ``tta`` (the card's ``tta``) is the
-    test-time views its recogniser and ``face evaluate`` average by default: the validation figure and
-    the temperature are measured with them. ``weights`` (positive, one per model) make it a
-    weighted mean, and weigh the members' class priors alike. Returns ``{"card", "metrics", "out"}``.
-    """
-    from emotion_keras.evaluate import metrics
-    from emotion_keras.models import store
-    from emotion_keras.models.ensemble import build_ensemble, check_weights
-
-    if len(model_dirs) < 2:
-        raise ConfigError(f"an ensemble needs at least two models, not {len(model_dirs)}")
-    loaded = [store.load(d) for d in model_dirs]
-    members, cards = [m for m, _ in loaded], [c for _, c in loaded]
-    first = cards[0]
-    for d, c in zip(model_dirs[1:], cards[1:]):
-        for key in ("task", "classes", "preprocessing"):
-            if c.get(key) != first.get(key):
-                raise ConfigError(f"{d}: its {key} differs from {model_dirs[0]}'s: members must share it")
-        if face_views(c)[1] != face_views(first)[1]:  # the views are cut once, at the first member's crop
-            raise ConfigError(f"{d}: it sees {face_views(c)[1] or 'whole'} px crops, {model_dirs[0]} "
-                              f"{face_views(first)[1] or 'whole'} px ones: members must share the crop")
-    if first.get("task") != "face":
-        raise ConfigError(f"{model_dirs[0]}: a {first.get('task')} model; face ensemble takes face models")
-    classes = list(first["classes"])
-    if weights is not None:
-        try:
-            weights = check_weights(weights, len(members))
-        except ValueError as e:
-            raise ConfigError(f"--weights {e}") from None
-    net = build_ensemble(members, name="face_ensemble", weights=weights)
-    data = data or (first.get("data") or {}).get("spec")
-    if not data:
-        raise ConfigError(f"{model_dirs[0]}: its card names no corpus; pass the validation data")
-    got = corpus_faces(net, first, data, split, progress=progress)
-    crop = face_views(first)[1]
-    probs = predict_arrays(net, got["arrays"], tta=tta, batch_size=min(256, len(got["arrays"])), crop=crop)
-    views = {"none": "", "flip": ", horizontal-flip TTA", "ten_crop": ", ten-crop TTA"}[tta]
-    val_metrics = {**metrics(got["y"], probs, classes),
-                   "protocol": f"{face_dataset_name(got['records'])} {face_split_name(got['records'], got['split'])} "
-                               f"({len(got['arrays']):,} faces{views}); the "
-                               + (f"weighted mean ({', '.join(f'{w:g}' for w in weights)}) " if weights else "mean ")
-                               + f"of {len(members)} models' probabilities"}
-    card = ModelCard(
-        task="face", name=name or Path(out).name, classes=classes, inputs=input_spec(net),
-        preprocessing=first["preprocessing"],
-        model_config={"architecture": "ensemble", "members": len(members), "member": member_config(first),
-                      **({"weights": weights} if weights else {})},
-        train_config=first.get("train_config") or {}, data=members_data(cards),
-        metrics={"validation": val_metrics}, class_prior=members_prior(cards, classes, weights),
-        training={"seconds": round(sum(float((c.get("training") or {}).get("seconds") or 0) for c in cards), 2)},
-        extra={"ensemble": {"members": [
-            {"member": f"member_{i}", "name": c.get("name"), "dir": str(d), "model_config": c.get("model_config"),
-             "train_config": c.get("train_config"), "training": c.get("training"),
-             "validation": {k: (c.get("metrics") or {}).get("validation", {}).get(k) for k in ("accuracy", "uar")}}
-            for i, (d, c) in enumerate(zip(model_dirs, cards), 1)]}, **({"tta": tta} if tta != "none" else {})})
-    res = save_trained(net, card, val_metrics, Path(out), None, {}, calibrate_on=(probs, got["y"]))
-    return {"card": res["card"], "metrics": val_metrics, "out": res["out"]}
-
-
-def members_data(cards: Sequence[dict]) -> dict[str, Any]:
-    """An ensemble card's ``data``: the first member's, naming every corpus and licence its members
-    were trained on (a FER2013-label member beside FER+ ones is not "trained on FER+")."""
-    datas = [c.get("data") or {} for c in cards]
-    out = dict(datas[0])
-    for key, sep in (("corpus", " + "), ("licence", "; ")):
-        # a member trained on two corpora names both in one string: split it, so each is named once
-        seen = list(dict.fromkeys(part for d in datas if d.get(key) for part in str(d[key]).split(sep)))
-        if len(seen) > 1:
-            out[key] = sep.join(seen)
-    if len({d.get("spec") for d in datas}) > 1:
-        out["member_specs"] = [d.get("spec") for d in datas]
-    return out
-
-
-# ---------------------------------------------------------------- evaluation
 
 def predict_arrays(model, arrays: FaceArrays, tta: str | bool = "none", batch_size: int = 256,
                    crop: int = 0) -> np.ndarray:
