@@ -44,7 +44,7 @@ def face_members(model_dirs: Sequence[str | Path]) -> list[FaceMember]:
     for d in model_dirs:
         model, card = store.load(d)
         config = card.get("model_config") or {}
-        if config.get("architecture") != "ensemble":
+        if config.get("architecture") != "ensemble" or card.get("task") != "face":  # others are refused whole
             out.append(FaceMember(str(d), model, card, 1.0))
             continue
         nets = members_of(model)
