@@ -1,22 +1,14 @@
 """The recipe ablation's report: each row's change is measured against the row without its component."""
 
-import importlib.util
 import json
 import os
 import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import benchmark
+
 pytestmark = pytest.mark.once  # a report writer: the backend plays no part
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("face_ablation", ROOT / "benchmarks" / "face_ablation.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _row(name, ferplus, public, crop=False, best_epoch=3):
@@ -29,7 +21,7 @@ def _row(name, ferplus, public, crop=False, best_epoch=3):
 
 
 def test_changes_compare_with_the_row_without_the_component(tmp_path):
-    bench = _bench()
+    bench = benchmark("face_ablation")
     rows = [_row("majority", 0.60, 0.50), _row("crop40", 0.70, 0.55, crop=True),
             _row("ema", 0.72, 0.56, crop=True), _row("mixup", 0.71, 0.58, crop=True),
             _row("cutmix", 0.69, 0.52, crop=True), _row("sgd", 0.75, 0.59, crop=True, best_epoch=None)]
@@ -50,7 +42,7 @@ def test_changes_compare_with_the_row_without_the_component(tmp_path):
 
 
 def test_other_seeds_report_their_spread(tmp_path):
-    bench = _bench()
+    bench = benchmark("face_ablation")
     rows = [_row("majority", 0.60, 0.50), _row("crop40", 0.70, 0.55, crop=True)]
     repeats = [dict(_row("majority", 0.62, 0.47), seed=1), dict(_row("majority", 0.59, 0.50), seed=2),
                dict(_row("crop40", 0.69, 0.56, crop=True), seed=2)]
@@ -66,7 +58,7 @@ def test_other_seeds_report_their_spread(tmp_path):
 
 
 def test_a_partial_rerun_keeps_every_finished_row(tmp_path):
-    bench = _bench()
+    bench = benchmark("face_ablation")
     for corpus in ("ferplus", "fer2013"):
         (tmp_path / "data" / corpus).mkdir(parents=True)
     out = tmp_path / "runs"
@@ -81,7 +73,7 @@ def test_a_partial_rerun_keeps_every_finished_row(tmp_path):
 
 
 def test_a_rebuilt_report_dates_the_rows_not_the_rebuild(tmp_path):
-    bench = _bench()
+    bench = benchmark("face_ablation")
     for corpus in ("ferplus", "fer2013"):
         (tmp_path / "data" / corpus).mkdir(parents=True)
     out = tmp_path / "runs"

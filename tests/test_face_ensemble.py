@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, corpus
+from conftest import ROOT, benchmark, corpus
 from emotion_keras.cli import main
 from emotion_keras.config import ConfigError
 
@@ -245,20 +245,8 @@ def test_the_shipped_ensemble_unpacks_with_priors_rebuilt_from_its_corpora(share
     assert prior["frequencies"] == pytest.approx(card["class_prior"]["frequencies"], abs=2e-6)
 
 
-def _weights_bench():
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("face_ensemble_weights",
-                                                  ROOT / "benchmarks" / "face_ensemble_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_weight_grid_counts_each_ratio_once_and_the_rule_keeps_the_floor():
-    bench = _weights_bench()
+    bench = benchmark("face_ensemble_weights")
     assert sorted(bench.weightings(2, [0, 1, 2])) == [(0, 1), (1, 0), (1, 1), (1, 2), (2, 1)]
     four = bench.weightings(4, [0, 0.5, 1, 2])
     assert (0, 0, 0, 1) in four and (1, 1, 1, 1) in four and (0.5, 0.5, 0.5, 0.5) not in four
@@ -303,7 +291,7 @@ def test_weights_bench_scores_members_as_face_evaluate_does(members, tmp_path, m
         d.mkdir(parents=True)
         for i in range(4):
             Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(d / f"{i}.jpg")
-    bench = _weights_bench()
+    bench = benchmark("face_ensemble_weights")
     out = tmp_path / "weights"
     monkeypatch.setattr("sys.argv", ["face_ensemble_weights.py", *map(str, dirs), "--data", str(data),
                                      "--grid", "0,1,2", "--out", str(out), "--baseline", "0,0"])

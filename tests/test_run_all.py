@@ -3,22 +3,12 @@ whose data is absent is skipped with what is missing, never half-run."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 
-from conftest import ROOT
-
-
-def _run_all():
-    spec = importlib.util.spec_from_file_location("run_all", ROOT / "benchmarks" / "run_all.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+from conftest import benchmark
 
 
 def test_every_benchmark_script_is_in_the_table(capsys):
-    run_all = _run_all()
+    run_all = benchmark("run_all")
     assert run_all.unlisted() == []
     assert all(b.script.is_file() for b in run_all.BENCHES)
     assert run_all.main(["--list"]) == 0
@@ -27,7 +17,7 @@ def test_every_benchmark_script_is_in_the_table(capsys):
 
 
 def test_absent_data_is_skipped_by_name_and_only_picks(tmp_path, capsys):
-    run_all = _run_all()
+    run_all = benchmark("run_all")
     assert run_all.main(["--dry-run", "--data", str(tmp_path), "--only", "speech_bench,augment_bench"]) == 0
     out = capsys.readouterr().out
     assert f"speech_bench: skipped, missing data {tmp_path / 'ravdess_speech'}" in out

@@ -1,19 +1,10 @@
 """The speech CV benchmark's card step: a row's 5-fold figure goes on the card it describes, nowhere else."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("speech_cv_bench", ROOT / "benchmarks" / "speech_cv_bench.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import benchmark
 
 
 def _row(name="crnn", arch="crnn"):
@@ -32,7 +23,7 @@ def model_dir(tmp_path):
 
 
 def test_card_cv5_adds_the_five_fold_figure_and_keeps_the_rest(model_dir):
-    _bench().card_cv5(_row(), model_dir)
+    benchmark("speech_cv_bench").card_cv5(_row(), model_dir)
     card = json.loads((model_dir / "card.json").read_text())
     cv5 = card["metrics"]["cv5"]
     assert cv5["accuracy"] == 0.53 and cv5["accuracy_std"] == 0.014 and cv5["n"] == 1200
@@ -43,14 +34,14 @@ def test_card_cv5_adds_the_five_fold_figure_and_keeps_the_rest(model_dir):
 @pytest.mark.parametrize("row", [_row(name="crnn (partial: folds 1, 2)"), _row(arch="cnn1d")])
 def test_card_cv5_refuses_partial_rows_and_other_architectures(model_dir, row):
     with pytest.raises(SystemExit):
-        _bench().card_cv5(row, model_dir)
+        benchmark("speech_cv_bench").card_cv5(row, model_dir)
     assert "cv5" not in json.loads((model_dir / "card.json").read_text())["metrics"]
 
 
 def test_inner_row_picks_each_folds_shrinkage_on_its_inner_speakers_only(tmp_path):
     """Per fold, the candidate with the best inner-validation UAR is reported, whatever its test score:
     the choice never looks at the fold it reports."""
-    bench = _bench()
+    bench = benchmark("speech_cv_bench")
     name = "functionals+speaker+lda (shrinkage by inner validation)"
     candidates = bench.INNER[name]
     assert [bench.ROWS[c][1]["shrinkage"] for c in candidates] == list(bench.SHRINKAGES)
