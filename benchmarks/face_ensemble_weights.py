@@ -160,7 +160,6 @@ def main() -> int:
     members = face_members(args.members)
     if len(members) < 2:
         ap.error("give two or more member models (a saved ensemble counts its members)")
-    loaded = [(m.model, m.card) for m in members]
     cards = [m.card for m in members]
     member_mb = [store.saved_size(m.model) / 1e6 for m in members]
     classes = cards[0]["classes"]
@@ -181,14 +180,14 @@ def main() -> int:
         path = args.data / folder
         if not path.exists():
             ap.error(f"{path}: not found (both FER+ and FER2013 are needed)")
-        got = corpus_faces(loaded[0][0], cards[0], f"{folder}:{path}", "validation", progress=False)
+        got = corpus_faces(members[0].model, cards[0], f"{folder}:{path}", "validation", progress=False)
         ys[key], counts[key] = np.asarray(got["y"]), len(got["y"])
-        probs[key] = [predict_arrays(m, got["arrays"], tta=args.tta, batch_size=256, crop=face_views(c)[1])
-                      for m, c in loaded]
-        print(f"{key}: {counts[key]:,} faces, {len(loaded)} members predicted", flush=True)
+        probs[key] = [predict_arrays(m.model, got["arrays"], tta=args.tta, batch_size=256,
+                                     crop=face_views(m.card)[1]) for m in members]
+        print(f"{key}: {counts[key]:,} faces, {len(members)} members predicted", flush=True)
     grid = sorted({float(g) for g in args.grid.split(",")})
     rows = []
-    for w in tqdm(weightings(len(loaded), grid), desc="weightings"):
+    for w in tqdm(weightings(len(members), grid), desc="weightings"):
         mixed = {key: mix(probs[key], w) for key, _, _ in SETS}
         calibrate = Calibration(fit_temperature(mixed["ferplus_valid"], ys["ferplus_valid"]), ensemble_prior(w),
                                 balance)
@@ -202,8 +201,8 @@ def main() -> int:
         ap.error(f"no weighting fits in {args.max_mb:g} MB (the smallest member is {min(member_mb):.1f} MB)")
     chosen = choose(fits, args.ferplus_floor)
     equal = next(r for r in rows if len(set(r["weights"])) == 1)
-    alone = [next(r for r in rows if r["weights"] == [1.0 if j == i else 0.0 for j in range(len(loaded))])
-             for i in range(len(loaded))] if 0.0 in grid and 1.0 in grid else []
+    alone = [next(r for r in rows if r["weights"] == [1.0 if j == i else 0.0 for j in range(len(members))])
+             for i in range(len(members))] if 0.0 in grid and 1.0 in grid else []
     names = [m.card.get("name") or m.source for m in members]
 
     def line(r, note=""):
@@ -252,7 +251,7 @@ def main() -> int:
         "baseline": baseline and {"ferplus_valid": baseline[0], "fer2013_publictest": baseline[1],
                                   "best": best},
         "alone": alone, "front": front, "tried": len(rows), "rows_csv": args.out.with_suffix(".csv").name})
-    write_rows(args.out.with_suffix(".csv"), rows, len(loaded))
+    write_rows(args.out.with_suffix(".csv"), rows, len(members))
     print("\n".join(lines[8:12 if baseline else 11]))
     print(json.dumps({"chosen": chosen, "best_over_baseline": best}))
     return 0

@@ -102,13 +102,13 @@ def main() -> int:
         ap.error(f"{args.model}: its classes {classes} are not fer's {FER_CLASSES}")
     start = time.perf_counter()
     rows = []
-    folders = {key: (folder, split) for key, folder, split, _ in SETS}
+    splits = {key: split for key, _, split, _ in SETS}
     with tempfile.TemporaryDirectory() as reports:  # face_eval.py keeps the model's own reports
         for key, label, ours, where in evaluate_sets(args.model, args.data, None, Path(reports)):
             if ours is None:
                 print(f"{label}: skipped ({where} not found)", flush=True)
                 continue
-            got = corpus_faces(net, card, ours["data"], folders[key][1], progress=False)
+            got = corpus_faces(net, card, ours["data"], splits[key], progress=False)
             if len(got["y"]) != ours["n"]:
                 raise SystemExit(f"{label}: {len(got['y'])} faces for fer, {ours['n']} for emotion-keras")
             theirs = metrics(got["y"], fer_probabilities(fer_net, got["arrays"].images, classes), classes)

@@ -168,6 +168,7 @@ def test_weighted_ensemble_weighs_members_and_loads_safely(members, capsys):
     assert "not a comma-separated list of numbers" in refused("--weights", "1,x")
     assert "--weights needs 2 numbers, one per model" in refused("--weights", "1,2,3")
     assert "an ensemble needs at least two models, not 1" in refused("--weights", "1,0")
+    assert "finite, 0 or more; got [inf, 1.0]" in refused("--weights", "inf,1")
 
 
 def test_a_saved_ensemble_joins_as_its_members(members, capsys):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -110,16 +111,14 @@ def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str |
     ``{"card", "metrics", "out"}``.
     """
     from emotion_keras.evaluate import metrics
-    from emotion_keras.models.ensemble import build_ensemble, check_weights
+    from emotion_keras.models.ensemble import build_ensemble
 
-    if not model_dirs:
-        raise ConfigError("an ensemble needs at least two models, not 0")
     members = face_members(model_dirs)
     if weights is not None:
-        if len(weights) != len(members) or any(not w >= 0 for w in weights):
+        if len(weights) != len(members) or not all(math.isfinite(w) and w >= 0 for w in weights):
             raise ConfigError(f"--weights needs {len(members)} numbers, one per model (a saved ensemble counts "
-                              f"its members), 0 or more; got {list(weights)}")
-        kept = [(m, w) for m, w in zip(members, weights) if w > 0]
+                              f"its members), finite, 0 or more; got {list(weights)}")
+        kept = [(m, float(w)) for m, w in zip(members, weights) if w > 0]
         members, weights = [m for m, _ in kept], [w for _, w in kept]
     elif any(m.unpacked for m in members):
         weights = [m.weight for m in members]
@@ -137,8 +136,6 @@ def ensemble_face(model_dirs: Sequence[str | Path], out: str | Path, name: str |
     if first.card.get("task") != "face":
         raise ConfigError(f"{first.source}: a {first.card.get('task')} model; face ensemble takes face models")
     classes = list(first.card["classes"])
-    if weights is not None:
-        weights = check_weights(weights, len(members))
     net = build_ensemble([m.model for m in members], name="face_ensemble", weights=weights)
     data = data or (first.card.get("data") or {}).get("spec")
     if not data:
