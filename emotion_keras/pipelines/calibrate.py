@@ -7,7 +7,7 @@ verb and ``export --calibrate`` call :func:`calibrate_model`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from emotion_keras.calibration import check_balance
 from emotion_keras.config import ConfigError
@@ -75,10 +75,11 @@ def calibrate_model(model_dir: str | Path, data: str | None = None, split: str |
     return entry
 
 
-def training_prior_of(card: dict[str, Any], data: str) -> dict[str, Any]:
+def training_prior_of(card: dict[str, Any], data: str, records: Sequence | None = None) -> dict[str, Any]:
     """The ``class_prior`` a trainer records (:func:`emotion_keras.pipelines.common.training_prior`),
     rebuilt from the labels of the card's training split on ``data``: FER+ vote distributions where
-    the corpus has them, the card's class weights applied."""
+    the corpus has them, the card's class weights applied. ``records``: the face corpus ``data`` as
+    read already, where the caller has it."""
     from emotion_keras.calibration import class_prior
     from emotion_keras.config import TrainConfig
     from emotion_keras.pipelines.common import training_prior
@@ -89,7 +90,8 @@ def training_prior_of(card: dict[str, Any], data: str) -> dict[str, Any]:
         from emotion_keras.data.faces import read_faces
         from emotion_keras.data.ferplus import soft_targets
 
-        records = [r for r in read_faces(data) if r.split == "train" and r.label in classes]
+        records = [r for r in (read_faces(data) if records is None else records)
+                   if r.split == "train" and r.label in classes]
         what = "training split"
         soft = soft_targets(records, [r.name for r in records], classes)
         targets = soft if soft is not None else as_distributions([classes.index(r.label) for r in records],

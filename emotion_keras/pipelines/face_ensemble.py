@@ -70,25 +70,32 @@ def member_card(card: dict[str, Any], entry: dict[str, Any], spec: str | None) -
               "train_config": entry.get("train_config") or {}, "training": entry.get("training") or {},
               "metrics": {"validation": entry.get("validation") or {}},
               **({"tta": card["tta"]} if card.get("tta") else {})}
-    member["data"] = entry.get("data") or dict(corpus_data(spec, tuple(card["classes"])))
+    member["data"] = entry.get("data") or corpus_data(spec, tuple(card["classes"]))
     prior = entry.get("class_prior")
     if not prior:
         from emotion_keras.pipelines.calibrate import training_prior_of
 
-        prior = training_prior_of(member, spec) if spec else {}
+        prior = training_prior_of(member, spec, corpus_records(spec)) if spec else {}
     member["class_prior"] = prior
     return member
 
 
 @functools.lru_cache(maxsize=8)
+def corpus_records(spec: str) -> tuple:
+    """The records of the face corpus ``spec``, read once: an ensemble's members often share a corpus,
+    and each member's card and prior need it."""
+    from emotion_keras.data.faces import read_faces
+
+    return tuple(read_faces(spec))
+
+
 def corpus_data(spec: str | None, classes: tuple[str, ...]) -> dict[str, Any]:
-    """A card's ``data`` naming the corpus ``spec`` and its licence (``{}`` without a spec); cached, as
-    an ensemble's members often share a corpus."""
+    """A card's ``data`` naming the corpus ``spec`` and its licence (``{}`` without a spec)."""
     if not spec:
         return {}
-    from emotion_keras.data.faces import corpus_licence, read_faces
+    from emotion_keras.data.faces import corpus_licence
 
-    records = [r for r in read_faces(spec) if r.label in classes]
+    records = [r for r in corpus_records(spec) if r.label in classes]
     return {"corpus": f"{face_dataset_name(records)} ({', '.join(classes)} only)", "spec": spec,
             "licence": corpus_licence(records)}
 
