@@ -75,11 +75,11 @@ def calibrate_model(model_dir: str | Path, data: str | None = None, split: str |
     return entry
 
 
-def training_prior_of(card: dict[str, Any], data: str, records: Sequence | None = None) -> dict[str, Any]:
+def training_prior_of(card: dict[str, Any], data: str, corpus: Sequence | None = None) -> dict[str, Any]:
     """The ``class_prior`` a trainer records (:func:`emotion_keras.pipelines.common.training_prior`),
     rebuilt from the labels of the card's training split on ``data``: FER+ vote distributions where
-    the corpus has them, the card's class weights applied. ``records``: the face corpus ``data`` as
-    read already, where the caller has it."""
+    the corpus has them, the card's class weights applied. ``corpus``: the face corpus ``data``'s records, where the
+    caller has read them already."""
     from emotion_keras.calibration import class_prior
     from emotion_keras.config import TrainConfig
     from emotion_keras.pipelines.common import training_prior
@@ -90,7 +90,7 @@ def training_prior_of(card: dict[str, Any], data: str, records: Sequence | None 
         from emotion_keras.data.faces import read_faces
         from emotion_keras.data.ferplus import soft_targets
 
-        records = [r for r in (read_faces(data) if records is None else records)
+        records = [r for r in (read_faces(data) if corpus is None else corpus)
                    if r.split == "train" and r.label in classes]
         what = "training split"
         soft = soft_targets(records, [r.name for r in records], classes)
