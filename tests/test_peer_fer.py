@@ -4,7 +4,6 @@ get it."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 

@@ -3,7 +3,6 @@ whose data is absent is skipped with what is missing, never half-run."""
 
 from __future__ import annotations
 
-
 from conftest import benchmark
 
 

@@ -78,8 +78,8 @@ def calibrate_model(model_dir: str | Path, data: str | None = None, split: str |
 def training_prior_of(card: dict[str, Any], data: str, corpus: Sequence | None = None) -> dict[str, Any]:
     """The ``class_prior`` a trainer records (:func:`emotion_keras.pipelines.common.training_prior`),
     rebuilt from the labels of the card's training split on ``data``: FER+ vote distributions where
-    the corpus has them, the card's class weights applied. ``corpus``: the face corpus ``data``'s records, where the
-    caller has read them already."""
+    the corpus has them, the card's class weights applied. ``corpus``: the face corpus ``data``'s
+    records, where the caller has read them already."""
     from emotion_keras.calibration import class_prior
     from emotion_keras.config import TrainConfig
     from emotion_keras.pipelines.common import training_prior
